@@ -1,0 +1,196 @@
+"""SQLite event store: the embedded default (``sqlite:///path/to/ledger.db``).
+
+Built on eventsourcing's SQLite datastore and application recorder (its
+``stored_events`` table, WAL mode, notification log by rowid). Appends run in
+``BEGIN IMMEDIATE`` transactions, so writers from several processes queue on SQLite's
+single write lock instead of failing on a lock upgrade, and log positions (rowids)
+are issued in commit order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+from ledger.errors import StoreError, StoreUnavailable
+from ledger.store import AppendConflict, KeyRecord, WriteBatch
+
+__all__ = ["SQLiteEventStore"]
+
+_CHUNK = 500
+_LOCK_TIMEOUT_S = 30
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS ledger_keys ("
+    " key_id TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+    " outcome BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_open_holds ("
+    " hold_id TEXT PRIMARY KEY, expires_at TEXT)",
+    "CREATE INDEX IF NOT EXISTS ledger_open_holds_due ON ledger_open_holds (expires_at)"
+    " WHERE expires_at IS NOT NULL",
+)
+
+
+def _utc(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+class SQLiteEventStore:
+    """An :class:`~ledger.store.EventStore` in one SQLite file."""
+
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        self.datastore = SQLiteDatastore(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=2)
+        self.recorder = SQLiteApplicationRecorder(self.datastore)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        try:
+            with self.datastore.get_connection(commit=True) as conn:
+                cursor = conn.cursor().sqlite_cursor
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+        except sqlite3.IntegrityError as e:
+            raise AppendConflict(str(e)) from e
+        except sqlite3.OperationalError as e:
+            raise StoreUnavailable(f"SQLite store {self.url} is busy or unavailable: {e}") from e
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite store {self.url} failed: {e}") from e
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Cursor]:
+        try:
+            with self.datastore.get_connection(commit=False) as conn:
+                yield conn.cursor().sqlite_cursor
+        except sqlite3.OperationalError as e:
+            raise StoreUnavailable(f"SQLite store {self.url} is unavailable: {e}") from e
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite store {self.url} failed: {e}") from e
+
+    def create_schema(self) -> None:
+        """Create the event table and the ledger's side tables if missing."""
+        with self._write() as cur:
+            for statement in (*self.recorder.create_table_statements, *_SCHEMA):
+                cur.execute(statement)
+            cur.execute("PRAGMA synchronous")
+            level = cur.fetchone()[0]
+        if level < 2:  # 2 = FULL: a commit is on disk before it is acknowledged
+            raise StoreError(f"SQLite synchronous level is {level}; the ledger requires FULL (2)")
+
+    def load_streams(
+        self, stream_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+        """The first and latest event of each stream that exists."""
+        found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
+        with self._read() as cur:
+            for chunk in _chunks([s.hex for s in stream_ids]):
+                marks = ",".join("?" * len(chunk))
+                cur.execute(
+                    "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+                    " FROM stored_events e JOIN (SELECT originator_id, MAX(originator_version) v"
+                    f" FROM stored_events WHERE originator_id IN ({marks}) GROUP BY originator_id) m"
+                    " ON e.originator_id = m.originator_id"
+                    " AND (e.originator_version = 1 OR e.originator_version = m.v)"
+                    " ORDER BY e.originator_id, e.originator_version",
+                    chunk,
+                )
+                for sid, version, topic, state in cur.fetchall():
+                    event = StoredEvent(uuid.UUID(sid), version, topic, bytes(state))
+                    first = found.get(event.originator_id)  # type: ignore[call-overload]
+                    found[event.originator_id] = (first[0] if first else event, event)  # type: ignore[index]
+        return found
+
+    def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
+        """The idempotency records among ``key_ids``."""
+        found: dict[uuid.UUID, KeyRecord] = {}
+        with self._read() as cur:
+            for chunk in _chunks([k.hex for k in key_ids]):
+                marks = ",".join("?" * len(chunk))
+                cur.execute(
+                    "SELECT key_id, key, fingerprint, outcome FROM ledger_keys"
+                    f" WHERE key_id IN ({marks})",
+                    chunk,
+                )
+                for key_id, key, fp, outcome in cur.fetchall():
+                    kid = uuid.UUID(key_id)
+                    found[kid] = KeyRecord(kid, key, fp, bytes(outcome))
+        return found
+
+    def append(self, batch: WriteBatch) -> Sequence[int]:
+        """Write the batch in one IMMEDIATE transaction; conflicts raise AppendConflict."""
+        with self._write() as cur:
+            self._check_versions(cur, batch.expect_versions)
+            cur.executemany(
+                "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (e.originator_id.hex, e.originator_version, e.topic, e.state)  # type: ignore[union-attr]
+                    for e in batch.events
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome) VALUES (?, ?, ?, ?)",
+                [(k.key_id.hex, k.key, k.fingerprint, k.outcome) for k in batch.keys],
+            )
+            cur.executemany(
+                "INSERT INTO ledger_open_holds (hold_id, expires_at) VALUES (?, ?)",
+                [(h.hex, _utc(at)) for h, at in batch.holds_opened],
+            )
+            cur.executemany(
+                "DELETE FROM ledger_open_holds WHERE hold_id = ?",
+                [(h.hex,) for h in batch.holds_closed],
+            )
+        return []
+
+    def _check_versions(self, cur: sqlite3.Cursor, expect: dict[uuid.UUID, int]) -> None:
+        items = list(expect.items())
+        for chunk in _chunks(items):
+            marks = ",".join("?" * len(chunk))
+            cur.execute(
+                "SELECT originator_id, MAX(originator_version) FROM stored_events"
+                f" WHERE originator_id IN ({marks}) GROUP BY originator_id",
+                [sid.hex for sid, _ in chunk],
+            )
+            current = {uuid.UUID(sid): v for sid, v in cur.fetchall()}
+            for sid, version in chunk:
+                if current.get(sid, 0) != version:
+                    raise AppendConflict(f"stream {sid} moved on from version {version}")
+
+    def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        """Open holds due at ``now``, earliest first."""
+        with self._read() as cur:
+            cur.execute(
+                "SELECT hold_id FROM ledger_open_holds WHERE expires_at IS NOT NULL"
+                " AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+                (_utc(now), limit),
+            )
+            return [uuid.UUID(row[0]) for row in cur.fetchall()]
+
+    def read_log(self, after: int, limit: int) -> Sequence[Notification]:
+        """Events after position ``after``, in log order."""
+        return self.recorder.select_notifications(after, limit, inclusive_of_start=False)
+
+    def max_position(self) -> int:
+        """The highest log position (0 for an empty log)."""
+        return self.recorder.max_notification_id() or 0
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.datastore.close()

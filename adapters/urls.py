@@ -1,0 +1,36 @@
+"""Open a store from a URL: ``sqlite:///path``, ``sqlite:///:memory:`` or ``postgresql://...``."""
+
+from __future__ import annotations
+
+import uuid
+
+from ledger.errors import StoreError
+from ledger.store import EventStore
+
+__all__ = ["open_store"]
+
+
+def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) -> EventStore:
+    """The event store named by ``url`` (schema not created; see ``create_schema``).
+
+    * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` - a file, WAL mode;
+    * ``sqlite:///:memory:`` - a private in-memory database (tests, examples);
+    * ``postgresql://user:password@host:5432/dbname`` - PostgreSQL via psycopg 3.
+    """
+    if url.startswith("sqlite:///"):
+        from ledger.adapters.sqlite_store import SQLiteEventStore
+
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise StoreError("sqlite URL needs a path: sqlite:///ledger.db")
+        if path == ":memory:":
+            path = f"file:ledger-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        return SQLiteEventStore(url, path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from ledger.adapters.postgres_store import PostgresEventStore
+
+        return PostgresEventStore(url, pool_size=pool_size, require_durable=require_durable)
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise StoreError(
+        f"unsupported store URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
+    )

@@ -1,0 +1,314 @@
+"""Run commands: load, decide, append, with bounded whole-attempt retries.
+
+One :meth:`Executor.run` call is one storage transaction, whatever the number of
+commands. Each command gets its own :class:`~ledger.outcome.Outcome`; an
+:class:`~commands.models.AtomicBatch` is one command whose inner commands apply
+all-or-nothing. A conflict with a concurrent writer (a stream moved on, a key appeared)
+makes the whole attempt start again from fresh state, up to ``attempts_max`` times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import structlog
+
+from ledger import events
+from ledger.assets import Asset, iso_currency
+from ledger.errors import (
+    CommandRejected,
+    ConcurrencyConflict,
+    IdempotencyConflict,
+    InvalidCommand,
+    LedgerError,
+    StoreUnavailable,
+)
+from ledger.model import (
+    AccountState,
+    EntryState,
+    account_stream_id,
+    asset_stream_id,
+    entry_id_for_key,
+)
+from ledger.outcome import Outcome
+from ledger.store import AppendConflict, EventStore, KeyRecord
+
+from .handlers import HANDLERS, referenced_accounts, referenced_assets, referenced_entries
+from .models import AtomicBatch, Command, DeclareAsset, ExpireHold, OpenAccount
+from .working_set import Tx, WorkingSet
+
+__all__ = ["Executor", "StateCache", "fingerprint"]
+
+log = structlog.get_logger("ledger")
+
+#: Whole-attempt retries after a conflict with a concurrent writer.
+ATTEMPTS_MAX = 12
+#: Commands in one call of :meth:`Executor.run`.
+BATCH_MAX = 10_000
+#: States kept in memory before the cache is emptied (it refills from the store).
+CACHE_STREAMS_MAX = 1_000_000
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value.normalize())
+    raise TypeError(type(value).__name__)
+
+
+def fingerprint(command: Command) -> str:
+    """A hash of the request without its key: equal requests, equal fingerprints.
+
+    Amounts are normalised (``"10.0"`` and ``"10.00"`` are the same request).
+    ``ExpireHold`` is identified by its hold alone, so two sweeps agree.
+    """
+    exclude = {"key", "now"} if isinstance(command, ExpireHold) else {"key"}
+    body = command.model_dump(exclude=exclude)
+    data = orjson.dumps(body, default=_json_default, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(data).hexdigest()
+
+
+class StateCache:
+    """Latest known states, shared by the attempts of one process.
+
+    The cache may be stale when other processes write: that is safe, because every
+    append names the versions it extends and fails if another writer got there first.
+    """
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, AccountState] = {}
+        self.entries: dict[uuid.UUID, EntryState] = {}
+        self.assets: dict[str, Asset] = {}
+
+    def forget(self, accounts: Iterable[str], entries: Iterable[uuid.UUID]) -> None:
+        """Drop states so the next attempt reads them from the store."""
+        for name in accounts:
+            self.accounts.pop(name, None)
+        for entry_id in entries:
+            self.entries.pop(entry_id, None)
+
+    def absorb(self, ws: WorkingSet) -> None:
+        """Keep the states a successful append produced."""
+        if len(self.accounts) + len(ws.accounts) > CACHE_STREAMS_MAX:
+            self.accounts.clear()
+        self.accounts.update(ws.accounts)
+        for entry_id, entry in ws.entries.items():
+            if entry.status == "pending":
+                self.entries[entry_id] = entry
+            else:
+                self.entries.pop(entry_id, None)
+        self.assets.update(ws.assets)
+
+
+def _flatten(commands: Sequence[Command]) -> list[Command]:
+    flat: list[Command] = []
+    for cmd in commands:
+        flat.append(cmd)
+        if isinstance(cmd, AtomicBatch):
+            flat.extend(cmd.commands)
+    return flat
+
+
+class Executor:
+    """Decides and appends batches of commands against one store."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        attempts_max: int = ATTEMPTS_MAX,
+    ) -> None:
+        self.store = store
+        self.cache = StateCache()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.attempts_max = attempts_max
+
+    def run(self, commands: Sequence[Command]) -> list[Outcome]:
+        """Apply ``commands`` in one transaction; one outcome per command, in order."""
+        if len(commands) > BATCH_MAX:
+            from ledger.errors import LimitExceeded
+
+            raise LimitExceeded(f"{len(commands)} commands in one batch; the limit is {BATCH_MAX}")
+        prints = [(cmd, entry_id_for_key(cmd.key), fingerprint(cmd)) for cmd in commands]
+        flat = _flatten(commands)
+        failure: LedgerError | None = None
+        for attempt in range(self.attempts_max):
+            try:
+                return self._attempt(prints, flat)
+            except AppendConflict:
+                failure = ConcurrencyConflict(
+                    f"gave up after {self.attempts_max} attempts under contention; retry later"
+                )
+            except StoreUnavailable as e:
+                failure = e
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            self._forget(flat)
+            log.debug("ledger.retry", attempt=attempt + 1, reason=type(failure).__name__)
+        assert failure is not None
+        raise failure
+
+    def _forget(self, flat: Sequence[Command]) -> None:
+        accounts = [a for cmd in flat for a in referenced_accounts(cmd)]
+        entries = [e for cmd in flat for e in referenced_entries(cmd)]
+        for entry_id in entries:
+            held = self.cache.entries.get(entry_id)
+            if held is not None:
+                accounts.extend(leg.account for leg in held.legs)
+        self.cache.forget(accounts, entries)
+
+    def _attempt(
+        self, prints: Sequence[tuple[Command, uuid.UUID, str]], flat: Sequence[Command]
+    ) -> list[Outcome]:
+        key_ids = {entry_id_for_key(cmd.key) for cmd in flat}
+        records = self.store.lookup_keys(key_ids)
+        self._load(flat)
+        ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
+        decided: dict[uuid.UUID, tuple[str, Outcome]] = {}
+        outcomes: list[Outcome] = []
+        touched: list[list[str]] = []
+        for cmd, key_id, fp in prints:
+            record = records.get(key_id)
+            earlier = decided.get(key_id)
+            if record is not None:
+                outcome = _replay(cmd.key, fp, record.fingerprint, Outcome.from_record(cmd.key, record.outcome))
+                accounts: list[str] = []
+            elif earlier is not None:
+                outcome = _replay(cmd.key, fp, earlier[0], earlier[1])
+                accounts = []
+            else:
+                outcome, accounts = self._decide(cmd, key_id, fp, ws, records)
+                if outcome.status in ("applied", "rejected"):
+                    decided[key_id] = (fp, outcome)
+            outcomes.append(outcome)
+            touched.append(accounts)
+        batch = ws.finish()
+        if batch.events or batch.keys:
+            self.store.append(batch)
+        self.cache.absorb(ws)
+        for outcome, accounts in zip(outcomes, touched, strict=True):
+            _log_outcome(outcome, accounts)
+        return outcomes
+
+    def _decide(
+        self,
+        cmd: Command,
+        key_id: uuid.UUID,
+        fp: str,
+        ws: WorkingSet,
+        records: dict[uuid.UUID, KeyRecord],
+    ) -> tuple[Outcome, list[str]]:
+        tx = Tx(ws)
+        try:
+            if isinstance(cmd, AtomicBatch):
+                kind = self._atomic(cmd, tx, records)
+            else:
+                kind = HANDLERS[type(cmd)](cmd, tx, key_id)
+        except CommandRejected as e:
+            outcome = Outcome(cmd.key, "rejected", code=e.code, message=e.message)
+            ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
+            return outcome, sorted({name for name, _ in tx.touched})
+        except LedgerError as e:
+            return Outcome.from_error(cmd.key, e), []
+        ws.merge(tx)
+        has_entry = not isinstance(cmd, OpenAccount | DeclareAsset | AtomicBatch)
+        outcome = Outcome(cmd.key, "applied", entry_id=key_id if has_entry else None, kind=kind)
+        ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
+        return outcome, sorted({name for name, _ in tx.touched})
+
+    def _atomic(self, batch: AtomicBatch, tx: Tx, records: dict[uuid.UUID, KeyRecord]) -> str:
+        seen: set[str] = {batch.key}
+        inner: list[KeyRecord] = []
+        for index, cmd in enumerate(batch.commands):
+            key_id = entry_id_for_key(cmd.key)
+            if cmd.key in seen:
+                raise InvalidCommand(f"key {cmd.key!r} appears twice in atomic batch {batch.key!r}")
+            if key_id in records:
+                raise IdempotencyConflict(
+                    f"key {cmd.key!r} inside atomic batch {batch.key!r} was already used"
+                )
+            seen.add(cmd.key)
+            try:
+                kind = HANDLERS[type(cmd)](cmd, tx, key_id)
+            except LedgerError as e:
+                e.message = f"command {index} ({cmd.key!r}) of atomic batch: {e.message}"
+                e.args = (e.message,)
+                raise
+            has_entry = not isinstance(cmd, OpenAccount | DeclareAsset)
+            done = Outcome(cmd.key, "applied", entry_id=key_id if has_entry else None, kind=kind)
+            inner.append(KeyRecord(key_id, cmd.key, fingerprint(cmd), done.to_record()))
+        tx.ws.keys.extend(inner)
+        return "atomic_batch"
+
+    def _load(self, flat: Sequence[Command]) -> None:
+        cache = self.cache
+        wanted_entries = {e for cmd in flat for e in referenced_entries(cmd)}
+        missing_entries = [e for e in wanted_entries if e not in cache.entries]
+        wanted_accounts = {a for cmd in flat for a in referenced_accounts(cmd)}
+        wanted_assets = {
+            code for cmd in flat for code in referenced_assets(cmd) if iso_currency(code) is None
+        }
+        missing_assets = [c for c in wanted_assets if c not in cache.assets]
+        ids: list[uuid.UUID] = missing_entries + [asset_stream_id(c) for c in missing_assets]
+        loaded = self.store.load_streams(ids) if ids else {}
+        for first, last in loaded.values():
+            if first.topic == events.TOPIC_ENTRY:
+                state = events.entry_state_from(first, last)
+                cache.entries[state.entry_id] = state
+            elif first.topic == events.TOPIC_ASSET_DECLARED:
+                body = events.decode(first.state)
+                cache.assets[body["code"]] = Asset(body["code"], body["scale"])
+        for entry_id in wanted_entries:
+            held = cache.entries.get(entry_id)
+            if held is not None:
+                wanted_accounts.update(leg.account for leg in held.legs)
+        missing = [a for a in wanted_accounts if a not in cache.accounts]
+        if missing:
+            by_id = {account_stream_id(a): a for a in missing}
+            for sid, (first, last) in self.store.load_streams(list(by_id)).items():
+                if first.topic == events.TOPIC_ACCOUNT_OPENED:
+                    cache.accounts[by_id[sid]] = events.account_state_from(first, last)
+
+
+def _replay(key: str, fp: str, recorded_fp: str, recorded: Outcome) -> Outcome:
+    if fp != recorded_fp:
+        return Outcome(
+            key,
+            "conflict",
+            code=IdempotencyConflict.code,
+            message=f"idempotency key {key!r} was already used for a different request",
+        )
+    if recorded.replayed:
+        return recorded
+    return Outcome(
+        recorded.key,
+        recorded.status,
+        entry_id=recorded.entry_id,
+        code=recorded.code,
+        message=recorded.message,
+        replayed=True,
+        kind=recorded.kind,
+    )
+
+
+def _log_outcome(outcome: Outcome, accounts: list[str]) -> None:
+    fields: dict[str, Any] = {
+        "idempotency_key": outcome.key,
+        "status": outcome.status,
+        "replayed": outcome.replayed,
+    }
+    if outcome.entry_id is not None:
+        fields["entry_id"] = str(outcome.entry_id)
+    if outcome.kind is not None:
+        fields["kind"] = outcome.kind
+    if accounts:
+        fields["accounts"] = accounts
+    if outcome.code is not None:
+        fields["code"] = outcome.code
+    log.info("ledger.write", **fields)

@@ -1,0 +1,332 @@
+"""One handler per write command: decide against a :class:`Tx`, emit events.
+
+A handler raises :class:`~ledger.errors.InvalidCommand` for a malformed request and a
+:class:`~ledger.errors.CommandRejected` subclass when the state refuses it; in both
+cases its ``Tx`` is discarded. It returns the kind of entry it recorded (or the name of
+what it did) when the command applies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ledger import events
+from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
+from ledger.errors import (
+    AccountExists,
+    AssetExists,
+    ConcurrencyConflict,
+    EntryNotFound,
+    EntryNotReversible,
+    ExceedsHold,
+    HoldExpired,
+    HoldNotPending,
+    InvalidAmount,
+    InvalidCommand,
+    UnbalancedEntry,
+)
+from ledger.model import AccountState, EntryState, Leg, account_stream_id, asset_stream_id
+
+from .models import (
+    Command,
+    DeclareAsset,
+    ExpireHold,
+    LegInput,
+    OpenAccount,
+    PlaceHold,
+    PostEntry,
+    PostHold,
+    ReverseEntry,
+    VoidHold,
+)
+from .working_set import Tx
+
+__all__ = ["HANDLERS", "referenced_accounts", "referenced_assets", "referenced_entries"]
+
+
+def _legs(tx: Tx, given: Sequence[LegInput]) -> tuple[Leg, ...]:
+    """Convert caller legs to minor units; refuse zero legs and imbalance per asset."""
+    legs: list[Leg] = []
+    totals: dict[str, int] = defaultdict(int)
+    for item in given:
+        asset = tx.asset(item.asset)
+        amount = to_minor(item.amount, asset)
+        if amount == 0:
+            raise InvalidAmount(f"leg on {item.account!r} has a zero amount")
+        legs.append(Leg(item.account, asset.code, amount))
+        totals[asset.code] += amount
+    unbalanced = {code: total for code, total in totals.items() if total != 0}
+    if unbalanced:
+        detail = ", ".join(f"{code} off by {total} minor units" for code, total in unbalanced.items())
+        raise UnbalancedEntry(f"entry does not balance: {detail} (debits must equal credits)")
+    return tuple(legs)
+
+
+def _check_pins(tx: Tx, pins: dict[str, int]) -> None:
+    for name, version in pins.items():
+        state = tx.ws.current_account(name)
+        current = 0 if state is None else state.version
+        if tx.ws.touched_before(name) or current != version:
+            raise ConcurrencyConflict(
+                f"account {name!r} is no longer at version {version}; re-read it and retry"
+            )
+
+
+def declare_asset(cmd: DeclareAsset, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Declare a user-defined asset once."""
+    validate_asset_code(cmd.code)
+    if tx.asset_is_declared(cmd.code):
+        raise AssetExists(f"asset {cmd.code!r} is already declared")
+    if iso_currency(cmd.code) is not None:
+        raise InvalidCommand(f"{cmd.code!r} is an ISO 4217 currency; it needs no declaration")
+    asset = Asset(cmd.code, cmd.scale)
+    tx.new_assets[cmd.code] = asset
+    tx.emit(events.asset_declared(asset, asset_stream_id(cmd.code), cmd.key, tx.ws.now))
+    return "declare_asset"
+
+
+def open_account(cmd: OpenAccount, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Open an account with its asset and balance bounds."""
+    asset = tx.asset(cmd.asset)
+    low = None if cmd.min_balance is None else to_minor(cmd.min_balance, asset)
+    high = None if cmd.max_balance is None else to_minor(cmd.max_balance, asset)
+    if low is not None and high is not None and low > high:
+        raise InvalidCommand("min_balance is greater than max_balance")
+    if (low is not None and low > 0) or (high is not None and high < 0):
+        raise InvalidCommand("the bounds must allow the opening balance of zero")
+    if tx.account(cmd.account) is not None:
+        raise AccountExists(f"account {cmd.account!r} is already open")
+    state = AccountState(
+        account=cmd.account,
+        stream_id=account_stream_id(cmd.account),
+        asset=asset,
+        normal=cmd.normal,
+        min_balance=low,
+        max_balance=high,
+        owner=cmd.owner,
+        version=1,
+        last_hash="",
+    )
+    event = events.account_opened(state, cmd.key, cmd.metadata, tx.ws.now)
+    state.last_hash = events.state_hash(event.state)
+    tx.accounts[cmd.account] = state
+    tx.emit(event)
+    return "open_account"
+
+
+def post_entry(cmd: PostEntry, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Post a balanced entry."""
+    legs = _legs(tx, cmd.legs)
+    _check_pins(tx, cmd.expected_versions)
+    tx.apply_legs(entry_id, legs, pending=False)
+    tx.check_rules()
+    tx.emit(_entry_event(cmd, tx, entry_id, "posted", legs))
+    return "posted"
+
+
+def place_hold(cmd: PlaceHold, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Reserve amounts as a pending entry."""
+    legs = _legs(tx, cmd.legs)
+    if cmd.expires_at is not None and cmd.expires_at <= tx.ws.now:
+        raise InvalidCommand("expires_at is not in the future")
+    _check_pins(tx, cmd.expected_versions)
+    tx.apply_legs(entry_id, legs, pending=True)
+    tx.check_rules()
+    tx.emit(_entry_event(cmd, tx, entry_id, "pending", legs, expires_at=cmd.expires_at))
+    tx.holds_opened.append((entry_id, cmd.expires_at))
+    tx.entries[entry_id] = EntryState(
+        entry_id=entry_id,
+        kind="pending",
+        legs=legs,
+        version=1,
+        last_hash=events.state_hash(tx.events[-1].state),
+        status="pending",
+        expires_at=cmd.expires_at,
+        effective_at=cmd.effective_at or tx.ws.now,
+    )
+    return "pending"
+
+
+def _open_hold(tx: Tx, hold_id: uuid.UUID) -> EntryState:
+    hold = tx.entry(hold_id)
+    if hold is None or hold.kind != "pending":
+        raise EntryNotFound(f"no hold with id {hold_id}")
+    if hold.status != "pending":
+        raise HoldNotPending(f"hold {hold_id} is already {hold.status}")
+    return hold
+
+
+def _net(legs: Sequence[Leg]) -> dict[tuple[str, str], int]:
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for leg in legs:
+        totals[(leg.account, leg.asset)] += leg.amount
+    return totals
+
+
+def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Post a hold in full or in part; release the rest."""
+    hold = _open_hold(tx, cmd.hold_id)
+    if hold.expires_at is not None and hold.expires_at <= tx.ws.now:
+        raise HoldExpired(f"hold {cmd.hold_id} expired at {hold.expires_at.isoformat()}")
+    legs = hold.legs if cmd.legs is None else _legs(tx, cmd.legs)
+    held = _net(hold.legs)
+    for (account, asset), amount in _net(legs).items():
+        limit = held.get((account, asset), 0)
+        if amount == 0:
+            continue
+        if limit == 0 or (amount > 0) != (limit > 0) or abs(amount) > abs(limit):
+            raise ExceedsHold(
+                f"posting {amount} minor units of {asset} on {account!r} exceeds what hold "
+                f"{cmd.hold_id} reserved there ({limit})"
+            )
+    tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
+    tx.apply_legs(entry_id, legs, pending=False)
+    tx.check_rules()
+    tx.emit(_entry_event(cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id))
+    hold.status = "posted"
+    tx.update_entry(hold, entry_id)
+    tx.holds_closed.append(hold.entry_id)
+    return "capture"
+
+
+def void_hold(cmd: VoidHold, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Release a hold."""
+    hold = _open_hold(tx, cmd.hold_id)
+    return _release(tx, cmd, hold, entry_id, "void", "voided")
+
+
+def expire_hold(cmd: ExpireHold, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Release a hold whose deadline has passed."""
+    hold = _open_hold(tx, cmd.hold_id)
+    if hold.expires_at is None or hold.expires_at > cmd.now:
+        raise HoldNotPending(f"hold {cmd.hold_id} is not due to expire at {cmd.now.isoformat()}")
+    return _release(tx, cmd, hold, entry_id, "expire", "expired")
+
+
+def _release(
+    tx: Tx, cmd: VoidHold | ExpireHold, hold: EntryState, entry_id: uuid.UUID, kind: Any, status: Any
+) -> str:
+    tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
+    tx.check_rules()
+    tx.emit(_entry_event(cmd, tx, entry_id, kind, (), releases=hold.legs, hold=hold.entry_id))
+    hold.status = status
+    tx.update_entry(hold, entry_id)
+    tx.holds_closed.append(hold.entry_id)
+    return str(kind)
+
+
+def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Reverse (part of) a posting with a new linked entry."""
+    original = tx.entry(cmd.entry_id)
+    if original is None:
+        raise EntryNotFound(f"no entry with id {cmd.entry_id}")
+    if original.kind not in ("posted", "capture"):
+        raise EntryNotReversible(f"entry {cmd.entry_id} is a {original.kind} entry; only postings reverse")
+    if cmd.legs is None:
+        legs = tuple(
+            Leg(leg.account, leg.asset, -rest if leg.amount > 0 else rest)
+            for leg, rest in zip(original.legs, original.remaining, strict=True)
+            if rest
+        )
+        if not legs:
+            raise EntryNotReversible(f"entry {cmd.entry_id} is already fully reversed")
+        original.remaining = [0] * len(original.remaining)
+    else:
+        legs = _legs(tx, cmd.legs)
+        _consume_reversible(original, legs)
+    tx.apply_legs(entry_id, legs, pending=False)
+    tx.check_rules()
+    tx.emit(_entry_event(cmd, tx, entry_id, "reversal", legs, reverses=original.entry_id))
+    tx.update_entry(original, entry_id)
+    return "reversal"
+
+
+def _consume_reversible(original: EntryState, legs: Sequence[Leg]) -> None:
+    for leg in legs:
+        need = abs(leg.amount)
+        for index, source in enumerate(original.legs):
+            if need == 0:
+                break
+            opposite = (source.amount > 0) != (leg.amount > 0)
+            if source.account == leg.account and source.asset == leg.asset and opposite:
+                take = min(need, original.remaining[index])
+                original.remaining[index] -= take
+                need -= take
+        if need:
+            raise EntryNotReversible(
+                f"reversing {abs(leg.amount)} minor units of {leg.asset} on {leg.account!r} "
+                f"exceeds what is left to reverse of entry {original.entry_id}"
+            )
+
+
+def _entry_event(
+    cmd: PostEntry | PlaceHold | PostHold | VoidHold | ExpireHold | ReverseEntry,
+    tx: Tx,
+    entry_id: uuid.UUID,
+    kind: Any,
+    legs: Sequence[Leg],
+    *,
+    releases: Sequence[Leg] = (),
+    hold: uuid.UUID | None = None,
+    reverses: uuid.UUID | None = None,
+    expires_at: Any = None,
+) -> Any:
+    effective = getattr(cmd, "effective_at", None) or tx.ws.now
+    return events.entry_recorded(
+        entry_id,
+        kind=kind,
+        key=cmd.key,
+        legs=legs,
+        releases=releases,
+        effective_at=effective,
+        recorded_at=tx.ws.now,
+        description=getattr(cmd, "description", ""),
+        metadata=getattr(cmd, "metadata", {}),
+        hold=hold,
+        reverses=reverses,
+        expires_at=expires_at,
+    )
+
+
+Handler = Callable[[Any, Tx, uuid.UUID], str]
+
+HANDLERS: dict[type[Command], Handler] = {
+    DeclareAsset: declare_asset,
+    OpenAccount: open_account,
+    PostEntry: post_entry,
+    PlaceHold: place_hold,
+    PostHold: post_hold,
+    VoidHold: void_hold,
+    ExpireHold: expire_hold,
+    ReverseEntry: reverse_entry,
+}
+
+
+def referenced_accounts(cmd: Command) -> list[str]:
+    """Accounts a command names directly (holds and reversals add their entry's)."""
+    if isinstance(cmd, OpenAccount):
+        return [cmd.account]
+    legs = getattr(cmd, "legs", None) or ()
+    return [leg.account for leg in legs]
+
+
+def referenced_entries(cmd: Command) -> list[uuid.UUID]:
+    """Entries (holds, postings) a command refers to."""
+    if isinstance(cmd, PostHold | VoidHold | ExpireHold):
+        return [cmd.hold_id]
+    if isinstance(cmd, ReverseEntry):
+        return [cmd.entry_id]
+    return []
+
+
+def referenced_assets(cmd: Command) -> list[str]:
+    """Asset codes a command names."""
+    if isinstance(cmd, OpenAccount):
+        return [cmd.asset]
+    if isinstance(cmd, DeclareAsset):
+        return [cmd.code]
+    legs = getattr(cmd, "legs", None) or ()
+    return [leg.asset for leg in legs]

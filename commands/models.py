@@ -1,0 +1,242 @@
+"""Write commands: small immutable values, validated at the boundary.
+
+Every command carries an idempotency ``key``. Amounts are ``Decimal`` or decimal
+strings in major units (``"12.34"`` USD); floats, NaN and Infinity are refused. A leg's
+amount is signed: positive is a debit, negative a credit.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+)
+
+from ledger.assets import SCALE_MAX, parse_decimal
+from ledger.errors import InvalidAmount
+
+__all__ = [
+    "DESCRIPTION_MAX_CHARS",
+    "KEY_MAX_CHARS",
+    "LEGS_MAX",
+    "METADATA_MAX_BYTES",
+    "AtomicBatch",
+    "Command",
+    "DeclareAsset",
+    "ExpireHold",
+    "LegInput",
+    "OpenAccount",
+    "PlaceHold",
+    "PostEntry",
+    "PostHold",
+    "ReverseEntry",
+    "VoidHold",
+    "WriteCommand",
+]
+
+#: Most legs in one entry.
+LEGS_MAX = 64
+#: Longest idempotency key.
+KEY_MAX_CHARS = 256
+#: Longest description.
+DESCRIPTION_MAX_CHARS = 1024
+#: Largest metadata object, as compact UTF-8 JSON.
+METADATA_MAX_BYTES = 8192
+#: Most commands in an atomic batch.
+ATOMIC_BATCH_MAX = 1000
+
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")
+_ASSET_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
+
+
+def _amount(value: object) -> Decimal:
+    try:
+        return parse_decimal(value)
+    except InvalidAmount as e:
+        raise ValueError(e.message) from None
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid UTF-8 (contains lone surrogates)") from None
+    return text
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware (e.g. UTC)")
+    return value
+
+
+def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as e:
+        raise ValueError(f"metadata is not JSON-serialisable UTF-8: {e}") from None
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(f"metadata is {size} bytes; the limit is {METADATA_MAX_BYTES}")
+    return value
+
+
+Amount = Annotated[Decimal, BeforeValidator(_amount)]
+"""An exact decimal amount in major units; floats, NaN and Infinity are refused."""
+
+Key = Annotated[
+    str, Field(min_length=1, max_length=KEY_MAX_CHARS), AfterValidator(_utf8)
+]
+"""An idempotency key: 1-256 characters chosen by the caller, unique per request."""
+
+AccountId = Annotated[str, Field(pattern=_ACCOUNT_ID.pattern)]
+"""A readable account id such as ``users:42:wallet`` (1-128 of ``A-Za-z0-9_.:@/+-``)."""
+
+AssetCode = Annotated[str, Field(pattern=_ASSET_CODE.pattern)]
+"""An ISO 4217 currency code or a declared asset code (2-16 of ``A-Z0-9_``)."""
+
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(_utf8)]
+Metadata = Annotated[dict[str, JsonValue], AfterValidator(_metadata)]
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+
+class Command(_Frozen):
+    """Base of every write command."""
+
+    key: Key
+
+
+class LegInput(_Frozen):
+    """One leg as given by a caller: positive ``amount`` debits, negative credits."""
+
+    account: AccountId
+    amount: Amount
+    asset: AssetCode
+
+
+class DeclareAsset(Command):
+    """Declare a user-defined asset (points, hours, a token) with its decimals."""
+
+    kind: Literal["declare_asset"] = "declare_asset"
+    code: AssetCode
+    scale: Annotated[int, Field(ge=0, le=SCALE_MAX)]
+
+
+class OpenAccount(Command):
+    """Open an account in one asset, with optional balance bounds.
+
+    ``min_balance=0`` means the account must not go negative; ``min_balance=-L`` is a
+    credit limit of L; ``max_balance=0`` means it must not go positive. Bounds apply to
+    the normal-oriented balance (credits minus debits for ``normal="credit"``).
+    """
+
+    kind: Literal["open_account"] = "open_account"
+    account: AccountId
+    asset: AssetCode
+    normal: Literal["debit", "credit"] = "credit"
+    min_balance: Amount | None = None
+    max_balance: Amount | None = None
+    owner: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class _EntryFields(Command):
+    legs: Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)]
+    effective_at: AwareDatetime | None = None
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+    #: Pin accounts to the versions the caller read; a mismatch raises
+    #: ConcurrencyConflict and writes nothing.
+    expected_versions: dict[AccountId, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+
+
+class PostEntry(_EntryFields):
+    """Post a balanced journal entry (balanced in every asset it moves)."""
+
+    kind: Literal["post_entry"] = "post_entry"
+
+
+class PlaceHold(_EntryFields):
+    """Reserve the legs' amounts as a pending entry, released at ``expires_at``."""
+
+    kind: Literal["place_hold"] = "place_hold"
+    expires_at: AwareDatetime | None = None
+
+
+class PostHold(Command):
+    """Post a pending hold, fully or (with ``legs``) partly; the rest is released."""
+
+    kind: Literal["post_hold"] = "post_hold"
+    hold_id: uuid.UUID
+    legs: Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)] | None = None
+    effective_at: AwareDatetime | None = None
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class VoidHold(Command):
+    """Release a pending hold without posting anything."""
+
+    kind: Literal["void_hold"] = "void_hold"
+    hold_id: uuid.UUID
+    description: Description = ""
+
+
+class ExpireHold(Command):
+    """Release a hold whose deadline has passed (issued by ``expire_due``)."""
+
+    kind: Literal["expire_hold"] = "expire_hold"
+    hold_id: uuid.UUID
+    now: AwareDatetime
+
+
+class ReverseEntry(Command):
+    """Reverse a posted entry with a new linked entry: fully, or partly with ``legs``.
+
+    ``legs`` name amounts to give back on the original entry's accounts; what remains
+    reversible is tracked per leg, so refunds can never exceed what was posted.
+    """
+
+    kind: Literal["reverse_entry"] = "reverse_entry"
+    entry_id: uuid.UUID
+    legs: Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)] | None = None
+    effective_at: AwareDatetime | None = None
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+WriteCommand = (
+    DeclareAsset | OpenAccount | PostEntry | PlaceHold | PostHold | VoidHold | ExpireHold | ReverseEntry
+)
+
+
+class AtomicBatch(Command):
+    """Several commands applied all-or-nothing: if one is rejected, none applies."""
+
+    kind: Literal["atomic_batch"] = "atomic_batch"
+    commands: Annotated[
+        tuple[
+            Annotated[WriteCommand, Field(discriminator="kind")],
+            ...,
+        ],
+        Field(min_length=1, max_length=ATOMIC_BATCH_MAX),
+    ]
+
+
+def dump_request(command: Command) -> Any:
+    """The request as JSON-able data (used to fingerprint it for idempotency)."""
+    return command.model_dump(mode="json", exclude={"key"})

@@ -1,0 +1,229 @@
+"""The state one write decision works on, and what it will append.
+
+A :class:`WorkingSet` holds the states loaded for a batch of commands. Each command
+is decided inside a :class:`Tx` that copies what it touches; a rejected command's
+``Tx`` is dropped, so it leaves no trace, and an applied one is merged. At the end
+:meth:`WorkingSet.finish` emits one ``AccountChanged`` per touched account and returns
+the :class:`~ledger.store.WriteBatch` to append.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+
+from eventsourcing.persistence import StoredEvent
+
+from ledger import events
+from ledger.assets import BALANCE_MAX_MINOR, Asset, iso_currency, to_decimal
+from ledger.errors import (
+    AssetMismatch,
+    BalanceOverflow,
+    BalanceRuleViolated,
+    UnknownAccount,
+    UnknownAsset,
+)
+from ledger.model import AccountState, EntryState, Leg, account_stream_id, asset_stream_id
+from ledger.store import KeyRecord, WriteBatch
+
+__all__ = ["Tx", "WorkingSet"]
+
+
+class WorkingSet:
+    """Loaded states plus the changes of the commands applied so far in this batch."""
+
+    def __init__(
+        self,
+        accounts: Mapping[str, AccountState],
+        entries: Mapping[uuid.UUID, EntryState],
+        assets: Mapping[str, Asset],
+        now: datetime,
+    ) -> None:
+        self.now = now
+        self._base_accounts = accounts
+        self._base_entries = entries
+        self.accounts: dict[str, AccountState] = {}
+        self.entries: dict[uuid.UUID, EntryState] = {}
+        self.assets: dict[str, Asset] = dict(assets)
+        self.account_entries: dict[str, list[uuid.UUID]] = {}
+        self.events: list[StoredEvent] = []
+        self.keys: list[KeyRecord] = []
+        self.holds_opened: list[tuple[uuid.UUID, datetime | None]] = []
+        self.holds_closed: list[uuid.UUID] = []
+        self.read_versions: dict[uuid.UUID, int] = {}
+        self.written: set[uuid.UUID] = set()
+
+    def current_account(self, name: str) -> AccountState | None:
+        """The account as this batch has left it so far (not a copy)."""
+        state = self.accounts.get(name)
+        if state is not None:
+            return state
+        state = self._base_accounts.get(name)
+        sid = account_stream_id(name)
+        if sid not in self.read_versions:
+            self.read_versions[sid] = 0 if state is None else state.version
+        return state
+
+    def current_entry(self, entry_id: uuid.UUID) -> EntryState | None:
+        """The entry as this batch has left it so far (not a copy)."""
+        state = self.entries.get(entry_id)
+        if state is not None:
+            return state
+        state = self._base_entries.get(entry_id)
+        if entry_id not in self.read_versions:
+            self.read_versions[entry_id] = 0 if state is None else state.version
+        return state
+
+    def asset(self, code: str) -> Asset:
+        """The asset ``code``: an ISO 4217 currency or a declared asset."""
+        known = self.assets.get(code) or iso_currency(code)
+        if known is None:
+            raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
+        return known
+
+    def touched_before(self, name: str) -> bool:
+        """Whether an earlier command of this batch changed the account."""
+        return name in self.account_entries
+
+    def merge(self, tx: Tx) -> None:
+        """Keep the changes of an applied command."""
+        self.accounts.update(tx.accounts)
+        self.entries.update(tx.entries)
+        self.assets.update(tx.new_assets)
+        for name, entry_id in tx.touched:
+            self.account_entries.setdefault(name, []).append(entry_id)
+        self.events.extend(tx.events)
+        self.written.update(e.originator_id for e in tx.events if isinstance(e.originator_id, uuid.UUID))
+        self.holds_opened.extend(tx.holds_opened)
+        self.holds_closed.extend(tx.holds_closed)
+
+    def finish(self) -> WriteBatch:
+        """Emit one AccountChanged per touched account and return what to append."""
+        batch = WriteBatch(
+            events=list(self.events),
+            keys=list(self.keys),
+            holds_opened=list(self.holds_opened),
+            holds_closed=list(self.holds_closed),
+        )
+        for name, entry_ids in self.account_entries.items():
+            state = self.accounts[name]
+            state.version += 1
+            event = events.account_changed(state, entry_ids)
+            state.last_hash = events.state_hash(event.state)
+            batch.events.append(event)
+            self.written.add(state.stream_id)
+        batch.expect_versions = {
+            sid: version for sid, version in self.read_versions.items() if sid not in self.written
+        }
+        return batch
+
+
+class Tx:
+    """The changes of one command, kept apart until the command is known to succeed."""
+
+    def __init__(self, ws: WorkingSet) -> None:
+        self.ws = ws
+        self.accounts: dict[str, AccountState] = {}
+        self.entries: dict[uuid.UUID, EntryState] = {}
+        self.new_assets: dict[str, Asset] = {}
+        self.touched: list[tuple[str, uuid.UUID]] = []
+        self.events: list[StoredEvent] = []
+        self.holds_opened: list[tuple[uuid.UUID, datetime | None]] = []
+        self.holds_closed: list[uuid.UUID] = []
+
+    # -- reading -----------------------------------------------------------------------
+
+    def account(self, name: str) -> AccountState | None:
+        """A private copy of the account, or None if it was never opened."""
+        mine = self.accounts.get(name)
+        if mine is not None:
+            return mine
+        base = self.ws.current_account(name)
+        if base is None:
+            return None
+        mine = base.copy()
+        self.accounts[name] = mine
+        return mine
+
+    def require_account(self, name: str) -> AccountState:
+        """The account, or :class:`UnknownAccount`."""
+        state = self.account(name)
+        if state is None:
+            raise UnknownAccount(f"account {name!r} does not exist; open it first")
+        return state
+
+    def entry(self, entry_id: uuid.UUID) -> EntryState | None:
+        """A private copy of the entry, or None if there is no such entry."""
+        mine = self.entries.get(entry_id)
+        if mine is not None:
+            return mine
+        base = self.ws.current_entry(entry_id)
+        if base is None:
+            return None
+        mine = base.copy()
+        self.entries[entry_id] = mine
+        return mine
+
+    def asset(self, code: str) -> Asset:
+        """The asset, including one declared earlier in this command."""
+        return self.new_assets.get(code) or self.ws.asset(code)
+
+    def asset_is_declared(self, code: str) -> bool:
+        """Whether ``code`` is already a declared asset."""
+        sid = asset_stream_id(code)
+        if sid not in self.ws.read_versions:
+            self.ws.read_versions[sid] = 1 if code in self.ws.assets else 0
+        return code in self.ws.assets or code in self.new_assets
+
+    # -- changing ----------------------------------------------------------------------
+
+    def emit(self, event: StoredEvent) -> None:
+        """Append an event of this command (entries, openings, entry updates)."""
+        self.events.append(event)
+
+    def update_entry(self, entry: EntryState, by: uuid.UUID) -> None:
+        """Record a new version of ``entry`` (hold resolved or reversal applied)."""
+        entry.version += 1
+        event = events.entry_updated(entry, by)
+        entry.last_hash = events.state_hash(event.state)
+        self.emit(event)
+
+    def apply_legs(self, entry_id: uuid.UUID, legs: tuple[Leg, ...], *, pending: bool, sign: int = 1) -> None:
+        """Apply legs to balances: posted, or as holds (``pending``); ``sign=-1`` releases."""
+        for leg in legs:
+            state = self.require_account(leg.account)
+            if state.asset.code != leg.asset:
+                raise AssetMismatch(
+                    f"leg in {leg.asset} on account {leg.account!r} which holds {state.asset.code}"
+                )
+            oriented = state.sign * leg.amount
+            if not pending:
+                state.posted += oriented * sign
+            elif oriented < 0:
+                state.pending_out += -oriented * sign
+            else:
+                state.pending_in += oriented * sign
+            if (leg.account, entry_id) not in self.touched:
+                self.touched.append((leg.account, entry_id))
+
+    def check_rules(self) -> None:
+        """Raise if any account changed by this command breaks a rule or bound."""
+        for name, _ in self.touched:
+            state = self.accounts[name]
+            for value in (state.posted, state.pending_out, state.pending_in):
+                if abs(value) > BALANCE_MAX_MINOR:
+                    raise BalanceOverflow(f"a balance of account {name!r} would exceed the maximum")
+            if state.min_balance is not None and state.available < state.min_balance:
+                raise BalanceRuleViolated(
+                    f"account {name!r} would have an available balance of "
+                    f"{to_decimal(state.available, state.asset)} {state.asset.code}, below its "
+                    f"minimum of {to_decimal(state.min_balance, state.asset)}"
+                )
+            top = state.posted + state.pending_in
+            if state.max_balance is not None and top > state.max_balance:
+                raise BalanceRuleViolated(
+                    f"account {name!r} would reach a balance of {to_decimal(top, state.asset)} "
+                    f"{state.asset.code}, above its maximum of "
+                    f"{to_decimal(state.max_balance, state.asset)}"
+                )

@@ -1,0 +1,74 @@
+"""An event-sourced double-entry ledger.
+
+Quick start::
+
+    from ledger import Ledger
+
+    with Ledger.open("sqlite:///books.db") as books:
+        books.open_account("users:1:wallet", "USD", min_balance="0")
+        books.open_account("bank:settlement", "USD", normal="debit")
+        books.transfer("deposit-1", debit="bank:settlement", credit="users:1:wallet",
+                       amount="25.00", asset="USD")
+        print(books.balance("users:1:wallet").available)   # Decimal('25.00')
+"""
+
+from ledger.assets import AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR, SCALE_MAX, Asset
+from ledger.errors import (
+    AccountExists,
+    AssetExists,
+    AssetMismatch,
+    BalanceOverflow,
+    BalanceRuleViolated,
+    CommandRejected,
+    ConcurrencyConflict,
+    EntryNotFound,
+    EntryNotReversible,
+    ExceedsHold,
+    HoldExpired,
+    HoldNotPending,
+    IdempotencyConflict,
+    InvalidAmount,
+    InvalidCommand,
+    LedgerError,
+    LimitExceeded,
+    StoreError,
+    StoreUnavailable,
+    UnbalancedEntry,
+    UnknownAccount,
+    UnknownAsset,
+)
+from ledger.facade import AccountBalance, Ledger, leg
+from ledger.outcome import Outcome
+
+__all__ = [
+    "AMOUNT_MAX_MINOR",
+    "BALANCE_MAX_MINOR",
+    "SCALE_MAX",
+    "AccountBalance",
+    "AccountExists",
+    "Asset",
+    "AssetExists",
+    "AssetMismatch",
+    "BalanceOverflow",
+    "BalanceRuleViolated",
+    "CommandRejected",
+    "ConcurrencyConflict",
+    "EntryNotFound",
+    "EntryNotReversible",
+    "ExceedsHold",
+    "HoldExpired",
+    "HoldNotPending",
+    "IdempotencyConflict",
+    "InvalidAmount",
+    "InvalidCommand",
+    "LedgerError",
+    "LimitExceeded",
+    "Ledger",
+    "Outcome",
+    "StoreError",
+    "StoreUnavailable",
+    "UnbalancedEntry",
+    "UnknownAccount",
+    "UnknownAsset",
+    "leg",
+]

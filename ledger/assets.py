@@ -1,0 +1,138 @@
+"""Assets (currencies and user-defined units) and exact amount conversion.
+
+Amounts live inside the ledger as Python ``int`` in *minor units* (cents for USD, wei
+for an 18-decimal token). ``Decimal`` and decimal strings are accepted and produced
+only at the edges, through :func:`to_minor` and :func:`to_decimal`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from iso4217 import Currency
+
+from ledger.errors import InvalidAmount, UnknownAsset
+
+__all__ = [
+    "AMOUNT_MAX_MINOR",
+    "BALANCE_MAX_MINOR",
+    "SCALE_MAX",
+    "Asset",
+    "iso_currency",
+    "parse_decimal",
+    "to_decimal",
+    "to_minor",
+    "validate_asset_code",
+]
+
+#: Largest absolute amount of one leg, in minor units (the range of a signed 128-bit int).
+AMOUNT_MAX_MINOR = 2**127 - 1
+#: Balances (posted, pending, available) stay within +/- this bound; a command that
+#: would leave it is rejected with ``balance_overflow``.
+BALANCE_MAX_MINOR = 2**127 - 1
+#: Largest number of decimals an asset may declare.
+SCALE_MAX = 18
+
+_ASSET_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A currency or user-defined unit with its number of decimals (``scale``)."""
+
+    code: str
+    scale: int
+
+
+def validate_asset_code(code: str) -> str:
+    """Return ``code`` if it is a valid asset code (2-16 of A-Z, 0-9, _), else raise."""
+    if not _ASSET_CODE.match(code):
+        raise UnknownAsset(
+            f"asset code {code!r} is invalid: use 2-16 characters A-Z, 0-9 or _ "
+            "starting with a letter"
+        )
+    return code
+
+
+def iso_currency(code: str) -> Asset | None:
+    """The ISO 4217 currency ``code`` with its minor units, or None if not one.
+
+    Codes without minor units in ISO 4217 (gold ``XAU``, test codes...) return None:
+    declare them as assets with the scale you need.
+    """
+    try:
+        currency = Currency(code)
+    except ValueError:
+        return None
+    exponent = currency.exponent
+    if exponent is None:
+        return None
+    return Asset(code, int(exponent))
+
+
+def parse_decimal(value: object) -> Decimal:
+    """Parse an edge value (Decimal, decimal string or int) into a finite Decimal.
+
+    Floats and booleans are refused: a float cannot represent most decimal amounts
+    exactly, so accepting one would silently change money.
+    """
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidAmount(
+            f"amount {value!r} is a {type(value).__name__}; pass a Decimal or a decimal string"
+        )
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > 80:
+            raise InvalidAmount("amount string is longer than 80 characters")
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise InvalidAmount(f"amount {value!r} is not a decimal number") from None
+    else:
+        raise InvalidAmount(
+            f"amount of type {type(value).__name__} is not accepted; "
+            "pass a Decimal or a decimal string"
+        )
+    if not number.is_finite():
+        raise InvalidAmount(f"amount {value!r} is not finite")
+    return number
+
+
+def to_minor(value: object, asset: Asset) -> int:
+    """Convert an edge amount to exact minor units of ``asset``.
+
+    Raises :class:`InvalidAmount` if the value has more decimals than the asset's scale
+    or its magnitude exceeds :data:`AMOUNT_MAX_MINOR`.
+    """
+    number = parse_decimal(value)
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    if len(digits) + exponent > 60:
+        raise InvalidAmount(f"amount {value!r} exceeds the maximum amount")
+    shifted = exponent + asset.scale
+    if shifted >= 0:
+        magnitude = int("".join(map(str, digits)) or "0") * 10**shifted
+    else:
+        kept, dropped = digits[:shifted], digits[shifted:]
+        if any(dropped):
+            raise InvalidAmount(
+                f"amount {value!r} has more than {asset.scale} decimals allowed for {asset.code}"
+            )
+        magnitude = int("".join(map(str, kept)) or "0")
+    if magnitude > AMOUNT_MAX_MINOR:
+        raise InvalidAmount(f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units")
+    return -magnitude if sign else magnitude
+
+
+def to_decimal(minor: int, asset: Asset) -> Decimal:
+    """Minor units of ``asset`` as an exact Decimal with the asset's number of decimals."""
+    # Built from digits rather than with arithmetic: Decimal arithmetic rounds to the
+    # context precision (28 digits), and 128-bit amounts have up to 39.
+    digits = tuple(int(c) for c in str(abs(minor)))
+    return Decimal((1 if minor < 0 else 0, digits, -asset.scale))

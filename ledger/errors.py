@@ -1,0 +1,222 @@
+"""The exception tree of the ledger, rooted at :class:`LedgerError`.
+
+Three families matter to callers:
+
+* :class:`InvalidCommand` - the request itself is malformed (bad amount, unbalanced
+  legs, unknown asset, a limit exceeded). Nothing is written and the idempotency key
+  is *not* burned: the caller may fix the request and reuse the key.
+* :class:`CommandRejected` - the request was well formed but the ledger's state refused
+  it (insufficient funds, unknown account, hold already resolved...). The rejection is
+  recorded under the idempotency key, so every retry with that key gets the same
+  rejection, forever, even after the state changes. No event is written.
+* :class:`IdempotencyConflict` and :class:`ConcurrencyConflict` - the key was used for
+  another request, or a pinned account version no longer holds. Nothing is written.
+
+Every error has a stable machine-readable ``code`` (documented in the README).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AccountExists",
+    "AssetExists",
+    "AssetMismatch",
+    "BalanceOverflow",
+    "BalanceRuleViolated",
+    "CommandRejected",
+    "ConcurrencyConflict",
+    "EntryNotFound",
+    "EntryNotReversible",
+    "ExceedsHold",
+    "HoldExpired",
+    "HoldNotPending",
+    "IdempotencyConflict",
+    "InvalidAmount",
+    "InvalidCommand",
+    "LedgerError",
+    "LimitExceeded",
+    "StoreError",
+    "StoreUnavailable",
+    "UnbalancedEntry",
+    "UnknownAccount",
+    "UnknownAsset",
+    "rejection_from_code",
+]
+
+
+class LedgerError(Exception):
+    """Root of every error raised by the ledger on purpose."""
+
+    code: ClassVar[str] = "ledger_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# -- validation: nothing written, key not burned ---------------------------------------
+
+
+class InvalidCommand(LedgerError):
+    """The request is malformed; fix it and retry (the key is not burned)."""
+
+    code = "invalid_command"
+
+
+class InvalidAmount(InvalidCommand):
+    """An amount is not a finite exact decimal within the asset's scale and limits."""
+
+    code = "invalid_amount"
+
+
+class UnbalancedEntry(InvalidCommand):
+    """The legs of an entry do not sum to zero in every asset."""
+
+    code = "unbalanced_entry"
+
+
+class UnknownAsset(InvalidCommand):
+    """The asset is neither an ISO 4217 currency with minor units nor declared."""
+
+    code = "unknown_asset"
+
+
+class LimitExceeded(InvalidCommand):
+    """A documented size limit (legs, batch, metadata, text) was exceeded."""
+
+    code = "limit_exceeded"
+
+
+# -- business rejections: recorded under the key -----------------------------------------
+
+
+class CommandRejected(LedgerError):
+    """The ledger refused a well-formed command; the refusal is final for its key."""
+
+    code = "rejected"
+
+    def __init__(self, message: str, *, replayed: bool = False) -> None:
+        super().__init__(message)
+        self.replayed = replayed
+
+
+class UnknownAccount(CommandRejected):
+    """A leg or reference names an account that was never opened."""
+
+    code = "unknown_account"
+
+
+class AccountExists(CommandRejected):
+    """An account with this id was already opened (by another request)."""
+
+    code = "account_exists"
+
+
+class AssetExists(CommandRejected):
+    """The asset code was already declared (by another request)."""
+
+    code = "asset_exists"
+
+
+class AssetMismatch(CommandRejected):
+    """A leg's asset differs from the asset of its account."""
+
+    code = "asset_mismatch"
+
+
+class BalanceRuleViolated(CommandRejected):
+    """Applying the command would break an account's balance rule (e.g. overdraft)."""
+
+    code = "balance_rule_violated"
+
+
+class BalanceOverflow(CommandRejected):
+    """A balance would leave the documented representable range."""
+
+    code = "balance_overflow"
+
+
+class EntryNotFound(CommandRejected):
+    """The referenced entry or hold does not exist."""
+
+    code = "entry_not_found"
+
+
+class HoldNotPending(CommandRejected):
+    """The hold was already posted, voided or expired."""
+
+    code = "hold_not_pending"
+
+
+class HoldExpired(CommandRejected):
+    """The hold's deadline has passed; it can no longer be posted."""
+
+    code = "hold_expired"
+
+
+class ExceedsHold(CommandRejected):
+    """A partial posting asks for more than the hold reserved."""
+
+    code = "exceeds_hold"
+
+
+class EntryNotReversible(CommandRejected):
+    """The entry cannot be reversed (not a posting, or nothing left to reverse)."""
+
+    code = "entry_not_reversible"
+
+
+_REJECTIONS: dict[str, type[CommandRejected]] = {
+    cls.code: cls
+    for cls in (
+        CommandRejected,
+        UnknownAccount,
+        AccountExists,
+        AssetExists,
+        AssetMismatch,
+        BalanceRuleViolated,
+        BalanceOverflow,
+        EntryNotFound,
+        HoldNotPending,
+        HoldExpired,
+        ExceedsHold,
+        EntryNotReversible,
+    )
+}
+
+
+def rejection_from_code(code: str, message: str, *, replayed: bool) -> CommandRejected:
+    """Rebuild the typed rejection recorded under an idempotency key."""
+    return _REJECTIONS.get(code, CommandRejected)(message, replayed=replayed)
+
+
+# -- conflicts: nothing written ------------------------------------------------------------
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key was already used for a different request."""
+
+    code = "idempotency_conflict"
+
+
+class ConcurrencyConflict(LedgerError):
+    """A pinned account version did not match, or retries were exhausted under contention."""
+
+    code = "concurrency_conflict"
+
+
+# -- storage ---------------------------------------------------------------------------------
+
+
+class StoreError(LedgerError):
+    """The store failed in a way the ledger cannot resolve by retrying."""
+
+    code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached (bad URL, server down, timeout)."""
+
+    code = "store_unavailable"

@@ -1,0 +1,215 @@
+"""The ledger's domain events and their stored form.
+
+Every event is one row of the event store: ``(stream id, version, topic, state)`` where
+``state`` is compact JSON. Amounts are decimal strings of minor units (JSON numbers
+cannot carry 128-bit integers safely). Events after the first in a stream carry
+``prev``, a hash of the previous event of that stream, so that an edited, deleted or
+inserted row breaks the chain and the audit can name it.
+
+Streams and their events:
+
+* asset ``asset_stream_id(code)``: v1 ``AssetDeclared``.
+* account ``account_stream_id(id)``: v1 ``AccountOpened``; then one ``AccountChanged``
+  per write that touched it, listing the entries applied and the resulting balances.
+* entry ``entry_id_for_key(key)``: v1 ``Entry`` (the journal entry itself, of one of
+  the kinds posted, pending, capture, void, expire, reversal); then ``EntryUpdated``
+  when a hold is resolved or a posting is (partly) reversed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+from eventsourcing.persistence import StoredEvent
+
+from ledger.assets import Asset
+from ledger.model import AccountState, EntryKind, EntryState, HoldStatus, Leg
+
+__all__ = [
+    "TOPIC_ACCOUNT_CHANGED",
+    "TOPIC_ACCOUNT_OPENED",
+    "TOPIC_ASSET_DECLARED",
+    "TOPIC_ENTRY",
+    "TOPIC_ENTRY_UPDATED",
+    "account_changed",
+    "account_opened",
+    "account_state_from",
+    "asset_declared",
+    "decode",
+    "entry_recorded",
+    "entry_state_from",
+    "entry_updated",
+    "state_hash",
+]
+
+TOPIC_ASSET_DECLARED = "ledger:AssetDeclared:1"
+TOPIC_ACCOUNT_OPENED = "ledger:AccountOpened:1"
+TOPIC_ACCOUNT_CHANGED = "ledger:AccountChanged:1"
+TOPIC_ENTRY = "ledger:Entry:1"
+TOPIC_ENTRY_UPDATED = "ledger:EntryUpdated:1"
+
+_GENESIS = ""
+
+
+def state_hash(state: bytes) -> str:
+    """The chain hash of one stored event's state."""
+    return hashlib.sha256(state).hexdigest()[:32]
+
+
+def _dt(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _legs(legs: Sequence[Leg]) -> list[list[str]]:
+    return [[leg.account, leg.asset, str(leg.amount)] for leg in legs]
+
+
+def _event(stream_id: uuid.UUID, version: int, topic: str, body: Mapping[str, Any]) -> StoredEvent:
+    return StoredEvent(stream_id, version, topic, orjson.dumps(body))
+
+
+def decode(state: bytes) -> dict[str, Any]:
+    """The body of a stored event."""
+    return cast(dict[str, Any], orjson.loads(state))
+
+
+def asset_declared(asset: Asset, stream_id: uuid.UUID, key: str, at: datetime) -> StoredEvent:
+    """The event that declares a user-defined asset."""
+    body = {"code": asset.code, "scale": asset.scale, "key": key, "at": _dt(at)}
+    return _event(stream_id, 1, TOPIC_ASSET_DECLARED, body)
+
+
+def account_opened(
+    account: AccountState, key: str, metadata: Mapping[str, Any], at: datetime
+) -> StoredEvent:
+    """The first event of an account's stream: its asset, rules and owner."""
+    body = {
+        "account": account.account,
+        "asset": account.asset.code,
+        "scale": account.asset.scale,
+        "normal": account.normal,
+        "min": None if account.min_balance is None else str(account.min_balance),
+        "max": None if account.max_balance is None else str(account.max_balance),
+        "owner": account.owner,
+        "metadata": metadata,
+        "key": key,
+        "at": _dt(at),
+    }
+    return _event(account.stream_id, 1, TOPIC_ACCOUNT_OPENED, body)
+
+
+def account_changed(account: AccountState, entry_ids: Sequence[uuid.UUID]) -> StoredEvent:
+    """An account's balances after the listed entries (applied in this order)."""
+    body = {
+        "account": account.account,
+        "entries": [str(e) for e in entry_ids],
+        "posted": str(account.posted),
+        "pending_out": str(account.pending_out),
+        "pending_in": str(account.pending_in),
+        "prev": account.last_hash,
+    }
+    return _event(account.stream_id, account.version, TOPIC_ACCOUNT_CHANGED, body)
+
+
+def entry_recorded(
+    entry_id: uuid.UUID,
+    *,
+    kind: EntryKind,
+    key: str,
+    legs: Sequence[Leg],
+    releases: Sequence[Leg],
+    effective_at: datetime,
+    recorded_at: datetime,
+    description: str,
+    metadata: Mapping[str, Any],
+    hold: uuid.UUID | None = None,
+    reverses: uuid.UUID | None = None,
+    expires_at: datetime | None = None,
+) -> StoredEvent:
+    """A journal entry. ``legs`` take effect with the entry's kind (posted or pending);
+    ``releases`` are the pending legs of ``hold`` that this entry releases."""
+    body = {
+        "kind": kind,
+        "key": key,
+        "legs": _legs(legs),
+        "releases": _legs(releases),
+        "effective_at": _dt(effective_at),
+        "recorded_at": _dt(recorded_at),
+        "expires_at": _dt(expires_at),
+        "description": description,
+        "metadata": metadata,
+        "hold": None if hold is None else str(hold),
+        "reverses": None if reverses is None else str(reverses),
+    }
+    return _event(entry_id, 1, TOPIC_ENTRY, body)
+
+
+def entry_updated(entry: EntryState, by: uuid.UUID) -> StoredEvent:
+    """A hold resolved, or a posting (partly) reversed, by the entry ``by``."""
+    body = {
+        "by": str(by),
+        "status": entry.status,
+        "remaining": [str(r) for r in entry.remaining],
+        "prev": entry.last_hash,
+    }
+    return _event(entry.entry_id, entry.version, TOPIC_ENTRY_UPDATED, body)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def account_state_from(first: StoredEvent, last: StoredEvent) -> AccountState:
+    """Rebuild an account from its first and latest events (each carries what it needs)."""
+    opened = decode(first.state)
+    state = AccountState(
+        account=opened["account"],
+        stream_id=cast(uuid.UUID, first.originator_id),
+        asset=Asset(opened["asset"], opened["scale"]),
+        normal=opened["normal"],
+        min_balance=_int_or_none(opened["min"]),
+        max_balance=_int_or_none(opened["max"]),
+        owner=opened["owner"],
+        version=last.originator_version,
+        last_hash=state_hash(last.state),
+    )
+    if last.originator_version > 1:
+        changed = decode(last.state)
+        state.posted = int(changed["posted"])
+        state.pending_out = int(changed["pending_out"])
+        state.pending_in = int(changed["pending_in"])
+    return state
+
+
+def _legs_from(rows: Sequence[Sequence[str]]) -> tuple[Leg, ...]:
+    return tuple(Leg(row[0], row[1], int(row[2])) for row in rows)
+
+
+def entry_state_from(first: StoredEvent, last: StoredEvent) -> EntryState:
+    """Rebuild what later commands need of an entry from its first and latest events."""
+    body = decode(first.state)
+    kind: EntryKind = body["kind"]
+    legs = _legs_from(body["legs"])
+    status: HoldStatus | None = "pending" if kind == "pending" else None
+    remaining = [abs(leg.amount) for leg in legs] if kind in ("posted", "capture") else []
+    if last.originator_version > 1:
+        update = decode(last.state)
+        status = update["status"]
+        remaining = [int(r) for r in update["remaining"]]
+    expires = body.get("expires_at")
+    return EntryState(
+        entry_id=cast(uuid.UUID, first.originator_id),
+        kind=kind,
+        legs=legs,
+        version=last.originator_version,
+        last_hash=state_hash(last.state),
+        status=status,
+        expires_at=None if expires is None else datetime.fromisoformat(expires),
+        effective_at=datetime.fromisoformat(body["effective_at"]),
+        remaining=remaining,
+    )

@@ -1,0 +1,273 @@
+"""The public entry point: :class:`Ledger`, a store plus the command handlers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ledger import events
+from ledger.assets import to_decimal
+from ledger.errors import InvalidCommand
+from ledger.model import account_stream_id
+from ledger.outcome import Outcome
+from ledger.store import EventStore
+
+__all__ = ["AccountBalance", "Ledger", "leg"]
+
+M = TypeVar("M", bound=BaseModel)
+LegLike = Any  # LegInput, a mapping, or an (account, amount, asset) tuple
+
+
+def build(model: type[M], **data: Any) -> M:
+    """Validate ``data`` into ``model``, turning pydantic errors into InvalidCommand."""
+    try:
+        return model(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or model.__name__
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise InvalidCommand(f"{where}: {first['msg']}{more}") from None
+
+
+def leg(account: str, amount: Decimal | str | int, asset: str) -> Any:
+    """One entry leg: positive ``amount`` debits ``account``, negative credits it."""
+    from ledger.commands.models import LegInput
+
+    return build(LegInput, account=account, amount=amount, asset=asset)
+
+
+def _legs(legs: Iterable[LegLike]) -> tuple[Any, ...]:
+    from ledger.commands.models import LegInput
+
+    out: list[Any] = []
+    for item in legs:
+        if isinstance(item, LegInput):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(build(LegInput, **item))
+        else:
+            account, amount, asset = item
+            out.append(leg(account, amount, asset))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBalance:
+    """An account's balances at its latest version (normal-oriented, exact decimals)."""
+
+    account: str
+    asset: str
+    normal: str
+    version: int
+    posted: Decimal
+    pending_out: Decimal
+    pending_in: Decimal
+    available: Decimal
+    owner: str | None
+
+
+class Ledger:
+    """A double-entry ledger on an event store.
+
+    Open one with :meth:`open`. Every write takes an idempotency key: the same key and
+    request return the original outcome without applying anything again; the same key
+    with another request raises :class:`~ledger.errors.IdempotencyConflict`.
+
+    Thread-safe: writes are serialised per ``Ledger`` object; use one object per
+    process (or several, with any number of processes: optimistic concurrency keeps
+    them correct).
+    """
+
+    def __init__(self, store: EventStore, *, clock: Callable[[], datetime] | None = None) -> None:
+        import threading
+
+        from ledger.commands.executor import Executor
+
+        self.store = store
+        self._executor = Executor(store, clock=clock)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        create_schema: bool = True,
+        durability: Literal["require", "allow"] = "require",
+        clock: Callable[[], datetime] | None = None,
+    ) -> Ledger:
+        """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``).
+
+        ``create_schema`` creates missing tables (safe to repeat, also concurrently).
+        With ``durability="require"`` (the default) a PostgreSQL server with
+        ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
+        """
+        from ledger.adapters.urls import open_store
+
+        store = open_store(url, require_durable=durability == "require")
+        try:
+            if create_schema:
+                store.create_schema()
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, clock=clock)
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the general write path -----------------------------------------------------------
+
+    def submit_many(self, commands: Sequence[Any]) -> list[Outcome]:
+        """Apply commands in one storage transaction (group commit); never raises for
+        a single command's rejection: each gets its own :class:`Outcome`."""
+        with self._lock:
+            return self._executor.run(commands)
+
+    def submit(self, command: Any) -> Outcome:
+        """Apply one command in its own transaction and return its outcome."""
+        return self.submit_many([command])[0]
+
+    def execute(self, command: Any) -> Outcome:
+        """Apply one command; raise its typed error unless it applied."""
+        return self.submit(command).raise_for_status()
+
+    # -- convenience commands (raise typed errors) ---------------------------------------
+
+    def declare_asset(self, code: str, scale: int, *, key: str | None = None) -> Outcome:
+        """Declare a user-defined asset with ``scale`` decimals (0-18)."""
+        from ledger.commands.models import DeclareAsset
+
+        return self.execute(build(DeclareAsset, key=key or f"asset:{code}", code=code, scale=scale))
+
+    def open_account(
+        self,
+        account: str,
+        asset: str,
+        *,
+        key: str | None = None,
+        normal: Literal["debit", "credit"] = "credit",
+        min_balance: Decimal | str | int | None = None,
+        max_balance: Decimal | str | int | None = None,
+        owner: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Open an account (see :class:`~ledger.commands.models.OpenAccount` for rules)."""
+        from ledger.commands.models import OpenAccount
+
+        return self.execute(
+            build(
+                OpenAccount,
+                key=key or f"account:{account}",
+                account=account,
+                asset=asset,
+                normal=normal,
+                min_balance=min_balance,
+                max_balance=max_balance,
+                owner=owner,
+                metadata=dict(metadata or {}),
+            )
+        )
+
+    def post(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
+        """Post a balanced entry. ``fields``: effective_at, description, metadata,
+        expected_versions."""
+        from ledger.commands.models import PostEntry
+
+        return self.execute(build(PostEntry, key=key, legs=_legs(legs), **fields))
+
+    def transfer(
+        self, key: str, *, debit: str, credit: str, amount: Decimal | str | int, asset: str, **fields: Any
+    ) -> Outcome:
+        """Post a two-leg entry debiting ``debit`` and crediting ``credit``."""
+        return self.post(key, [(debit, amount, asset), (credit, f"-{amount}", asset)], **fields)
+
+    def hold(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
+        """Reserve amounts as a pending entry; ``fields`` may include expires_at."""
+        from ledger.commands.models import PlaceHold
+
+        return self.execute(build(PlaceHold, key=key, legs=_legs(legs), **fields))
+
+    def post_hold(
+        self, key: str, hold_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
+    ) -> Outcome:
+        """Post a hold in full, or in part with ``legs``; the rest is released."""
+        from ledger.commands.models import PostHold
+
+        given = None if legs is None else _legs(legs)
+        return self.execute(build(PostHold, key=key, hold_id=hold_id, legs=given, **fields))
+
+    def void_hold(self, key: str, hold_id: uuid.UUID, **fields: Any) -> Outcome:
+        """Release a hold without posting."""
+        from ledger.commands.models import VoidHold
+
+        return self.execute(build(VoidHold, key=key, hold_id=hold_id, **fields))
+
+    def reverse(
+        self, key: str, entry_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
+    ) -> Outcome:
+        """Reverse a posting fully, or partly with ``legs`` (never beyond what was posted)."""
+        from ledger.commands.models import ReverseEntry
+
+        given = None if legs is None else _legs(legs)
+        return self.execute(build(ReverseEntry, key=key, entry_id=entry_id, legs=given, **fields))
+
+    def atomic(self, key: str, commands: Sequence[Any]) -> Outcome:
+        """Apply ``commands`` all-or-nothing under one key."""
+        from ledger.commands.models import AtomicBatch
+
+        return self.execute(build(AtomicBatch, key=key, commands=tuple(commands)))
+
+    def expire_due(self, now: datetime | None = None, *, limit: int = 1000) -> list[Outcome]:
+        """Release every hold whose deadline is at or before ``now`` (idempotent)."""
+        from ledger.commands.models import ExpireHold
+
+        at = now or self._clock()
+        due = self.store.due_holds(at, limit)
+        commands = [build(ExpireHold, key=f"expire:{hold}", hold_id=hold, now=at) for hold in due]
+        return self.submit_many(commands) if commands else []
+
+    # -- reads from the write side -----------------------------------------------------------
+
+    def balance(self, account: str) -> AccountBalance:
+        """The account's current balances, read from the store (not from a cache)."""
+        sid = account_stream_id(account)
+        found = self.store.load_streams([sid]).get(sid)
+        if found is None:
+            from ledger.errors import UnknownAccount
+
+            raise UnknownAccount(f"account {account!r} does not exist")
+        state = events.account_state_from(*found)
+        asset = state.asset
+        return AccountBalance(
+            account=account,
+            asset=asset.code,
+            normal=state.normal,
+            version=state.version,
+            posted=to_decimal(state.posted, asset),
+            pending_out=to_decimal(state.pending_out, asset),
+            pending_in=to_decimal(state.pending_in, asset),
+            available=to_decimal(state.available, asset),
+            owner=state.owner,
+        )
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.store.url!r})"
+

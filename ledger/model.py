@@ -1,0 +1,122 @@
+"""Domain state: accounts, entries and holds, as the write side sees them.
+
+These are plain mutable records owned by one decision at a time (the working set copies
+them before changing them), so that a failed attempt never leaves a half-applied state
+in the cache.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+from ledger.assets import Asset
+
+__all__ = [
+    "ENTRY_KINDS",
+    "AccountState",
+    "EntryKind",
+    "EntryState",
+    "HoldStatus",
+    "Leg",
+    "Normal",
+    "account_stream_id",
+    "asset_stream_id",
+    "entry_id_for_key",
+]
+
+Normal = Literal["debit", "credit"]
+EntryKind = Literal["posted", "pending", "capture", "void", "expire", "reversal"]
+HoldStatus = Literal["pending", "posted", "voided", "expired"]
+ENTRY_KINDS: tuple[EntryKind, ...] = ("posted", "pending", "capture", "void", "expire", "reversal")
+
+# Fixed namespaces: stream ids are derived from readable ids, so every process agrees
+# on them without a lookup, and a second open of the same account collides on the
+# event store's primary key.
+_NS_ACCOUNT = uuid.UUID("6f1c2d0e-3b7a-5c1e-9a4e-1d2b3c4d5e01")
+_NS_ENTRY = uuid.UUID("6f1c2d0e-3b7a-5c1e-9a4e-1d2b3c4d5e02")
+_NS_ASSET = uuid.UUID("6f1c2d0e-3b7a-5c1e-9a4e-1d2b3c4d5e03")
+
+
+def account_stream_id(account: str) -> uuid.UUID:
+    """The event-stream id of an account."""
+    return uuid.uuid5(_NS_ACCOUNT, account)
+
+
+def entry_id_for_key(key: str) -> uuid.UUID:
+    """The entry id (and idempotency record id) of the command with this key."""
+    return uuid.uuid5(_NS_ENTRY, key)
+
+
+def asset_stream_id(code: str) -> uuid.UUID:
+    """The event-stream id of a declared asset."""
+    return uuid.uuid5(_NS_ASSET, code)
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One line of an entry: a signed amount in minor units (debit > 0, credit < 0)."""
+
+    account: str
+    asset: str
+    amount: int
+
+
+@dataclass(slots=True)
+class AccountState:
+    """An account's rules and balances at a version.
+
+    Balances are *normal-oriented*: for a credit-normal account (a user's wallet in the
+    platform's books) a credit raises the balance; for a debit-normal account a debit
+    does. ``posted`` counts posted entries; ``pending_out`` and ``pending_in`` count
+    open holds that would lower or raise the balance. The rules hold at every version:
+    ``posted - pending_out >= min_balance`` and ``posted + pending_in <= max_balance``.
+    """
+
+    account: str
+    stream_id: uuid.UUID
+    asset: Asset
+    normal: Normal
+    min_balance: int | None
+    max_balance: int | None
+    owner: str | None
+    version: int
+    last_hash: str
+    posted: int = 0
+    pending_out: int = 0
+    pending_in: int = 0
+
+    @property
+    def sign(self) -> int:
+        """Multiply a leg amount (debit > 0) by this to get its normal-oriented delta."""
+        return 1 if self.normal == "debit" else -1
+
+    @property
+    def available(self) -> int:
+        """What may still be spent: posted minus what open holds reserve."""
+        return self.posted - self.pending_out
+
+    def copy(self) -> AccountState:
+        """A copy that can be changed without touching this one."""
+        return replace(self)
+
+
+@dataclass(slots=True)
+class EntryState:
+    """What later commands need to know of an entry: holds and reversible postings."""
+
+    entry_id: uuid.UUID
+    kind: EntryKind
+    legs: tuple[Leg, ...]
+    version: int
+    last_hash: str
+    status: HoldStatus | None
+    expires_at: datetime | None
+    effective_at: datetime
+    remaining: list[int] = field(default_factory=list)
+
+    def copy(self) -> EntryState:
+        """A copy that can be changed without touching this one."""
+        return replace(self, remaining=list(self.remaining))

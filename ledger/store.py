@@ -1,0 +1,85 @@
+"""The contract between the ledger and a storage backend.
+
+A backend (SQLite, PostgreSQL) stores events in an eventsourcing application recorder
+table and keeps two side tables written *in the same transaction*:
+
+* idempotency records: one row per key with the request fingerprint and the outcome,
+  so a key is applied at most once (primary key) and its outcome replays forever;
+* the open-holds index (hold id, deadline), so ``expire_due`` finds due holds without
+  reading the log. It is derived from the log and can be rebuilt from it.
+
+:meth:`EventStore.append` is all-or-nothing. It raises :class:`AppendConflict` when a
+stream version or key already exists, or a stream read by the decision moved on: the
+caller reloads and decides again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from eventsourcing.persistence import Notification, StoredEvent
+
+__all__ = ["AppendConflict", "EventStore", "KeyRecord", "WriteBatch"]
+
+
+class AppendConflict(Exception):  # noqa: N818 - an internal signal, never surfaced to users
+    """A concurrent writer got there first; reload the named streams and retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """The durable outcome of one idempotency key."""
+
+    key_id: uuid.UUID
+    key: str
+    fingerprint: str
+    outcome: bytes
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one decision writes, atomically."""
+
+    events: list[StoredEvent] = field(default_factory=list)
+    keys: list[KeyRecord] = field(default_factory=list)
+    holds_opened: list[tuple[uuid.UUID, datetime | None]] = field(default_factory=list)
+    holds_closed: list[uuid.UUID] = field(default_factory=list)
+    #: Streams the decision read but does not write, with the version it saw
+    #: (0 = absent). The append fails if any of them moved on.
+    expect_versions: dict[uuid.UUID, int] = field(default_factory=dict)
+
+
+class EventStore(Protocol):
+    """What the ledger needs of a storage backend."""
+
+    url: str
+
+    def create_schema(self) -> None:
+        """Create tables and indexes if missing (safe to run again)."""
+
+    def load_streams(
+        self, stream_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+        """The first and the latest event of each existing stream."""
+
+    def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
+        """The idempotency records that exist among ``key_ids``."""
+
+    def append(self, batch: WriteBatch) -> Sequence[int]:
+        """Write the batch atomically; return the log positions of its events."""
+
+    def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        """Open holds whose deadline is at or before ``now``."""
+
+    def read_log(self, after: int, limit: int) -> Sequence[Notification]:
+        """Events with position greater than ``after``, in log order."""
+
+    def max_position(self) -> int:
+        """The highest log position written (0 if none)."""
+
+    def close(self) -> None:
+        """Release connections."""

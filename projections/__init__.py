@@ -1,0 +1,1 @@
+"""Read side: projections built from the event log (see issue: CQRS read models)."""
