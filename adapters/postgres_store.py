@@ -30,9 +30,10 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from ledger.errors import StoreError, StoreUnavailable
+from ledger.events import TOPIC_ENTRY, key_record_from_entry
 from ledger.store import AppendConflict, KeyRecord, WriteBatch
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
@@ -41,6 +42,8 @@ log = structlog.get_logger("ledger")
 
 #: Seconds a writer waits for the event table lock before the attempt is retried.
 LOCK_TIMEOUT_S = 10
+#: Appends with up to this many events go in one pipelined round trip; larger ones COPY.
+PIPELINE_EVENTS_MAX = 200
 _SCHEMA_LOCK_KEY = 0x1ED6E5  # advisory lock serialising schema creation across processes
 
 
@@ -83,6 +86,23 @@ class PostgresEventStore:
         )
         self.recorder = self._call(lambda: PostgresApplicationRecorder(self.datastore))
         self._tables = {"schema": Identifier(self.datastore.schema)}
+        self._select_check = SQL(
+            "SELECT 'stream' AS kind, originator_id AS id, max(originator_version) AS v"
+            " FROM {schema}.stored_events WHERE originator_id = ANY(%s) GROUP BY originator_id"
+            " UNION ALL SELECT 'key', key_id, 0 FROM ledger_keys WHERE key_id = ANY(%s)"
+        ).format(**self._tables)
+        self._copy_events = SQL(
+            "COPY {schema}.stored_events (originator_id, originator_version, topic, state)"
+            " FROM STDIN (FORMAT BINARY)"
+        ).format(**self._tables)
+        self._select_keys = SQL(
+            "SELECT key_id, key, fingerprint, outcome FROM ledger_keys WHERE key_id = ANY(%s)"
+        )
+        self._select_entries = SQL(
+            "SELECT originator_id, topic, state FROM {schema}.stored_events"
+            " WHERE originator_id = ANY(%s) AND originator_version = 1 AND topic = {topic}"
+        ).format(topic=Literal(TOPIC_ENTRY), **self._tables)
+        self._notify = SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name))
 
     def _call(self, fn: Any) -> Any:
         try:
@@ -174,68 +194,88 @@ class PostgresEventStore:
         return found
 
     def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
-        """The idempotency records among ``key_ids``."""
+        """The idempotency records among ``key_ids`` (key rows and entries)."""
         if not key_ids:
             return {}
+        ids = list(key_ids)
+        found: dict[uuid.UUID, KeyRecord] = {}
         with self._cursor() as cur:
-            cur.execute(
-                "SELECT key_id, key, fingerprint, outcome FROM ledger_keys WHERE key_id = ANY(%s)",
-                (list(key_ids),),
-                prepare=True,
-            )
-            return {
-                row["key_id"]: KeyRecord(row["key_id"], row["key"], row["fingerprint"], bytes(row["outcome"]))
-                for row in cur.fetchall()
-            }
+            cur.execute(self._select_keys, (ids,), prepare=True)
+            for row in cur.fetchall():
+                kid = row["key_id"]
+                found[kid] = KeyRecord(kid, row["key"], row["fingerprint"], bytes(row["outcome"]))
+            cur.execute(self._select_entries, (ids,), prepare=True)
+            for row in cur.fetchall():
+                event = StoredEvent(row["originator_id"], 1, row["topic"], bytes(row["state"]))
+                found[row["originator_id"]] = key_record_from_entry(event)
+        return found
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
-        """Write the batch in one pipelined transaction under the table lock."""
+        """Write the batch in one transaction under the event table's lock.
+
+        Small batches go in one pipelined round trip; large ones are streamed with
+        binary COPY, several times faster than a bulk INSERT for thousands of rows.
+        """
+        try:
+            with self.datastore.get_connection() as conn:
+                if len(batch.events) <= PIPELINE_EVENTS_MAX:
+                    self._append_pipelined(conn, batch)
+                else:
+                    self._append_copy(conn, batch)
+        except AppendConflict:
+            raise
+        except (IntegrityError, psycopg.errors.UniqueViolation) as e:
+            raise AppendConflict(str(e)) from e
+        except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
+        except PersistenceError as e:
+            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        return []
+
+    def _append_pipelined(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
         rec = self.recorder
         pg_events = [
             rec.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
             for e in batch.events
         ]
         failure: BaseException | None = None
-        positions: list[int] = []
-        try:
-            with self.datastore.get_connection() as conn:
-                with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
-                    try:
-                        rec._lock_table(cur)  # noqa: SLF001 - the recorder's own lock statements
-                        if batch.expect_versions:
-                            self._check_versions(cur, pipeline, batch.expect_versions)
-                        if pg_events:
-                            cur.execute(rec.insert_events_statement, (pg_events,))
-                        self._write_side_tables(cur, batch)
-                        cur.execute(SQL("NOTIFY {0}").format(Identifier(rec.channel_name)))
-                        pipeline.sync()
-                    except BaseException as e:  # re-raised outside the pipeline block
-                        failure = e
-                if failure is not None:
-                    raise failure
-        except AppendConflict:
-            raise
-        except IntegrityError as e:
-            raise AppendConflict(str(e)) from e
-        except (OperationalError, InterfaceError) as e:
-            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
-        except psycopg.errors.UniqueViolation as e:
-            raise AppendConflict(str(e)) from e
-        except psycopg.OperationalError as e:
-            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
-        except PersistenceError as e:
-            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
-        return positions
+        with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
+            try:
+                rec._lock_table(cur)  # noqa: SLF001 - the recorder's own lock statements
+                self._check(cur, batch, pipeline.sync)
+                if pg_events:
+                    cur.execute(rec.insert_events_statement, (pg_events,))
+                self._write_side_tables(cur, batch)
+                cur.execute(self._notify)
+                pipeline.sync()
+            except BaseException as e:  # re-raised outside the pipeline block
+                failure = e
+        if failure is not None:
+            raise failure
 
-    def _check_versions(self, cur: psycopg.Cursor[Any], pipeline: Any, expect: dict[uuid.UUID, int]) -> None:
-        query = SQL(
-            "SELECT originator_id, max(originator_version) AS v FROM {schema}.stored_events"
-            " WHERE originator_id = ANY(%s) GROUP BY originator_id"
-        ).format(**self._tables)
-        cur.execute(query, (list(expect),))
-        pipeline.sync()
-        current = {row["originator_id"]: row["v"] for row in cur.fetchall()}
-        for sid, version in expect.items():
+    def _append_copy(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            self.recorder._lock_table(cur)  # noqa: SLF001
+            self._check(cur, batch, lambda: None)
+            with cur.copy(self._copy_events) as copy:
+                copy.set_types(["uuid", "int8", "text", "bytea"])
+                for e in batch.events:
+                    copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+            self._write_side_tables(cur, batch)
+            cur.execute(self._notify)
+
+    def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch, sync: Any) -> None:
+        """Under the lock: streams only read are unchanged, applied keys have no row."""
+        if not batch.expect_versions and not batch.entry_keys:
+            return
+        cur.execute(self._select_check, (list(batch.expect_versions), batch.entry_keys))
+        sync()
+        current: dict[uuid.UUID, int] = {}
+        for row in cur.fetchall():
+            if row["kind"] == "key":
+                raise AppendConflict(f"key {row['id']} was recorded by a concurrent writer")
+            current[row["id"]] = row["v"]
+        for sid, version in batch.expect_versions.items():
             if current.get(sid, 0) != version:
                 raise AppendConflict(f"stream {sid} moved on from version {version}")
 

@@ -20,6 +20,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.errors import StoreError, StoreUnavailable
+from ledger.events import TOPIC_ENTRY, key_record_from_entry
 from ledger.store import AppendConflict, KeyRecord, WriteBatch
 
 __all__ = ["SQLiteEventStore"]
@@ -30,7 +31,7 @@ _LOCK_TIMEOUT_S = 30
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ledger_keys ("
     " key_id TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
-    " outcome BLOB NOT NULL)",
+    " outcome BLOB NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS ledger_open_holds ("
     " hold_id TEXT PRIMARY KEY, expires_at TEXT)",
     "CREATE INDEX IF NOT EXISTS ledger_open_holds_due ON ledger_open_holds (expires_at)"
@@ -118,7 +119,7 @@ class SQLiteEventStore:
         return found
 
     def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
-        """The idempotency records among ``key_ids``."""
+        """The idempotency records among ``key_ids`` (key rows and entries)."""
         found: dict[uuid.UUID, KeyRecord] = {}
         with self._read() as cur:
             for chunk in _chunks([k.hex for k in key_ids]):
@@ -131,12 +132,21 @@ class SQLiteEventStore:
                 for key_id, key, fp, outcome in cur.fetchall():
                     kid = uuid.UUID(key_id)
                     found[kid] = KeyRecord(kid, key, fp, bytes(outcome))
+                cur.execute(
+                    "SELECT originator_id, topic, state FROM stored_events"
+                    f" WHERE originator_id IN ({marks}) AND originator_version = 1 AND topic = ?",
+                    [*chunk, TOPIC_ENTRY],
+                )
+                for sid, topic, state in cur.fetchall():
+                    event = StoredEvent(uuid.UUID(sid), 1, topic, bytes(state))
+                    found[event.originator_id] = key_record_from_entry(event)  # type: ignore[index]
         return found
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch in one IMMEDIATE transaction; conflicts raise AppendConflict."""
         with self._write() as cur:
             self._check_versions(cur, batch.expect_versions)
+            self._check_keys_free(cur, batch.entry_keys)
             cur.executemany(
                 "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
                 " VALUES (?, ?, ?, ?)",
@@ -172,6 +182,14 @@ class SQLiteEventStore:
             for sid, version in chunk:
                 if current.get(sid, 0) != version:
                     raise AppendConflict(f"stream {sid} moved on from version {version}")
+
+    def _check_keys_free(self, cur: sqlite3.Cursor, key_ids: list[uuid.UUID]) -> None:
+        for chunk in _chunks([k.hex for k in key_ids]):
+            marks = ",".join("?" * len(chunk))
+            cur.execute(f"SELECT key_id FROM ledger_keys WHERE key_id IN ({marks}) LIMIT 1", chunk)
+            row = cur.fetchone()
+            if row is not None:
+                raise AppendConflict(f"key {row[0]} was recorded by a concurrent writer")
 
     def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
         """Open holds due at ``now``, earliest first."""

@@ -10,6 +10,7 @@ makes the whole attempt start again from fresh state, up to ``attempts_max`` tim
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -107,9 +108,9 @@ class StateCache:
 
 
 def _flatten(commands: Sequence[Command]) -> list[Command]:
-    flat: list[Command] = []
+    """The commands, then the inner commands of atomic batches."""
+    flat: list[Command] = list(commands)
     for cmd in commands:
-        flat.append(cmd)
         if isinstance(cmd, AtomicBatch):
             flat.extend(cmd.commands)
     return flat
@@ -166,7 +167,8 @@ class Executor:
     def _attempt(
         self, prints: Sequence[tuple[Command, uuid.UUID, str]], flat: Sequence[Command]
     ) -> list[Outcome]:
-        key_ids = {entry_id_for_key(cmd.key) for cmd in flat}
+        key_ids = {key_id for _, key_id, _ in prints}
+        key_ids.update(entry_id_for_key(cmd.key) for cmd in flat[len(prints) :])
         records = self.store.lookup_keys(key_ids)
         self._load(flat)
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
@@ -205,6 +207,7 @@ class Executor:
         records: dict[uuid.UUID, KeyRecord],
     ) -> tuple[Outcome, list[str]]:
         tx = Tx(ws)
+        tx.fingerprint = fp
         try:
             if isinstance(cmd, AtomicBatch):
                 kind = self._atomic(cmd, tx, records)
@@ -213,18 +216,24 @@ class Executor:
         except CommandRejected as e:
             outcome = Outcome(cmd.key, "rejected", code=e.code, message=e.message)
             ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
+            # The rejection holds only if no concurrent writer applied the same key.
+            ws.read_versions.setdefault(key_id, 0)
             return outcome, sorted({name for name, _ in tx.touched})
         except LedgerError as e:
             return Outcome.from_error(cmd.key, e), []
         ws.merge(tx)
         has_entry = not isinstance(cmd, OpenAccount | DeclareAsset | AtomicBatch)
         outcome = Outcome(cmd.key, "applied", entry_id=key_id if has_entry else None, kind=kind)
-        ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
+        if has_entry:
+            ws.entry_keys.append(key_id)
+        else:
+            ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
         return outcome, sorted({name for name, _ in tx.touched})
 
     def _atomic(self, batch: AtomicBatch, tx: Tx, records: dict[uuid.UUID, KeyRecord]) -> str:
         seen: set[str] = {batch.key}
         inner: list[KeyRecord] = []
+        entry_keys: list[uuid.UUID] = []
         for index, cmd in enumerate(batch.commands):
             key_id = entry_id_for_key(cmd.key)
             if cmd.key in seen:
@@ -234,16 +243,21 @@ class Executor:
                     f"key {cmd.key!r} inside atomic batch {batch.key!r} was already used"
                 )
             seen.add(cmd.key)
+            inner_fp = fingerprint(cmd)
+            tx.fingerprint = inner_fp
             try:
                 kind = HANDLERS[type(cmd)](cmd, tx, key_id)
             except LedgerError as e:
                 e.message = f"command {index} ({cmd.key!r}) of atomic batch: {e.message}"
                 e.args = (e.message,)
                 raise
-            has_entry = not isinstance(cmd, OpenAccount | DeclareAsset)
-            done = Outcome(cmd.key, "applied", entry_id=key_id if has_entry else None, kind=kind)
-            inner.append(KeyRecord(key_id, cmd.key, fingerprint(cmd), done.to_record()))
+            if isinstance(cmd, OpenAccount | DeclareAsset):
+                done = Outcome(cmd.key, "applied", kind=kind)
+                inner.append(KeyRecord(key_id, cmd.key, inner_fp, done.to_record()))
+            else:
+                entry_keys.append(key_id)
         tx.ws.keys.extend(inner)
+        tx.ws.entry_keys.extend(entry_keys)
         return "atomic_batch"
 
     def _load(self, flat: Sequence[Command]) -> None:
@@ -298,6 +312,8 @@ def _replay(key: str, fp: str, recorded_fp: str, recorded: Outcome) -> Outcome:
 
 
 def _log_outcome(outcome: Outcome, accounts: list[str]) -> None:
+    if not log.is_enabled_for(logging.INFO):
+        return
     fields: dict[str, Any] = {
         "idempotency_key": outcome.key,
         "status": outcome.status,

@@ -279,6 +279,7 @@ def _entry_event(
         entry_id,
         kind=kind,
         key=cmd.key,
+        fingerprint=tx.fingerprint,
         legs=legs,
         releases=releases,
         effective_at=effective,

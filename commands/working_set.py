@@ -49,6 +49,7 @@ class WorkingSet:
         self.account_entries: dict[str, list[uuid.UUID]] = {}
         self.events: list[StoredEvent] = []
         self.keys: list[KeyRecord] = []
+        self.entry_keys: list[uuid.UUID] = []
         self.holds_opened: list[tuple[uuid.UUID, datetime | None]] = []
         self.holds_closed: list[uuid.UUID] = []
         self.read_versions: dict[uuid.UUID, int] = {}
@@ -60,7 +61,7 @@ class WorkingSet:
         if state is not None:
             return state
         state = self._base_accounts.get(name)
-        sid = account_stream_id(name)
+        sid = account_stream_id(name) if state is None else state.stream_id
         if sid not in self.read_versions:
             self.read_versions[sid] = 0 if state is None else state.version
         return state
@@ -77,9 +78,12 @@ class WorkingSet:
 
     def asset(self, code: str) -> Asset:
         """The asset ``code``: an ISO 4217 currency or a declared asset."""
-        known = self.assets.get(code) or iso_currency(code)
+        known = self.assets.get(code)
         if known is None:
-            raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
+            known = iso_currency(code)
+            if known is None:
+                raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
+            self.assets[code] = known
         return known
 
     def touched_before(self, name: str) -> bool:
@@ -103,13 +107,14 @@ class WorkingSet:
         batch = WriteBatch(
             events=list(self.events),
             keys=list(self.keys),
+            entry_keys=list(self.entry_keys),
             holds_opened=list(self.holds_opened),
             holds_closed=list(self.holds_closed),
         )
         for name, entry_ids in self.account_entries.items():
             state = self.accounts[name]
             state.version += 1
-            event = events.account_changed(state, entry_ids)
+            event = events.account_changed(state, len(entry_ids))
             state.last_hash = events.state_hash(event.state)
             batch.events.append(event)
             self.written.add(state.stream_id)
@@ -131,6 +136,8 @@ class Tx:
         self.events: list[StoredEvent] = []
         self.holds_opened: list[tuple[uuid.UUID, datetime | None]] = []
         self.holds_closed: list[uuid.UUID] = []
+        #: The fingerprint of the command being decided (recorded in its entry).
+        self.fingerprint = ""
 
     # -- reading -----------------------------------------------------------------------
 

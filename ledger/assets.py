@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from decimal import Context, Decimal, InvalidOperation
 
 from iso4217 import Currency
 
@@ -35,6 +36,8 @@ BALANCE_MAX_MINOR = 2**127 - 1
 #: Largest number of decimals an asset may declare.
 SCALE_MAX = 18
 
+# Wide enough for any amount within the limits, so scaling never rounds.
+_EXACT = Context(prec=100)
 _ASSET_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
 
 
@@ -56,6 +59,7 @@ def validate_asset_code(code: str) -> str:
     return code
 
 
+@lru_cache(maxsize=1024)
 def iso_currency(code: str) -> Asset | None:
     """The ISO 4217 currency ``code`` with its minor units, or None if not one.
 
@@ -110,24 +114,18 @@ def to_minor(value: object, asset: Asset) -> int:
     Raises :class:`InvalidAmount` if the value has more decimals than the asset's scale
     or its magnitude exceeds :data:`AMOUNT_MAX_MINOR`.
     """
-    number = parse_decimal(value)
-    sign, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)
-    if len(digits) + exponent > 60:
-        raise InvalidAmount(f"amount {value!r} exceeds the maximum amount")
-    shifted = exponent + asset.scale
-    if shifted >= 0:
-        magnitude = int("".join(map(str, digits)) or "0") * 10**shifted
-    else:
-        kept, dropped = digits[:shifted], digits[shifted:]
-        if any(dropped):
-            raise InvalidAmount(
-                f"amount {value!r} has more than {asset.scale} decimals allowed for {asset.code}"
-            )
-        magnitude = int("".join(map(str, kept)) or "0")
-    if magnitude > AMOUNT_MAX_MINOR:
+    number = value if type(value) is Decimal and value.is_finite() else parse_decimal(value)
+    if number.adjusted() + asset.scale > 40:
         raise InvalidAmount(f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units")
-    return -magnitude if sign else magnitude
+    scaled = number.scaleb(asset.scale, context=_EXACT)
+    if scaled != scaled.to_integral_value(context=_EXACT):
+        raise InvalidAmount(
+            f"amount {value!r} has more than {asset.scale} decimals allowed for {asset.code}"
+        )
+    minor = int(scaled)
+    if abs(minor) > AMOUNT_MAX_MINOR:
+        raise InvalidAmount(f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units")
+    return minor
 
 
 def to_decimal(minor: int, asset: Asset) -> Decimal:

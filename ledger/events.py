@@ -29,6 +29,8 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger.assets import Asset
 from ledger.model import AccountState, EntryKind, EntryState, HoldStatus, Leg
+from ledger.outcome import Outcome
+from ledger.store import KeyRecord
 
 __all__ = [
     "TOPIC_ACCOUNT_CHANGED",
@@ -44,6 +46,7 @@ __all__ = [
     "entry_recorded",
     "entry_state_from",
     "entry_updated",
+    "key_record_from_entry",
     "state_hash",
 ]
 
@@ -103,11 +106,16 @@ def account_opened(
     return _event(account.stream_id, 1, TOPIC_ACCOUNT_OPENED, body)
 
 
-def account_changed(account: AccountState, entry_ids: Sequence[uuid.UUID]) -> StoredEvent:
-    """An account's balances after the listed entries (applied in this order)."""
+def account_changed(account: AccountState, entry_count: int) -> StoredEvent:
+    """An account's balances after the entries that precede this event in the log.
+
+    The entries a version applies are exactly the entries on this account recorded
+    after its previous event, all in the same transaction, so they need not be listed:
+    the audit replays them and checks the balances and ``entries`` count here.
+    """
     body = {
         "account": account.account,
-        "entries": [str(e) for e in entry_ids],
+        "entries": entry_count,
         "posted": str(account.posted),
         "pending_out": str(account.pending_out),
         "pending_in": str(account.pending_in),
@@ -121,6 +129,7 @@ def entry_recorded(
     *,
     kind: EntryKind,
     key: str,
+    fingerprint: str,
     legs: Sequence[Leg],
     releases: Sequence[Leg],
     effective_at: datetime,
@@ -136,6 +145,7 @@ def entry_recorded(
     body = {
         "kind": kind,
         "key": key,
+        "fp": fingerprint,
         "legs": _legs(legs),
         "releases": _legs(releases),
         "effective_at": _dt(effective_at),
@@ -147,6 +157,18 @@ def entry_recorded(
         "reverses": None if reverses is None else str(reverses),
     }
     return _event(entry_id, 1, TOPIC_ENTRY, body)
+
+
+def key_record_from_entry(event: StoredEvent) -> KeyRecord:
+    """The idempotency record of the command that recorded this entry.
+
+    Applied entry commands keep no separate key row: the entry (stream id derived from
+    the key, version 1, carrying the request fingerprint) is the record.
+    """
+    body = decode(event.state)
+    entry_id = cast(uuid.UUID, event.originator_id)
+    outcome = Outcome(body["key"], "applied", entry_id=entry_id, kind=body["kind"])
+    return KeyRecord(entry_id, body["key"], body["fp"], outcome.to_record())
 
 
 def entry_updated(entry: EntryState, by: uuid.UUID) -> StoredEvent:

@@ -3,8 +3,12 @@
 A backend (SQLite, PostgreSQL) stores events in an eventsourcing application recorder
 table and keeps two side tables written *in the same transaction*:
 
-* idempotency records: one row per key with the request fingerprint and the outcome,
-  so a key is applied at most once (primary key) and its outcome replays forever;
+* idempotency records: one row per key whose command recorded no entry (a rejection,
+  an account opening, an atomic batch) with the request fingerprint and the outcome.
+  A command that recorded an entry needs no row: the entry's stream id is derived from
+  the key and the entry event carries the fingerprint, so the event store's primary
+  key makes the key apply at most once. Under the append's lock each side checks the
+  other (no entry for a rejected key, no row for an applied one);
 * the open-holds index (hold id, deadline), so ``expire_due`` finds due holds without
   reading the log. It is derived from the log and can be rebuilt from it.
 
@@ -46,6 +50,9 @@ class WriteBatch:
 
     events: list[StoredEvent] = field(default_factory=list)
     keys: list[KeyRecord] = field(default_factory=list)
+    #: Keys of the entries written: the append fails if any has a key row (a
+    #: concurrent writer recorded a rejection under it).
+    entry_keys: list[uuid.UUID] = field(default_factory=list)
     holds_opened: list[tuple[uuid.UUID, datetime | None]] = field(default_factory=list)
     holds_closed: list[uuid.UUID] = field(default_factory=list)
     #: Streams the decision read but does not write, with the version it saw
@@ -67,7 +74,8 @@ class EventStore(Protocol):
         """The first and the latest event of each existing stream."""
 
     def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
-        """The idempotency records that exist among ``key_ids``."""
+        """The idempotency records among ``key_ids``: key rows, and entries recorded
+        under those keys (see :func:`ledger.events.key_record_from_entry`)."""
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch atomically; return the log positions of its events."""
