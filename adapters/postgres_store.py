@@ -153,7 +153,8 @@ class PostgresEventStore:
         """Refuse (or warn about) settings under which acknowledged commits can be lost."""
         with self._cursor() as cur:
             cur.execute(
-                "SELECT current_setting('synchronous_commit') AS sync, current_setting('fsync') AS fsync"
+                "SELECT current_setting('synchronous_commit') AS sync,"
+                " current_setting('fsync') AS fsync"
             )
             row = cur.fetchone()
         assert row is not None
@@ -186,7 +187,10 @@ class PostgresEventStore:
             cur.execute(query, (list(stream_ids),))
             for row in cur.fetchall():
                 event = StoredEvent(
-                    row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])
+                    row["originator_id"],
+                    row["originator_version"],
+                    row["topic"],
+                    bytes(row["state"]),
                 )
                 sid = row["originator_id"]
                 first = found.get(sid)
@@ -241,7 +245,7 @@ class PostgresEventStore:
         failure: BaseException | None = None
         with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
             try:
-                rec._lock_table(cur)  # noqa: SLF001 - the recorder's own lock statements
+                rec._lock_table(cur)
                 self._check(cur, batch, pipeline.sync)
                 if pg_events:
                     cur.execute(rec.insert_events_statement, (pg_events,))
@@ -255,7 +259,7 @@ class PostgresEventStore:
 
     def _append_copy(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
         with conn.transaction(), conn.cursor() as cur:
-            self.recorder._lock_table(cur)  # noqa: SLF001
+            self.recorder._lock_table(cur)
             self._check(cur, batch, lambda: None)
             with cur.copy(self._copy_events) as copy:
                 copy.set_types(["uuid", "int8", "text", "bytea"])
@@ -314,13 +318,15 @@ class PostgresEventStore:
 
     def read_log(self, after: int, limit: int) -> Sequence[Notification]:
         """Events after position ``after``, in log order."""
-        return self._call(  # type: ignore[no-any-return]
+        notifications: Sequence[Notification] = self._call(
             lambda: self.recorder.select_notifications(after, limit, inclusive_of_start=False)
         )
+        return notifications
 
     def max_position(self) -> int:
         """The highest log position (0 for an empty log)."""
-        return self._call(self.recorder.max_notification_id) or 0  # type: ignore[no-any-return]
+        position: int | None = self._call(self.recorder.max_notification_id)
+        return position or 0
 
     def close(self) -> None:
         """Close the connection pool."""

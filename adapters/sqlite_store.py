@@ -32,8 +32,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ledger_keys ("
     " key_id TEXT PRIMARY KEY, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
     " outcome BLOB NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS ledger_open_holds ("
-    " hold_id TEXT PRIMARY KEY, expires_at TEXT)",
+    "CREATE TABLE IF NOT EXISTS ledger_open_holds ( hold_id TEXT PRIMARY KEY, expires_at TEXT)",
     "CREATE INDEX IF NOT EXISTS ledger_open_holds_due ON ledger_open_holds (expires_at)"
     " WHERE expires_at IS NOT NULL",
 )
@@ -105,17 +104,19 @@ class SQLiteEventStore:
                 marks = ",".join("?" * len(chunk))
                 cur.execute(
                     "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-                    " FROM stored_events e JOIN (SELECT originator_id, MAX(originator_version) v"
-                    f" FROM stored_events WHERE originator_id IN ({marks}) GROUP BY originator_id) m"
+                    " FROM stored_events e JOIN ("
+                    " SELECT originator_id, MAX(originator_version) v FROM stored_events"
+                    f" WHERE originator_id IN ({marks}) GROUP BY originator_id) m"
                     " ON e.originator_id = m.originator_id"
                     " AND (e.originator_version = 1 OR e.originator_version = m.v)"
                     " ORDER BY e.originator_id, e.originator_version",
                     chunk,
                 )
                 for sid, version, topic, state in cur.fetchall():
-                    event = StoredEvent(uuid.UUID(sid), version, topic, bytes(state))
-                    first = found.get(event.originator_id)  # type: ignore[call-overload]
-                    found[event.originator_id] = (first[0] if first else event, event)  # type: ignore[index]
+                    stream_id = uuid.UUID(sid)
+                    event = StoredEvent(stream_id, version, topic, bytes(state))
+                    first = found.get(stream_id)
+                    found[stream_id] = (first[0] if first else event, event)
         return found
 
     def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:

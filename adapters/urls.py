@@ -18,7 +18,7 @@ def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) ->
     * ``postgresql://user:password@host:5432/dbname`` - PostgreSQL via psycopg 3.
     """
     if url.startswith("sqlite:///"):
-        from ledger.adapters.sqlite_store import SQLiteEventStore
+        from ledger.adapters.sqlite_store import SQLiteEventStore  # noqa: PLC0415 - load drivers on demand
 
         path = url[len("sqlite:///") :]
         if not path:
@@ -27,7 +27,7 @@ def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) ->
             path = f"file:ledger-{uuid.uuid4().hex}?mode=memory&cache=shared"
         return SQLiteEventStore(url, path)
     if url.startswith(("postgresql://", "postgres://")):
-        from ledger.adapters.postgres_store import PostgresEventStore
+        from ledger.adapters.postgres_store import PostgresEventStore  # noqa: PLC0415 - load drivers on demand
 
         return PostgresEventStore(url, pool_size=pool_size, require_durable=require_durable)
     scheme = url.split(":", 1)[0] if ":" in url else url

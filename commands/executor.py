@@ -29,6 +29,7 @@ from ledger.errors import (
     IdempotencyConflict,
     InvalidCommand,
     LedgerError,
+    LimitExceeded,
     StoreUnavailable,
 )
 from ledger.model import (
@@ -134,8 +135,6 @@ class Executor:
     def run(self, commands: Sequence[Command]) -> list[Outcome]:
         """Apply ``commands`` in one transaction; one outcome per command, in order."""
         if len(commands) > BATCH_MAX:
-            from ledger.errors import LimitExceeded
-
             raise LimitExceeded(f"{len(commands)} commands in one batch; the limit is {BATCH_MAX}")
         prints = [(cmd, entry_id_for_key(cmd.key), fingerprint(cmd)) for cmd in commands]
         flat = _flatten(commands)
@@ -179,7 +178,9 @@ class Executor:
             record = records.get(key_id)
             earlier = decided.get(key_id)
             if record is not None:
-                outcome = _replay(cmd.key, fp, record.fingerprint, Outcome.from_record(cmd.key, record.outcome))
+                outcome = _replay(
+                    cmd.key, fp, record.fingerprint, Outcome.from_record(cmd.key, record.outcome)
+                )
                 accounts: list[str] = []
             elif earlier is not None:
                 outcome = _replay(cmd.key, fp, earlier[0], earlier[1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ledger import events
 from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
@@ -60,7 +60,9 @@ def _legs(tx: Tx, given: Sequence[LegInput]) -> tuple[Leg, ...]:
         totals[asset.code] += amount
     unbalanced = {code: total for code, total in totals.items() if total != 0}
     if unbalanced:
-        detail = ", ".join(f"{code} off by {total} minor units" for code, total in unbalanced.items())
+        detail = ", ".join(
+            f"{code} off by {total} minor units" for code, total in unbalanced.items()
+        )
         raise UnbalancedEntry(f"entry does not balance: {detail} (debits must equal credits)")
     return tuple(legs)
 
@@ -185,7 +187,9 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
-    tx.emit(_entry_event(cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id))
+    tx.emit(
+        _entry_event(cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id)
+    )
     hold.status = "posted"
     tx.update_entry(hold, entry_id)
     tx.holds_closed.append(hold.entry_id)
@@ -195,7 +199,7 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
 def void_hold(cmd: VoidHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Release a hold."""
     hold = _open_hold(tx, cmd.hold_id)
-    return _release(tx, cmd, hold, entry_id, "void", "voided")
+    return _release(tx, cmd, hold, entry_id, kind="void", status="voided")
 
 
 def expire_hold(cmd: ExpireHold, tx: Tx, entry_id: uuid.UUID) -> str:
@@ -203,11 +207,17 @@ def expire_hold(cmd: ExpireHold, tx: Tx, entry_id: uuid.UUID) -> str:
     hold = _open_hold(tx, cmd.hold_id)
     if hold.expires_at is None or hold.expires_at > cmd.now:
         raise HoldNotPending(f"hold {cmd.hold_id} is not due to expire at {cmd.now.isoformat()}")
-    return _release(tx, cmd, hold, entry_id, "expire", "expired")
+    return _release(tx, cmd, hold, entry_id, kind="expire", status="expired")
 
 
 def _release(
-    tx: Tx, cmd: VoidHold | ExpireHold, hold: EntryState, entry_id: uuid.UUID, kind: Any, status: Any
+    tx: Tx,
+    cmd: VoidHold | ExpireHold,
+    hold: EntryState,
+    entry_id: uuid.UUID,
+    *,
+    kind: Literal["void", "expire"],
+    status: Literal["voided", "expired"],
 ) -> str:
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
     tx.check_rules()
@@ -224,7 +234,9 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
     if original is None:
         raise EntryNotFound(f"no entry with id {cmd.entry_id}")
     if original.kind not in ("posted", "capture"):
-        raise EntryNotReversible(f"entry {cmd.entry_id} is a {original.kind} entry; only postings reverse")
+        raise EntryNotReversible(
+            f"entry {cmd.entry_id} is a {original.kind} entry; only postings reverse"
+        )
     if cmd.legs is None:
         legs = tuple(
             Leg(leg.account, leg.asset, -rest if leg.amount > 0 else rest)

@@ -94,9 +94,7 @@ def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
 Amount = Annotated[Decimal, BeforeValidator(_amount)]
 """An exact decimal amount in major units; floats, NaN and Infinity are refused."""
 
-Key = Annotated[
-    str, Field(min_length=1, max_length=KEY_MAX_CHARS), AfterValidator(_utf8)
-]
+Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX_CHARS), AfterValidator(_utf8)]
 """An idempotency key: 1-256 characters chosen by the caller, unique per request."""
 
 AccountId = Annotated[str, Field(pattern=_ACCOUNT_ID.pattern)]
@@ -182,7 +180,10 @@ class PostHold(Command):
 
     kind: Literal["post_hold"] = "post_hold"
     hold_id: uuid.UUID
-    legs: Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)] | None = None
+    legs: (
+        Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)]
+        | None
+    ) = None
     effective_at: AwareDatetime | None = None
     description: Description = ""
     metadata: Metadata = Field(default_factory=dict)
@@ -213,14 +214,24 @@ class ReverseEntry(Command):
 
     kind: Literal["reverse_entry"] = "reverse_entry"
     entry_id: uuid.UUID
-    legs: Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)] | None = None
+    legs: (
+        Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)]
+        | None
+    ) = None
     effective_at: AwareDatetime | None = None
     description: Description = ""
     metadata: Metadata = Field(default_factory=dict)
 
 
 WriteCommand = (
-    DeclareAsset | OpenAccount | PostEntry | PlaceHold | PostHold | VoidHold | ExpireHold | ReverseEntry
+    DeclareAsset
+    | OpenAccount
+    | PostEntry
+    | PlaceHold
+    | PostHold
+    | VoidHold
+    | ExpireHold
+    | ReverseEntry
 )
 
 

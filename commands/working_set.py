@@ -82,7 +82,9 @@ class WorkingSet:
         if known is None:
             known = iso_currency(code)
             if known is None:
-                raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
+                raise UnknownAsset(
+                    f"asset {code!r} is not an ISO 4217 currency and was not declared"
+                )
             self.assets[code] = known
         return known
 
@@ -98,7 +100,9 @@ class WorkingSet:
         for name, entry_id in tx.touched:
             self.account_entries.setdefault(name, []).append(entry_id)
         self.events.extend(tx.events)
-        self.written.update(e.originator_id for e in tx.events if isinstance(e.originator_id, uuid.UUID))
+        self.written.update(
+            e.originator_id for e in tx.events if isinstance(e.originator_id, uuid.UUID)
+        )
         self.holds_opened.extend(tx.holds_opened)
         self.holds_closed.extend(tx.holds_closed)
 
@@ -196,7 +200,9 @@ class Tx:
         entry.last_hash = events.state_hash(event.state)
         self.emit(event)
 
-    def apply_legs(self, entry_id: uuid.UUID, legs: tuple[Leg, ...], *, pending: bool, sign: int = 1) -> None:
+    def apply_legs(
+        self, entry_id: uuid.UUID, legs: tuple[Leg, ...], *, pending: bool, sign: int = 1
+    ) -> None:
         """Apply legs to balances: posted, or as holds (``pending``); ``sign=-1`` releases."""
         for leg in legs:
             state = self.require_account(leg.account)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from decimal import Context, Decimal, InvalidOperation
+from functools import lru_cache
 
 from iso4217 import Currency
 
@@ -82,7 +82,7 @@ def parse_decimal(value: object) -> Decimal:
     Floats and booleans are refused: a float cannot represent most decimal amounts
     exactly, so accepting one would silently change money.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise InvalidAmount(
             f"amount {value!r} is a {type(value).__name__}; pass a Decimal or a decimal string"
         )
@@ -116,7 +116,9 @@ def to_minor(value: object, asset: Asset) -> int:
     """
     number = value if type(value) is Decimal and value.is_finite() else parse_decimal(value)
     if number.adjusted() + asset.scale > 40:
-        raise InvalidAmount(f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units")
+        raise InvalidAmount(
+            f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units"
+        )
     scaled = number.scaleb(asset.scale, context=_EXACT)
     if scaled != scaled.to_integral_value(context=_EXACT):
         raise InvalidAmount(
@@ -124,7 +126,9 @@ def to_minor(value: object, asset: Asset) -> int:
         )
     minor = int(scaled)
     if abs(minor) > AMOUNT_MAX_MINOR:
-        raise InvalidAmount(f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units")
+        raise InvalidAmount(
+            f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units"
+        )
     return minor
 
 

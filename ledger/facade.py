@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,8 +14,22 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ledger import events
+from ledger.adapters.urls import open_store
 from ledger.assets import to_decimal
-from ledger.errors import InvalidCommand
+from ledger.commands.executor import Executor
+from ledger.commands.models import (
+    AtomicBatch,
+    DeclareAsset,
+    ExpireHold,
+    LegInput,
+    OpenAccount,
+    PlaceHold,
+    PostEntry,
+    PostHold,
+    ReverseEntry,
+    VoidHold,
+)
+from ledger.errors import InvalidCommand, UnknownAccount
 from ledger.model import account_stream_id
 from ledger.outcome import Outcome
 from ledger.store import EventStore
@@ -38,13 +53,11 @@ def build(model: type[M], **data: Any) -> M:
 
 def leg(account: str, amount: Decimal | str | int, asset: str) -> Any:
     """One entry leg: positive ``amount`` debits ``account``, negative credits it."""
-    from ledger.commands.models import LegInput
 
     return build(LegInput, account=account, amount=amount, asset=asset)
 
 
 def _legs(legs: Iterable[LegLike]) -> tuple[Any, ...]:
-    from ledger.commands.models import LegInput
 
     out: list[Any] = []
     for item in legs:
@@ -86,10 +99,6 @@ class Ledger:
     """
 
     def __init__(self, store: EventStore, *, clock: Callable[[], datetime] | None = None) -> None:
-        import threading
-
-        from ledger.commands.executor import Executor
-
         self.store = store
         self._executor = Executor(store, clock=clock)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -110,8 +119,6 @@ class Ledger:
         With ``durability="require"`` (the default) a PostgreSQL server with
         ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
         """
-        from ledger.adapters.urls import open_store
-
         store = open_store(url, require_durable=durability == "require")
         try:
             if create_schema:
@@ -129,7 +136,10 @@ class Ledger:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -153,7 +163,6 @@ class Ledger:
 
     def declare_asset(self, code: str, scale: int, *, key: str | None = None) -> Outcome:
         """Declare a user-defined asset with ``scale`` decimals (0-18)."""
-        from ledger.commands.models import DeclareAsset
 
         return self.execute(build(DeclareAsset, key=key or f"asset:{code}", code=code, scale=scale))
 
@@ -170,7 +179,6 @@ class Ledger:
         metadata: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Open an account (see :class:`~ledger.commands.models.OpenAccount` for rules)."""
-        from ledger.commands.models import OpenAccount
 
         return self.execute(
             build(
@@ -189,19 +197,24 @@ class Ledger:
     def post(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
         """Post a balanced entry. ``fields``: effective_at, description, metadata,
         expected_versions."""
-        from ledger.commands.models import PostEntry
 
         return self.execute(build(PostEntry, key=key, legs=_legs(legs), **fields))
 
     def transfer(
-        self, key: str, *, debit: str, credit: str, amount: Decimal | str | int, asset: str, **fields: Any
+        self,
+        key: str,
+        *,
+        debit: str,
+        credit: str,
+        amount: Decimal | str | int,
+        asset: str,
+        **fields: Any,
     ) -> Outcome:
         """Post a two-leg entry debiting ``debit`` and crediting ``credit``."""
         return self.post(key, [(debit, amount, asset), (credit, f"-{amount}", asset)], **fields)
 
     def hold(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
         """Reserve amounts as a pending entry; ``fields`` may include expires_at."""
-        from ledger.commands.models import PlaceHold
 
         return self.execute(build(PlaceHold, key=key, legs=_legs(legs), **fields))
 
@@ -209,14 +222,12 @@ class Ledger:
         self, key: str, hold_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
     ) -> Outcome:
         """Post a hold in full, or in part with ``legs``; the rest is released."""
-        from ledger.commands.models import PostHold
 
         given = None if legs is None else _legs(legs)
         return self.execute(build(PostHold, key=key, hold_id=hold_id, legs=given, **fields))
 
     def void_hold(self, key: str, hold_id: uuid.UUID, **fields: Any) -> Outcome:
         """Release a hold without posting."""
-        from ledger.commands.models import VoidHold
 
         return self.execute(build(VoidHold, key=key, hold_id=hold_id, **fields))
 
@@ -224,20 +235,17 @@ class Ledger:
         self, key: str, entry_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
     ) -> Outcome:
         """Reverse a posting fully, or partly with ``legs`` (never beyond what was posted)."""
-        from ledger.commands.models import ReverseEntry
 
         given = None if legs is None else _legs(legs)
         return self.execute(build(ReverseEntry, key=key, entry_id=entry_id, legs=given, **fields))
 
     def atomic(self, key: str, commands: Sequence[Any]) -> Outcome:
         """Apply ``commands`` all-or-nothing under one key."""
-        from ledger.commands.models import AtomicBatch
 
         return self.execute(build(AtomicBatch, key=key, commands=tuple(commands)))
 
     def expire_due(self, now: datetime | None = None, *, limit: int = 1000) -> list[Outcome]:
         """Release every hold whose deadline is at or before ``now`` (idempotent)."""
-        from ledger.commands.models import ExpireHold
 
         at = now or self._clock()
         due = self.store.due_holds(at, limit)
@@ -251,8 +259,6 @@ class Ledger:
         sid = account_stream_id(account)
         found = self.store.load_streams([sid]).get(sid)
         if found is None:
-            from ledger.errors import UnknownAccount
-
             raise UnknownAccount(f"account {account!r} does not exist")
         state = events.account_state_from(*found)
         asset = state.asset
@@ -270,4 +276,3 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger({self.store.url!r})"
-

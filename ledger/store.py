@@ -30,7 +30,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 __all__ = ["AppendConflict", "EventStore", "KeyRecord", "WriteBatch"]
 
 
-class AppendConflict(Exception):  # noqa: N818 - an internal signal, never surfaced to users
+class AppendConflict(Exception):
     """A concurrent writer got there first; reload the named streams and retry."""
 
 

@@ -24,12 +24,32 @@ LEDGER_TABLES = ("stored_events", "ledger_keys", "ledger_open_holds")
 
 
 def require_postgres() -> str:
-    """The test PostgreSQL URL, or skip (fail under CI) when none is configured."""
+    """A PostgreSQL database for this test worker, or skip (fail under CI) without one.
+
+    Each pytest-xdist worker gets its own database (``<name>_gw0``...), created on first
+    use, so parallel workers never truncate each other's tables.
+    """
     if not PG_URL:
         if os.environ.get("CI"):
             pytest.fail("LEDGER_TEST_POSTGRES_URL is not set under CI")
         pytest.skip("LEDGER_TEST_POSTGRES_URL not set")
-    return PG_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return PG_URL
+    base, _, dbname = PG_URL.rpartition("/")
+    name = f"{dbname}_{worker}"
+    if name not in _CREATED:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        _CREATED.add(name)
+    return f"{base}/{name}"
+
+
+_CREATED: set[str] = set()
 
 
 def reset_postgres(url: str) -> None:

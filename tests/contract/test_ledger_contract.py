@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from ledger.commands import OpenAccount, PostEntry
 
 from ledger import (
     AccountExists,
@@ -21,7 +22,7 @@ from ledger import (
     Ledger,
     UnknownAccount,
 )
-from ledger.commands import OpenAccount, PostEntry
+from ledger.model import entry_id_for_key
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -175,7 +176,9 @@ def test_expiry_releases_due_holds_once(store_url: str) -> None:
     with Ledger.open(store_url, clock=lambda: clock[0]) as books:
         setup_wallets(books)
         hold = books.hold(
-            "h1", [("alice", "10", "USD"), ("bob", "-10", "USD")], expires_at=NOW + timedelta(hours=1)
+            "h1",
+            [("alice", "10", "USD"), ("bob", "-10", "USD")],
+            expires_at=NOW + timedelta(hours=1),
         )
         assert books.expire_due() == []
         clock[0] = NOW + timedelta(hours=2)
@@ -271,17 +274,32 @@ def test_pinned_version_mismatch_is_a_conflict_and_writes_nothing(books: Ledger)
     setup_wallets(books)
     version = books.balance("alice").version
     books.transfer(
-        "p1", debit="alice", credit="bob", amount="1", asset="USD", expected_versions={"alice": version}
+        "p1",
+        debit="alice",
+        credit="bob",
+        amount="1",
+        asset="USD",
+        expected_versions={"alice": version},
     )
     position = books.store.max_position()
     with pytest.raises(ConcurrencyConflict):
         books.transfer(
-            "p2", debit="alice", credit="bob", amount="1", asset="USD", expected_versions={"alice": version}
+            "p2",
+            debit="alice",
+            credit="bob",
+            amount="1",
+            asset="USD",
+            expected_versions={"alice": version},
         )
     assert books.store.max_position() == position
     # the key was not burned
     books.transfer(
-        "p2", debit="alice", credit="bob", amount="1", asset="USD", expected_versions={"alice": version + 1}
+        "p2",
+        debit="alice",
+        credit="bob",
+        amount="1",
+        asset="USD",
+        expected_versions={"alice": version + 1},
     )
 
 
@@ -312,7 +330,5 @@ def test_two_ledger_objects_on_one_store_stay_consistent(store_url: str) -> None
 def test_entry_ids_are_derived_from_keys(books: Ledger) -> None:
     setup_wallets(books)
     outcome = books.transfer("p1", debit="alice", credit="bob", amount="1", asset="USD")
-    from ledger.model import entry_id_for_key
-
     assert outcome.entry_id == entry_id_for_key("p1")
     assert isinstance(outcome.entry_id, uuid.UUID)

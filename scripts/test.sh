@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Quick start 2: set up, start a throwaway PostgreSQL on loopback, then lint,
+# type-check what ships, and run every test (unit, property, contract, integration).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bootstrap.sh
+export PATH="$HOME/.local/bin:$PATH"
+started=""
+if [ -z "${LEDGER_TEST_POSTGRES_URL:-}" ]; then
+  LEDGER_TEST_POSTGRES_URL="$(.ci/postgres.sh start)"
+  export LEDGER_TEST_POSTGRES_URL
+  started=1
+fi
+cleanup() { [ -n "$started" ] && .ci/postgres.sh stop || true; }
+trap cleanup EXIT
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy --strict (installed package)"
+scripts/typecheck.sh
+echo "== pytest"
+.venv/bin/python -m pytest -n 2 "$@"
