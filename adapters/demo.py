@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TextIO
+from typing import Literal, TextIO
 
-from ledger.commands.models import PostEntry
+from ledger.commands.models import LegInput, PostEntry
 
 from ledger.facade import Ledger
 
 __all__ = ["run_demo"]
 
-ACCOUNTS = [
+ACCOUNTS: list[tuple[str, Literal["debit", "credit"], str | None]] = [
     ("bank:settlement:usd", "debit", None),
     ("platform:revenue:usd", "credit", None),
     ("users:alice:wallet", "credit", "0"),
@@ -23,8 +23,8 @@ ACCOUNTS = [
 ]
 
 
-def _leg(account: str, amount: str) -> dict[str, str]:
-    return {"account": account, "amount": amount, "asset": "USD"}
+def _leg(account: str, amount: str) -> LegInput:
+    return LegInput(account=account, amount=Decimal(amount), asset="USD")
 
 
 def run_demo(books: Ledger, out: TextIO) -> bool:
@@ -32,7 +32,7 @@ def run_demo(books: Ledger, out: TextIO) -> bool:
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # fresh keys per run
     for account, normal, floor in ACCOUNTS:
         owner = account.split(":")[1] if account.startswith(("users", "merchants")) else None
-        books.open_account(account, "USD", normal=normal, min_balance=floor, owner=owner)  # type: ignore[arg-type]
+        books.open_account(account, "USD", normal=normal, min_balance=floor, owner=owner)
     bank = "bank:settlement:usd"
     for user, amount in (("alice", "120.00"), ("bob", "40.00"), ("carol", "15.00")):
         books.transfer(
@@ -67,11 +67,11 @@ def run_demo(books: Ledger, out: TextIO) -> bool:
         [
             PostEntry(
                 key=share[0],
-                legs=[_leg("users:alice:wallet", "20.00"), _leg("users:bob:wallet", "-20.00")],
+                legs=(_leg("users:alice:wallet", "20.00"), _leg("users:bob:wallet", "-20.00")),
             ),
             PostEntry(
                 key=share[1],
-                legs=[_leg("users:carol:wallet", "15.00"), _leg("users:bob:wallet", "-15.00")],
+                legs=(_leg("users:carol:wallet", "15.00"), _leg("users:bob:wallet", "-15.00")),
             ),
         ],
     )
