@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start or stop a throwaway PostgreSQL 15 server on loopback for tests and benchmarks.
 #   .ci/postgres.sh start   -> installs Debian's postgresql if missing, prints the URL
+#   .ci/postgres.sh status  -> exit 0 if running
 #   .ci/postgres.sh stop
 set -euo pipefail
 PGPORT="${LEDGER_PG_PORT:-55432}"
@@ -40,9 +41,13 @@ case "${1:-start}" in
     done
     echo "postgresql://postgres@127.0.0.1:$PGPORT/ledger_test"
     ;;
+  status)
+    find_bin
+    [ -n "$BIN" ] && as_pg "$BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1
+    ;;
   stop)
     find_bin
     [ -n "$BIN" ] && as_pg "$BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
     ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|status|stop" >&2; exit 2 ;;
 esac

@@ -42,6 +42,7 @@ __all__ = [
     "UnbalancedEntry",
     "UnknownAccount",
     "UnknownAsset",
+    "error_from_code",
     "rejection_from_code",
 ]
 
@@ -168,28 +169,27 @@ class EntryNotReversible(CommandRejected):
     code = "entry_not_reversible"
 
 
-_REJECTIONS: dict[str, type[CommandRejected]] = {
-    cls.code: cls
-    for cls in (
-        CommandRejected,
-        UnknownAccount,
-        AccountExists,
-        AssetExists,
-        AssetMismatch,
-        BalanceRuleViolated,
-        BalanceOverflow,
-        EntryNotFound,
-        HoldNotPending,
-        HoldExpired,
-        ExceedsHold,
-        EntryNotReversible,
-    )
-}
-
-
 def rejection_from_code(code: str, message: str, *, replayed: bool) -> CommandRejected:
     """Rebuild the typed rejection recorded under an idempotency key."""
-    return _REJECTIONS.get(code, CommandRejected)(message, replayed=replayed)
+    cls = _by_code().get(code)
+    if cls is None or not issubclass(cls, CommandRejected):
+        return CommandRejected(message, replayed=replayed)
+    return cls(message, replayed=replayed)
+
+
+def error_from_code(code: str, message: str) -> LedgerError:
+    """The typed error for ``code`` (any code documented in this module)."""
+    return _by_code().get(code, LedgerError)(message)
+
+
+def _by_code() -> dict[str, type[LedgerError]]:
+    found: dict[str, type[LedgerError]] = {}
+    pending: list[type[LedgerError]] = [LedgerError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
 
 
 # -- conflicts: nothing written ------------------------------------------------------------

@@ -13,6 +13,7 @@ from ledger.errors import (
     IdempotencyConflict,
     InvalidCommand,
     LedgerError,
+    error_from_code,
     rejection_from_code,
 )
 
@@ -55,7 +56,8 @@ class Outcome:
         if self.status == "rejected":
             raise rejection_from_code(self.code or "rejected", message, replayed=self.replayed)
         if self.status == "invalid":
-            raise InvalidCommand(message)
+            error = error_from_code(self.code or InvalidCommand.code, message)
+            raise error if isinstance(error, InvalidCommand) else InvalidCommand(message)
         if self.code == IdempotencyConflict.code:
             raise IdempotencyConflict(message)
         raise ConcurrencyConflict(message)

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.local/bin:$PATH"
 started=""
 if [ -z "${LEDGER_TEST_POSTGRES_URL:-}" ]; then
+  .ci/postgres.sh status || started=1   # leave a server we did not start running
   LEDGER_TEST_POSTGRES_URL="$(.ci/postgres.sh start)"
   export LEDGER_TEST_POSTGRES_URL
-  started=1
 fi
 cleanup() { [ -n "$started" ] && .ci/postgres.sh stop || true; }
 trap cleanup EXIT
