@@ -248,9 +248,9 @@ class PostgresEventStore:
                 rec._lock_table(cur)
                 self._check(cur, batch, pipeline.sync)
                 if pg_events:
-                    cur.execute(rec.insert_events_statement, (pg_events,))
+                    cur.execute(rec.insert_events_statement, (pg_events,), prepare=False)
                 self._write_side_tables(cur, batch)
-                cur.execute(self._notify)
+                cur.execute(self._notify, prepare=False)
                 pipeline.sync()
             except BaseException as e:  # re-raised outside the pipeline block
                 failure = e
@@ -268,11 +268,23 @@ class PostgresEventStore:
             self._write_side_tables(cur, batch)
             cur.execute(self._notify)
 
+    def _lock(self, cur: psycopg.Cursor[Any]) -> None:
+        """Take the recorder's EXCLUSIVE lock on the event table (with its lock timeout).
+
+        Nothing in an append is a server-side prepared statement: psycopg can lose
+        track of one prepared inside a pipeline that fails, and a conflict is a normal
+        outcome of an append.
+        """
+        for statement in self.recorder.lock_table_statements:
+            cur.execute(statement, prepare=False)
+
     def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch, sync: Any) -> None:
         """Under the lock: streams only read are unchanged, applied keys have no row."""
         if not batch.expect_versions and not batch.entry_keys:
             return
-        cur.execute(self._select_check, (list(batch.expect_versions), batch.entry_keys))
+        cur.execute(
+            self._select_check, (list(batch.expect_versions), batch.entry_keys), prepare=False
+        )
         sync()
         current: dict[uuid.UUID, int] = {}
         for row in cur.fetchall():
@@ -294,16 +306,20 @@ class PostgresEventStore:
                     [k.fingerprint for k in batch.keys],
                     [k.outcome for k in batch.keys],
                 ),
+                prepare=False,
             )
         if batch.holds_opened:
             cur.execute(
                 "INSERT INTO ledger_open_holds (hold_id, expires_at)"
                 " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[])",
                 ([h for h, _ in batch.holds_opened], [at for _, at in batch.holds_opened]),
+                prepare=False,
             )
         if batch.holds_closed:
             cur.execute(
-                "DELETE FROM ledger_open_holds WHERE hold_id = ANY(%s)", (list(batch.holds_closed),)
+                "DELETE FROM ledger_open_holds WHERE hold_id = ANY(%s)",
+                (list(batch.holds_closed),),
+                prepare=False,
             )
 
     def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
