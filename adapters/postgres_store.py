@@ -47,6 +47,15 @@ PIPELINE_EVENTS_MAX = 200
 _SCHEMA_LOCK_KEY = 0x1ED6E5  # advisory lock serialising schema creation across processes
 
 
+def _key_columns(batch: WriteBatch) -> tuple[list[Any], ...]:
+    return (
+        [k.key_id for k in batch.keys],
+        [k.key for k in batch.keys],
+        [k.fingerprint for k in batch.keys],
+        [k.outcome for k in batch.keys],
+    )
+
+
 def parse_postgres_url(url: str) -> dict[str, Any]:
     """Connection settings from a ``postgresql://`` URL."""
     parts = urlsplit(url)
@@ -82,7 +91,7 @@ class PostgresEventStore:
             max_overflow=2,
             lock_timeout=LOCK_TIMEOUT_S,
             connect_timeout=5,
-            pre_ping=True,
+            pre_ping=False,  # a dead connection fails the attempt, which is retried
         )
         self.recorder = self._call(lambda: PostgresApplicationRecorder(self.datastore))
         self._tables = {"schema": Identifier(self.datastore.schema)}
@@ -95,14 +104,54 @@ class PostgresEventStore:
             "COPY {schema}.stored_events (originator_id, originator_version, topic, state)"
             " FROM STDIN (FORMAT BINARY)"
         ).format(**self._tables)
+        # Key rows, and entries recorded under the keys (fingerprint NULL, the entry's
+        # state in "outcome"): one statement, one result.
         self._select_keys = SQL(
-            "SELECT key_id, key, fingerprint, outcome FROM ledger_keys WHERE key_id = ANY(%s)"
-        )
-        self._select_entries = SQL(
-            "SELECT originator_id, topic, state FROM {schema}.stored_events"
-            " WHERE originator_id = ANY(%s) AND originator_version = 1 AND topic = {topic}"
+            "SELECT key_id, key, fingerprint, outcome FROM ledger_keys WHERE key_id = ANY(%(ids)s)"
+            " UNION ALL SELECT originator_id, NULL, NULL, state FROM {schema}.stored_events"
+            " WHERE originator_id = ANY(%(ids)s) AND originator_version = 1 AND topic = {topic}"
         ).format(topic=Literal(TOPIC_ENTRY), **self._tables)
+        self._select_heads = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+            " FROM {schema}.stored_events e JOIN (SELECT originator_id, max(originator_version) v"
+            " FROM {schema}.stored_events WHERE originator_id = ANY(%s) GROUP BY originator_id) m"
+            " ON e.originator_id = m.originator_id"
+            " AND (e.originator_version = 1 OR e.originator_version = m.v)"
+            " ORDER BY e.originator_id, e.originator_version"
+        ).format(**self._tables)
         self._notify = SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name))
+        # The guard of a pipelined append, evaluated once under the lock and kept in a
+        # transaction-local setting that every write of the append tests.
+        self._set_guard = SQL(
+            "SELECT set_config('ledger.append_ok', ("
+            " NOT EXISTS (SELECT 1 FROM ledger_keys WHERE key_id = ANY(%s))"
+            " AND NOT EXISTS (SELECT 1 FROM unnest(%s::uuid[], %s::int8[]) AS x(id, v)"
+            " WHERE coalesce((SELECT max(s.originator_version) FROM {schema}.stored_events s"
+            " WHERE s.originator_id = x.id), 0) <> x.v))::text, true)"
+        ).format(**self._tables)
+        ok = SQL(" WHERE current_setting('ledger.append_ok') = 'true'")
+        self._insert_events = (
+            SQL(
+                "INSERT INTO {schema}.stored_events"
+                " (originator_id, originator_version, topic, state)"
+                " SELECT * FROM unnest(%s::uuid[], %s::int8[], %s::text[], %s::bytea[])"
+            ).format(**self._tables)
+            + ok
+        )
+        self._insert_keys_unguarded = SQL(
+            "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
+            " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[])"
+        )
+        self._insert_keys = self._insert_keys_unguarded + ok
+        self._insert_holds_unguarded = SQL(
+            "INSERT INTO ledger_open_holds (hold_id, expires_at)"
+            " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[])"
+        )
+        self._insert_holds = self._insert_holds_unguarded + ok
+        self._delete_holds_unguarded = SQL("DELETE FROM ledger_open_holds WHERE hold_id = ANY(%s)")
+        self._delete_holds = self._delete_holds_unguarded + SQL(
+            " AND current_setting('ledger.append_ok') = 'true'"
+        )
 
     def _call(self, fn: Any) -> Any:
         try:
@@ -172,53 +221,67 @@ class PostgresEventStore:
         self, stream_ids: Collection[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
         """The first and latest event of each stream that exists."""
-        found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
-        if not stream_ids:
-            return found
-        query = SQL(
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM {schema}.stored_events e JOIN (SELECT originator_id, max(originator_version) v"
-            " FROM {schema}.stored_events WHERE originator_id = ANY(%s) GROUP BY originator_id) m"
-            " ON e.originator_id = m.originator_id"
-            " AND (e.originator_version = 1 OR e.originator_version = m.v)"
-            " ORDER BY e.originator_id, e.originator_version"
-        ).format(**self._tables)
-        with self._cursor() as cur:
-            cur.execute(query, (list(stream_ids),))
-            for row in cur.fetchall():
-                event = StoredEvent(
-                    row["originator_id"],
-                    row["originator_version"],
-                    row["topic"],
-                    bytes(row["state"]),
-                )
-                sid = row["originator_id"]
-                first = found.get(sid)
-                found[sid] = (first[0] if first else event, event)
-        return found
+        return self.read((), stream_ids)[1]
 
     def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
         """The idempotency records among ``key_ids`` (key rows and entries)."""
-        if not key_ids:
-            return {}
-        ids = list(key_ids)
-        found: dict[uuid.UUID, KeyRecord] = {}
-        with self._cursor() as cur:
-            cur.execute(self._select_keys, (ids,), prepare=True)
-            for row in cur.fetchall():
-                kid = row["key_id"]
-                found[kid] = KeyRecord(kid, row["key"], row["fingerprint"], bytes(row["outcome"]))
-            cur.execute(self._select_entries, (ids,), prepare=True)
-            for row in cur.fetchall():
-                event = StoredEvent(row["originator_id"], 1, row["topic"], bytes(row["state"]))
-                found[row["originator_id"]] = key_record_from_entry(event)
-        return found
+        return self.read(key_ids, ())[0]
+
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """Key records and stream heads in one pipelined round trip."""
+        if not key_ids and not stream_ids:
+            return {}, {}
+        try:
+            with (
+                self.datastore.get_connection() as conn,
+                conn.pipeline(),
+                conn.cursor() as kc,
+                conn.cursor() as sc,
+            ):
+                return self.read_with(kc, sc, key_ids, stream_ids)
+        except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
+        except PersistenceError as e:
+            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+
+    def read_with(
+        self,
+        kc: psycopg.Cursor[Any],
+        sc: psycopg.Cursor[Any],
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """Run the key and stream-head queries on the given cursors."""
+        if key_ids:
+            kc.execute(self._select_keys, {"ids": list(key_ids)}, prepare=True)
+        if stream_ids:
+            sc.execute(self._select_heads, (list(stream_ids),), prepare=True)
+        key_rows = kc.fetchall() if key_ids else []
+        head_rows = sc.fetchall() if stream_ids else []
+        keys: dict[uuid.UUID, KeyRecord] = {}
+        for row in key_rows:
+            kid = row["key_id"]
+            if row["fingerprint"] is None:  # an entry recorded under the key
+                event = StoredEvent(kid, 1, TOPIC_ENTRY, bytes(row["outcome"]))
+                keys[kid] = key_record_from_entry(event)
+            else:
+                keys[kid] = KeyRecord(kid, row["key"], row["fingerprint"], bytes(row["outcome"]))
+        found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
+        for row in head_rows:
+            sid = row["originator_id"]
+            event = StoredEvent(sid, row["originator_version"], row["topic"], bytes(row["state"]))
+            first = found.get(sid)
+            found[sid] = (first[0] if first else event, event)
+        return keys, found
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch in one transaction under the event table's lock.
 
-        Small batches go in one pipelined round trip; large ones are streamed with
-        binary COPY, several times faster than a bulk INSERT for thousands of rows.
+        Small batches go in one pipelined round trip whose statements are all guarded
+        by one check (so none of them can fail on a conflict); large ones check first,
+        then stream the events with binary COPY.
         """
         try:
             with self.datastore.get_connection() as conn:
@@ -237,55 +300,92 @@ class PostgresEventStore:
         return []
 
     def _append_pipelined(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
-        rec = self.recorder
-        pg_events = [
-            rec.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
-            for e in batch.events
-        ]
-        failure: BaseException | None = None
-        with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
-            try:
-                rec._lock_table(cur)
-                self._check(cur, batch, pipeline.sync)
-                if pg_events:
-                    cur.execute(rec.insert_events_statement, (pg_events,), prepare=False)
-                self._write_side_tables(cur, batch)
-                cur.execute(self._notify, prepare=False)
-                pipeline.sync()
-            except BaseException as e:  # re-raised outside the pipeline block
-                failure = e
-        if failure is not None:
-            raise failure
+        """One round trip: lock, evaluate the guard once, guarded writes, commit.
+
+        Every write is conditional on the guard, so a conflict commits an empty
+        transaction instead of raising mid-pipeline; the row counts tell which.
+        """
+        ids, versions = list(batch.expect_versions), list(batch.expect_versions.values())
+        events = batch.events
+        with conn.pipeline(), conn.transaction():
+            with conn.cursor() as cur:
+                for statement in self.recorder.lock_table_statements:
+                    cur.execute(statement, prepare=True)
+                cur.execute(self._set_guard, (batch.entry_keys, ids, versions), prepare=True)
+            with conn.cursor() as ev, conn.cursor() as keys, conn.cursor() as cur:
+                if events:
+                    ev.execute(
+                        self._insert_events,
+                        (
+                            [e.originator_id for e in events],
+                            [e.originator_version for e in events],
+                            [e.topic for e in events],
+                            [e.state for e in events],
+                        ),
+                        prepare=True,
+                    )
+                if batch.keys:
+                    keys.execute(self._insert_keys, _key_columns(batch), prepare=True)
+                self._write_holds(cur, batch, guarded=True)
+                cur.execute(self._notify, prepare=True)
+        written = ev.rowcount if events else keys.rowcount if batch.keys else -1
+        expected = len(events) if events else len(batch.keys)
+        if written not in (-1, expected):
+            raise AppendConflict(
+                "a concurrent writer changed a stream or key this batch depends on"
+            )
 
     def _append_copy(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
         with conn.transaction(), conn.cursor() as cur:
-            self.recorder._lock_table(cur)
-            self._check(cur, batch, lambda: None)
+            for statement in self.recorder.lock_table_statements:
+                cur.execute(statement, prepare=True)
+            self.write_locked(cur, batch)
+
+    def write_locked(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
+        """Check, then write, in a transaction that holds the event table's lock."""
+        self._check(cur, batch)
+        if batch.events:
             with cur.copy(self._copy_events) as copy:
                 copy.set_types(["uuid", "int8", "text", "bytea"])
                 for e in batch.events:
                     copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
-            self._write_side_tables(cur, batch)
-            cur.execute(self._notify)
+        if batch.keys:
+            cur.execute(self._insert_keys_unguarded, _key_columns(batch), prepare=True)
+        self._write_holds(cur, batch, guarded=False)
+        cur.execute(self._notify, prepare=True)
 
-    def _lock(self, cur: psycopg.Cursor[Any]) -> None:
-        """Take the recorder's EXCLUSIVE lock on the event table (with its lock timeout).
+    @contextmanager
+    def exclusive(self) -> Iterator[PostgresSession]:
+        """Hold the event table's lock for a whole read-decide-append cycle.
 
-        Nothing in an append is a server-side prepared statement: psycopg can lose
-        track of one prepared inside a pipeline that fails, and a conflict is a normal
-        outcome of an append.
+        The fallback after repeated optimistic conflicts: other writers wait (up to
+        their lock timeout) instead of invalidating this one's reads, so a hot
+        account cannot starve a writer.
         """
-        for statement in self.recorder.lock_table_statements:
-            cur.execute(statement, prepare=False)
+        try:
+            with (
+                self.datastore.get_connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                for statement in self.recorder.lock_table_statements:
+                    cur.execute(statement, prepare=True)
+                yield PostgresSession(self, cur)
+        except AppendConflict:
+            raise
+        except (IntegrityError, psycopg.errors.UniqueViolation) as e:
+            raise AppendConflict(str(e)) from e
+        except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
+        except PersistenceError as e:
+            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
 
-    def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch, sync: Any) -> None:
-        """Under the lock: streams only read are unchanged, applied keys have no row."""
-        if not batch.expect_versions and not batch.entry_keys:
-            return
+    def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
+        """Under the lock: every stream is still at the version the decision saw, and no
+        key of an entry written here has a row (a concurrent rejection)."""
         cur.execute(
-            self._select_check, (list(batch.expect_versions), batch.entry_keys), prepare=False
+            self._select_check, (list(batch.expect_versions), batch.entry_keys), prepare=True
         )
-        sync()
         current: dict[uuid.UUID, int] = {}
         for row in cur.fetchall():
             if row["kind"] == "key":
@@ -295,31 +395,18 @@ class PostgresEventStore:
             if current.get(sid, 0) != version:
                 raise AppendConflict(f"stream {sid} moved on from version {version}")
 
-    def _write_side_tables(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
-        if batch.keys:
-            cur.execute(
-                "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
-                " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[])",
-                (
-                    [k.key_id for k in batch.keys],
-                    [k.key for k in batch.keys],
-                    [k.fingerprint for k in batch.keys],
-                    [k.outcome for k in batch.keys],
-                ),
-                prepare=False,
-            )
+    def _write_holds(self, cur: psycopg.Cursor[Any], batch: WriteBatch, *, guarded: bool) -> None:
         if batch.holds_opened:
             cur.execute(
-                "INSERT INTO ledger_open_holds (hold_id, expires_at)"
-                " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[])",
+                self._insert_holds if guarded else self._insert_holds_unguarded,
                 ([h for h, _ in batch.holds_opened], [at for _, at in batch.holds_opened]),
-                prepare=False,
+                prepare=True,
             )
         if batch.holds_closed:
             cur.execute(
-                "DELETE FROM ledger_open_holds WHERE hold_id = ANY(%s)",
+                self._delete_holds if guarded else self._delete_holds_unguarded,
                 (list(batch.holds_closed),),
-                prepare=False,
+                prepare=True,
             )
 
     def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
@@ -347,3 +434,32 @@ class PostgresEventStore:
     def close(self) -> None:
         """Close the connection pool."""
         self.datastore.close()
+
+
+class PostgresSession:
+    """Reads and one append inside a transaction that holds the event table's lock."""
+
+    def __init__(self, store: PostgresEventStore, cur: psycopg.Cursor[Any]) -> None:
+        self.store = store
+        self.cur = cur
+
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """As :meth:`PostgresEventStore.read`, under the lock."""
+        other = self.cur.connection.cursor()
+        try:
+            return self.store.read_with(self.cur, other, key_ids, stream_ids)
+        finally:
+            other.close()
+
+    def load_streams(
+        self, stream_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+        """As :meth:`PostgresEventStore.load_streams`, under the lock."""
+        return self.read((), stream_ids)[1]
+
+    def append(self, batch: WriteBatch) -> Sequence[int]:
+        """As :meth:`PostgresEventStore.append`, in the locked transaction."""
+        self.store.write_locked(self.cur, batch)
+        return []

@@ -98,99 +98,36 @@ class SQLiteEventStore:
         self, stream_ids: Collection[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
         """The first and latest event of each stream that exists."""
-        found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
         with self._read() as cur:
-            for chunk in _chunks([s.hex for s in stream_ids]):
-                marks = ",".join("?" * len(chunk))
-                cur.execute(
-                    "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-                    " FROM stored_events e JOIN ("
-                    " SELECT originator_id, MAX(originator_version) v FROM stored_events"
-                    f" WHERE originator_id IN ({marks}) GROUP BY originator_id) m"
-                    " ON e.originator_id = m.originator_id"
-                    " AND (e.originator_version = 1 OR e.originator_version = m.v)"
-                    " ORDER BY e.originator_id, e.originator_version",
-                    chunk,
-                )
-                for sid, version, topic, state in cur.fetchall():
-                    stream_id = uuid.UUID(sid)
-                    event = StoredEvent(stream_id, version, topic, bytes(state))
-                    first = found.get(stream_id)
-                    found[stream_id] = (first[0] if first else event, event)
-        return found
+            return _load_streams(cur, stream_ids)
 
     def lookup_keys(self, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
         """The idempotency records among ``key_ids`` (key rows and entries)."""
-        found: dict[uuid.UUID, KeyRecord] = {}
         with self._read() as cur:
-            for chunk in _chunks([k.hex for k in key_ids]):
-                marks = ",".join("?" * len(chunk))
-                cur.execute(
-                    "SELECT key_id, key, fingerprint, outcome FROM ledger_keys"
-                    f" WHERE key_id IN ({marks})",
-                    chunk,
-                )
-                for key_id, key, fp, outcome in cur.fetchall():
-                    kid = uuid.UUID(key_id)
-                    found[kid] = KeyRecord(kid, key, fp, bytes(outcome))
-                cur.execute(
-                    "SELECT originator_id, topic, state FROM stored_events"
-                    f" WHERE originator_id IN ({marks}) AND originator_version = 1 AND topic = ?",
-                    [*chunk, TOPIC_ENTRY],
-                )
-                for sid, topic, state in cur.fetchall():
-                    event = StoredEvent(uuid.UUID(sid), 1, topic, bytes(state))
-                    found[event.originator_id] = key_record_from_entry(event)  # type: ignore[index]
-        return found
+            return _lookup_keys(cur, key_ids)
+
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """Key records and stream heads, from one consistent snapshot."""
+        with self._read() as cur:
+            cur.execute("BEGIN")
+            try:
+                return _lookup_keys(cur, key_ids), _load_streams(cur, stream_ids)
+            finally:
+                cur.execute("COMMIT")
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch in one IMMEDIATE transaction; conflicts raise AppendConflict."""
         with self._write() as cur:
-            self._check_versions(cur, batch.expect_versions)
-            self._check_keys_free(cur, batch.entry_keys)
-            cur.executemany(
-                "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
-                " VALUES (?, ?, ?, ?)",
-                [
-                    (e.originator_id.hex, e.originator_version, e.topic, e.state)  # type: ignore[union-attr]
-                    for e in batch.events
-                ],
-            )
-            cur.executemany(
-                "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome) VALUES (?, ?, ?, ?)",
-                [(k.key_id.hex, k.key, k.fingerprint, k.outcome) for k in batch.keys],
-            )
-            cur.executemany(
-                "INSERT INTO ledger_open_holds (hold_id, expires_at) VALUES (?, ?)",
-                [(h.hex, _utc(at)) for h, at in batch.holds_opened],
-            )
-            cur.executemany(
-                "DELETE FROM ledger_open_holds WHERE hold_id = ?",
-                [(h.hex,) for h in batch.holds_closed],
-            )
+            _append(cur, batch)
         return []
 
-    def _check_versions(self, cur: sqlite3.Cursor, expect: dict[uuid.UUID, int]) -> None:
-        items = list(expect.items())
-        for chunk in _chunks(items):
-            marks = ",".join("?" * len(chunk))
-            cur.execute(
-                "SELECT originator_id, MAX(originator_version) FROM stored_events"
-                f" WHERE originator_id IN ({marks}) GROUP BY originator_id",
-                [sid.hex for sid, _ in chunk],
-            )
-            current = {uuid.UUID(sid): v for sid, v in cur.fetchall()}
-            for sid, version in chunk:
-                if current.get(sid, 0) != version:
-                    raise AppendConflict(f"stream {sid} moved on from version {version}")
-
-    def _check_keys_free(self, cur: sqlite3.Cursor, key_ids: list[uuid.UUID]) -> None:
-        for chunk in _chunks([k.hex for k in key_ids]):
-            marks = ",".join("?" * len(chunk))
-            cur.execute(f"SELECT key_id FROM ledger_keys WHERE key_id IN ({marks}) LIMIT 1", chunk)
-            row = cur.fetchone()
-            if row is not None:
-                raise AppendConflict(f"key {row[0]} was recorded by a concurrent writer")
+    @contextmanager
+    def exclusive(self) -> Iterator[SQLiteSession]:
+        """Hold the write lock for a whole read-decide-append cycle (see EventStore)."""
+        with self._write() as cur:
+            yield SQLiteSession(cur)
 
     def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
         """Open holds due at ``now``, earliest first."""
@@ -213,3 +150,122 @@ class SQLiteEventStore:
     def close(self) -> None:
         """Close the connection pool."""
         self.datastore.close()
+
+
+class SQLiteSession:
+    """Reads and one append inside a transaction that already holds the write lock."""
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self.cur = cur
+
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """As :meth:`SQLiteEventStore.read`, under the lock."""
+        return _lookup_keys(self.cur, key_ids), _load_streams(self.cur, stream_ids)
+
+    def load_streams(
+        self, stream_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+        """As :meth:`SQLiteEventStore.load_streams`, under the lock."""
+        return _load_streams(self.cur, stream_ids)
+
+    def append(self, batch: WriteBatch) -> Sequence[int]:
+        """As :meth:`SQLiteEventStore.append`, in the locked transaction."""
+        _append(self.cur, batch)
+        return []
+
+
+def _load_streams(
+    cur: sqlite3.Cursor, stream_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+    found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
+    for chunk in _chunks([s.hex for s in stream_ids]):
+        marks = ",".join("?" * len(chunk))
+        cur.execute(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+            " FROM stored_events e JOIN ("
+            " SELECT originator_id, MAX(originator_version) v FROM stored_events"
+            f" WHERE originator_id IN ({marks}) GROUP BY originator_id) m"
+            " ON e.originator_id = m.originator_id"
+            " AND (e.originator_version = 1 OR e.originator_version = m.v)"
+            " ORDER BY e.originator_id, e.originator_version",
+            chunk,
+        )
+        for sid, version, topic, state in cur.fetchall():
+            stream_id = uuid.UUID(sid)
+            event = StoredEvent(stream_id, version, topic, bytes(state))
+            first = found.get(stream_id)
+            found[stream_id] = (first[0] if first else event, event)
+    return found
+
+
+def _lookup_keys(cur: sqlite3.Cursor, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
+    found: dict[uuid.UUID, KeyRecord] = {}
+    for chunk in _chunks([k.hex for k in key_ids]):
+        marks = ",".join("?" * len(chunk))
+        cur.execute(
+            f"SELECT key_id, key, fingerprint, outcome FROM ledger_keys WHERE key_id IN ({marks})",
+            chunk,
+        )
+        for key_id, key, fp, outcome in cur.fetchall():
+            kid = uuid.UUID(key_id)
+            found[kid] = KeyRecord(kid, key, fp, bytes(outcome))
+        cur.execute(
+            "SELECT originator_id, topic, state FROM stored_events"
+            f" WHERE originator_id IN ({marks}) AND originator_version = 1 AND topic = ?",
+            [*chunk, TOPIC_ENTRY],
+        )
+        for sid, topic, state in cur.fetchall():
+            entry_id = uuid.UUID(sid)
+            found[entry_id] = key_record_from_entry(StoredEvent(entry_id, 1, topic, bytes(state)))
+    return found
+
+
+def _append(cur: sqlite3.Cursor, batch: WriteBatch) -> None:
+    """Check, then write, inside a transaction that holds the write lock."""
+    _check_versions(cur, batch.expect_versions)
+    _check_keys_free(cur, batch.entry_keys)
+    cur.executemany(
+        "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
+        " VALUES (?, ?, ?, ?)",
+        [
+            (e.originator_id.hex, e.originator_version, e.topic, e.state)  # type: ignore[union-attr]
+            for e in batch.events
+        ],
+    )
+    cur.executemany(
+        "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome) VALUES (?, ?, ?, ?)",
+        [(k.key_id.hex, k.key, k.fingerprint, k.outcome) for k in batch.keys],
+    )
+    cur.executemany(
+        "INSERT INTO ledger_open_holds (hold_id, expires_at) VALUES (?, ?)",
+        [(h.hex, _utc(at)) for h, at in batch.holds_opened],
+    )
+    cur.executemany(
+        "DELETE FROM ledger_open_holds WHERE hold_id = ?", [(h.hex,) for h in batch.holds_closed]
+    )
+
+
+def _check_versions(cur: sqlite3.Cursor, expect: dict[uuid.UUID, int]) -> None:
+    items = list(expect.items())
+    for chunk in _chunks(items):
+        marks = ",".join("?" * len(chunk))
+        cur.execute(
+            "SELECT originator_id, MAX(originator_version) FROM stored_events"
+            f" WHERE originator_id IN ({marks}) GROUP BY originator_id",
+            [sid.hex for sid, _ in chunk],
+        )
+        current = {uuid.UUID(sid): v for sid, v in cur.fetchall()}
+        for sid, version in chunk:
+            if current.get(sid, 0) != version:
+                raise AppendConflict(f"stream {sid} moved on from version {version}")
+
+
+def _check_keys_free(cur: sqlite3.Cursor, key_ids: list[uuid.UUID]) -> None:
+    for chunk in _chunks([k.hex for k in key_ids]):
+        marks = ",".join("?" * len(chunk))
+        cur.execute(f"SELECT key_id FROM ledger_keys WHERE key_id IN ({marks}) LIMIT 1", chunk)
+        row = cur.fetchone()
+        if row is not None:
+            raise AppendConflict(f"key {row[0]} was recorded by a concurrent writer")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 import structlog
+from eventsourcing.persistence import StoredEvent
 
 from ledger import events
 from ledger.assets import Asset, iso_currency
@@ -40,7 +42,7 @@ from ledger.model import (
     entry_id_for_key,
 )
 from ledger.outcome import Outcome
-from ledger.store import AppendConflict, EventStore, KeyRecord
+from ledger.store import AppendConflict, EventStore, KeyRecord, StoreSession
 
 from .handlers import HANDLERS, referenced_accounts, referenced_assets, referenced_entries
 from .models import AtomicBatch, Command, DeclareAsset, ExpireHold, OpenAccount
@@ -51,7 +53,12 @@ __all__ = ["Executor", "StateCache", "fingerprint"]
 log = structlog.get_logger("ledger")
 
 #: Whole-attempt retries after a conflict with a concurrent writer.
-ATTEMPTS_MAX = 12
+ATTEMPTS_MAX = 30
+#: Attempts made optimistically before an attempt holds the store's write lock
+#: throughout (so that a writer cannot be starved by others on hot accounts).
+OPTIMISTIC_ATTEMPTS = 3
+#: Cap of the randomised back-off between attempts, in seconds.
+BACKOFF_MAX_S = 0.1
 #: Commands in one call of :meth:`Executor.run`.
 BATCH_MAX = 10_000
 #: States kept in memory before the cache is emptied (it refills from the store).
@@ -131,6 +138,7 @@ class Executor:
         self.cache = StateCache()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.attempts_max = attempts_max
+        self._jitter = random.Random()  # noqa: S311 - back-off jitter, not security
 
     def run(self, commands: Sequence[Command]) -> list[Outcome]:
         """Apply ``commands`` in one transaction; one outcome per command, in order."""
@@ -141,11 +149,16 @@ class Executor:
         failure: LedgerError | None = None
         for attempt in range(self.attempts_max):
             try:
-                return self._attempt(prints, flat)
+                if attempt < OPTIMISTIC_ATTEMPTS:
+                    return self._attempt(prints, flat, self.store)
+                with self.store.exclusive() as session:
+                    return self._attempt(prints, flat, session)
             except AppendConflict:
                 failure = ConcurrencyConflict(
                     f"gave up after {self.attempts_max} attempts under contention; retry later"
                 )
+                # Jitter spreads writers that collided, so they stop colliding.
+                time.sleep(self._jitter.uniform(0, min(0.0005 * 2**attempt, BACKOFF_MAX_S)))
             except StoreUnavailable as e:
                 failure = e
                 time.sleep(min(0.05 * 2**attempt, 1.0))
@@ -164,12 +177,14 @@ class Executor:
         self.cache.forget(accounts, entries)
 
     def _attempt(
-        self, prints: Sequence[tuple[Command, uuid.UUID, str]], flat: Sequence[Command]
+        self,
+        prints: Sequence[tuple[Command, uuid.UUID, str]],
+        flat: Sequence[Command],
+        store: EventStore | StoreSession,
     ) -> list[Outcome]:
         key_ids = {key_id for _, key_id, _ in prints}
         key_ids.update(entry_id_for_key(cmd.key) for cmd in flat[len(prints) :])
-        records = self.store.lookup_keys(key_ids)
-        self._load(flat)
+        records = self._read(key_ids, flat, store)
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
         decided: dict[uuid.UUID, tuple[str, Outcome]] = {}
         outcomes: list[Outcome] = []
@@ -193,10 +208,11 @@ class Executor:
             touched.append(accounts)
         batch = ws.finish()
         if batch.events or batch.keys:
-            self.store.append(batch)
+            store.append(batch)
         self.cache.absorb(ws)
-        for outcome, accounts in zip(outcomes, touched, strict=True):
-            _log_outcome(outcome, accounts)
+        if log.is_enabled_for(logging.INFO):
+            for outcome, accounts in zip(outcomes, touched, strict=True):
+                _log_outcome(outcome, accounts)
         return outcomes
 
     def _decide(
@@ -261,34 +277,50 @@ class Executor:
         tx.ws.entry_keys.extend(entry_keys)
         return "atomic_batch"
 
-    def _load(self, flat: Sequence[Command]) -> None:
+    def _read(
+        self, key_ids: set[uuid.UUID], flat: Sequence[Command], store: EventStore | StoreSession
+    ) -> dict[uuid.UUID, KeyRecord]:
+        """Fetch the keys' records and every missing state in as few round trips as
+        possible: one for keys, entries, assets and named accounts together, and a
+        second only for accounts of referenced holds and postings not yet known."""
         cache = self.cache
         wanted_entries = {e for cmd in flat for e in referenced_entries(cmd)}
-        missing_entries = [e for e in wanted_entries if e not in cache.entries]
         wanted_accounts = {a for cmd in flat for a in referenced_accounts(cmd)}
         wanted_assets = {
             code for cmd in flat for code in referenced_assets(cmd) if iso_currency(code) is None
         }
-        missing_assets = [c for c in wanted_assets if c not in cache.assets]
-        ids: list[uuid.UUID] = missing_entries + [asset_stream_id(c) for c in missing_assets]
-        loaded = self.store.load_streams(ids) if ids else {}
-        for first, last in loaded.values():
-            if first.topic == events.TOPIC_ENTRY:
+        by_id = {account_stream_id(a): a for a in wanted_accounts if a not in cache.accounts}
+        ids: list[uuid.UUID] = [e for e in wanted_entries if e not in cache.entries]
+        ids += [asset_stream_id(c) for c in wanted_assets if c not in cache.assets]
+        ids += list(by_id)
+        records, loaded = store.read(key_ids, ids)
+        self._absorb_loaded(loaded, by_id)
+        second: dict[uuid.UUID, str] = {}
+        for entry_id in wanted_entries:
+            held = cache.entries.get(entry_id)
+            if held is not None:
+                for leg in held.legs:
+                    if leg.account not in cache.accounts:
+                        second[account_stream_id(leg.account)] = leg.account
+        if second:
+            self._absorb_loaded(store.load_streams(list(second)), second)
+        return records
+
+    def _absorb_loaded(
+        self,
+        loaded: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]],
+        accounts: dict[uuid.UUID, str],
+    ) -> None:
+        cache = self.cache
+        for sid, (first, last) in loaded.items():
+            if first.topic == events.TOPIC_ACCOUNT_OPENED and sid in accounts:
+                cache.accounts[accounts[sid]] = events.account_state_from(first, last)
+            elif first.topic == events.TOPIC_ENTRY:
                 state = events.entry_state_from(first, last)
                 cache.entries[state.entry_id] = state
             elif first.topic == events.TOPIC_ASSET_DECLARED:
                 body = events.decode(first.state)
                 cache.assets[body["code"]] = Asset(body["code"], body["scale"])
-        for entry_id in wanted_entries:
-            held = cache.entries.get(entry_id)
-            if held is not None:
-                wanted_accounts.update(leg.account for leg in held.legs)
-        missing = [a for a in wanted_accounts if a not in cache.accounts]
-        if missing:
-            by_id = {account_stream_id(a): a for a in missing}
-            for sid, (first, last) in self.store.load_streams(list(by_id)).items():
-                if first.topic == events.TOPIC_ACCOUNT_OPENED:
-                    cache.accounts[by_id[sid]] = events.account_state_from(first, last)
 
 
 def _replay(key: str, fp: str, recorded_fp: str, recorded: Outcome) -> Outcome:
@@ -313,8 +345,6 @@ def _replay(key: str, fp: str, recorded_fp: str, recorded: Outcome) -> Outcome:
 
 
 def _log_outcome(outcome: Outcome, accounts: list[str]) -> None:
-    if not log.is_enabled_for(logging.INFO):
-        return
     fields: dict[str, Any] = {
         "idempotency_key": outcome.key,
         "status": outcome.status,

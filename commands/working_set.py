@@ -122,9 +122,11 @@ class WorkingSet:
             state.last_hash = events.state_hash(event.state)
             batch.events.append(event)
             self.written.add(state.stream_id)
-        batch.expect_versions = {
-            sid: version for sid, version in self.read_versions.items() if sid not in self.written
-        }
+        # Every stream the decision read, written or not, must still be at the version
+        # it saw (0 = absent, as for the stream of each new entry).
+        batch.expect_versions = dict(self.read_versions)
+        for key_id in self.entry_keys:
+            batch.expect_versions.setdefault(key_id, 0)
         return batch
 
 

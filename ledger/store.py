@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-__all__ = ["AppendConflict", "EventStore", "KeyRecord", "WriteBatch"]
+__all__ = ["AppendConflict", "EventStore", "KeyRecord", "StoreSession", "WriteBatch"]
 
 
 class AppendConflict(Exception):
@@ -60,6 +61,23 @@ class WriteBatch:
     expect_versions: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
+class StoreSession(Protocol):
+    """Reads and one append inside a transaction that holds the store's write lock."""
+
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """As :meth:`EventStore.read`."""
+
+    def load_streams(
+        self, stream_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+        """As :meth:`EventStore.load_streams`."""
+
+    def append(self, batch: WriteBatch) -> Sequence[int]:
+        """As :meth:`EventStore.append`."""
+
+
 class EventStore(Protocol):
     """What the ledger needs of a storage backend."""
 
@@ -77,8 +95,21 @@ class EventStore(Protocol):
         """The idempotency records among ``key_ids``: key rows, and entries recorded
         under those keys (see :func:`ledger.events.key_record_from_entry`)."""
 
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """:meth:`lookup_keys` and :meth:`load_streams` together (one round trip
+        where the backend can)."""
+
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch atomically; return the log positions of its events."""
+
+    def exclusive(self) -> AbstractContextManager[StoreSession]:
+        """A session holding the write lock from the first read to the append.
+
+        Used after repeated optimistic conflicts, so that a writer contending with
+        many others on hot accounts still makes progress.
+        """
 
     def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
         """Open holds whose deadline is at or before ``now``."""
