@@ -383,15 +383,19 @@ class PostgresEventStore:
     def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
         """Under the lock: every stream is still at the version the decision saw, and no
         key of an entry written here has a row (a concurrent rejection)."""
-        cur.execute(
-            self._select_check, (list(batch.expect_versions), batch.entry_keys), prepare=True
-        )
+        # Streams this batch writes need no check: the primary key on (stream, version)
+        # rejects a second writer of the same version, and the lock is held.
+        written = {e.originator_id for e in batch.events}
+        expect = {sid: v for sid, v in batch.expect_versions.items() if sid not in written}
+        if not expect and not batch.entry_keys:
+            return
+        cur.execute(self._select_check, (list(expect), batch.entry_keys), prepare=True)
         current: dict[uuid.UUID, int] = {}
         for row in cur.fetchall():
             if row["kind"] == "key":
                 raise AppendConflict(f"key {row['id']} was recorded by a concurrent writer")
             current[row["id"]] = row["v"]
-        for sid, version in batch.expect_versions.items():
+        for sid, version in expect.items():
             if current.get(sid, 0) != version:
                 raise AppendConflict(f"stream {sid} moved on from version {version}")
 

@@ -5,7 +5,8 @@ a unique idempotency key. Every approach runs on the same PostgreSQL server and 
 same disk (SQLite), on tables that already hold history, median of ``--runs`` runs:
 
 * ``ledger single``  - ``Ledger.submit(cmd)``: one command, one transaction.
-* ``ledger batch``   - ``Ledger.submit_many(cmds)``: group commit, 2,000 per transaction.
+* ``ledger batch``   - ``Ledger.submit_all(cmds)``: group commit, 2,000 per transaction,
+  each chunk decided while the previous one is written.
 * ``naive SQL``      - BEGIN; SELECT ... FOR UPDATE both accounts; UPDATE both;
   INSERT the transfer with a UNIQUE key; COMMIT (SQLite: BEGIN IMMEDIATE, no FOR UPDATE).
 * ``eventsourcing``  - the eventsourcing library's bank-account pattern: two account
@@ -152,8 +153,7 @@ def ledger_run(url: str, n: int, batch_size: int, seed: int, prefix: str) -> flo
             for cmd in commands:
                 books.submit(cmd)
         else:
-            for start in range(0, n, batch_size):
-                books.submit_many(commands[start : start + batch_size])
+            books.submit_all(commands, chunk_size=batch_size)
         return time.perf_counter() - started
 
 

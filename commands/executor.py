@@ -9,12 +9,16 @@ makes the whole attempt start again from fresh state, up to ``attempts_max`` tim
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,7 +46,7 @@ from ledger.model import (
     entry_id_for_key,
 )
 from ledger.outcome import Outcome
-from ledger.store import AppendConflict, EventStore, KeyRecord, StoreSession
+from ledger.store import AppendConflict, EventStore, KeyRecord, StoreSession, WriteBatch
 
 from .handlers import HANDLERS, referenced_accounts, referenced_assets, referenced_entries
 from .models import AtomicBatch, Command, DeclareAsset, ExpireHold, OpenAccount
@@ -57,6 +61,8 @@ ATTEMPTS_MAX = 30
 #: Attempts made optimistically before an attempt holds the store's write lock
 #: throughout (so that a writer cannot be starved by others on hot accounts).
 OPTIMISTIC_ATTEMPTS = 3
+#: Batches of at least this many commands are decided with the cyclic GC paused.
+GC_PAUSE_MIN = 100
 #: Cap of the randomised back-off between attempts, in seconds.
 BACKOFF_MAX_S = 0.1
 #: Commands in one call of :meth:`Executor.run`.
@@ -149,10 +155,11 @@ class Executor:
         failure: LedgerError | None = None
         for attempt in range(self.attempts_max):
             try:
-                if attempt < OPTIMISTIC_ATTEMPTS:
-                    return self._attempt(prints, flat, self.store)
-                with self.store.exclusive() as session:
-                    return self._attempt(prints, flat, session)
+                with _gc_paused() if len(flat) >= GC_PAUSE_MIN else nullcontext():
+                    if attempt < OPTIMISTIC_ATTEMPTS:
+                        return self._attempt(prints, flat, self.store)
+                    with self.store.exclusive() as session:
+                        return self._attempt(prints, flat, session)
             except AppendConflict:
                 failure = ConcurrencyConflict(
                     f"gave up after {self.attempts_max} attempts under contention; retry later"
@@ -182,6 +189,20 @@ class Executor:
         flat: Sequence[Command],
         store: EventStore | StoreSession,
     ) -> list[Outcome]:
+        decision = self._decide_all(prints, flat, store)
+        if decision.batch.events or decision.batch.keys:
+            store.append(decision.batch)
+        self.cache.absorb(decision.ws)
+        decision.log()
+        return decision.outcomes
+
+    def _decide_all(
+        self,
+        prints: Sequence[tuple[Command, uuid.UUID, str]],
+        flat: Sequence[Command],
+        store: EventStore | StoreSession,
+    ) -> _Decision:
+        """Read what the commands need and decide them all; append nothing yet."""
         key_ids = {key_id for _, key_id, _ in prints}
         key_ids.update(entry_id_for_key(cmd.key) for cmd in flat[len(prints) :])
         records = self._read(key_ids, flat, store)
@@ -206,13 +227,50 @@ class Executor:
                     decided[key_id] = (fp, outcome)
             outcomes.append(outcome)
             touched.append(accounts)
-        batch = ws.finish()
-        if batch.events or batch.keys:
-            store.append(batch)
-        self.cache.absorb(ws)
-        if log.is_enabled_for(logging.INFO):
-            for outcome, accounts in zip(outcomes, touched, strict=True):
-                _log_outcome(outcome, accounts)
+        return _Decision(outcomes, touched, ws, ws.finish())
+
+    def run_chunked(self, commands: Sequence[Command], chunk_size: int) -> list[Outcome]:
+        """Apply many commands, ``chunk_size`` per transaction, deciding each chunk while
+        the previous one is being written (the database and Python work in parallel).
+
+        Each chunk is appended only after the previous one committed, and is decided
+        on the states the previous one produced. If a chunk's append fails, the
+        speculative decisions of the next are dropped and the failed chunk is re-run
+        on its own (with the usual retries); every command stays all-or-nothing and
+        retry-safe under its key.
+        """
+        chunks = [commands[i : i + chunk_size] for i in range(0, len(commands), chunk_size)]
+        keys = [cmd.key for cmd in _flatten(commands)]
+        if len(chunks) < 2 or len(set(keys)) != len(keys):
+            return [o for chunk in chunks for o in self.run(chunk)]
+        outcomes: list[Outcome] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="ledger-append") as writer:
+            inflight: tuple[Future[Sequence[int]], int, _Decision] | None = None
+            index = 0
+            while index < len(chunks) or inflight is not None:
+                decision = None
+                if index < len(chunks):
+                    chunk = chunks[index]
+                    prints = [(c, entry_id_for_key(c.key), fingerprint(c)) for c in chunk]
+                    with _gc_paused():
+                        decision = self._decide_all(prints, _flatten(chunk), self.store)
+                if inflight is not None:
+                    future, done_index, done = inflight
+                    inflight = None
+                    try:
+                        future.result()
+                    except (AppendConflict, StoreUnavailable):
+                        # The speculative states of this chunk and the next are invalid.
+                        self.cache = StateCache()
+                        outcomes.extend(self.run(chunks[done_index]))
+                        index = done_index + 1
+                        continue
+                    done.log()
+                    outcomes.extend(done.outcomes)
+                if decision is not None:
+                    self.cache.absorb(decision.ws)
+                    inflight = (writer.submit(self.store.append, decision.batch), index, decision)
+                    index += 1
         return outcomes
 
     def _decide(
@@ -321,6 +379,38 @@ class Executor:
             elif first.topic == events.TOPIC_ASSET_DECLARED:
                 body = events.decode(first.state)
                 cache.assets[body["code"]] = Asset(body["code"], body["scale"])
+
+
+@dataclass(slots=True)
+class _Decision:
+    """Outcomes of one attempt, and what it will append."""
+
+    outcomes: list[Outcome]
+    touched: list[list[str]]
+    ws: WorkingSet
+    batch: WriteBatch
+
+    def log(self) -> None:
+        if log.is_enabled_for(logging.INFO):
+            for outcome, accounts in zip(self.outcomes, self.touched, strict=True):
+                _log_outcome(outcome, accounts)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large batch is decided.
+
+    Deciding allocates many small objects that live until the batch ends; each
+    generational collection would scan every cached account state again. Reference
+    counting still frees memory meanwhile; the collector resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _replay(key: str, fp: str, recorded_fp: str, recorded: Outcome) -> Outcome:

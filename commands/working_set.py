@@ -53,7 +53,6 @@ class WorkingSet:
         self.holds_opened: list[tuple[uuid.UUID, datetime | None]] = []
         self.holds_closed: list[uuid.UUID] = []
         self.read_versions: dict[uuid.UUID, int] = {}
-        self.written: set[uuid.UUID] = set()
 
     def current_account(self, name: str) -> AccountState | None:
         """The account as this batch has left it so far (not a copy)."""
@@ -100,9 +99,6 @@ class WorkingSet:
         for name, entry_id in tx.touched:
             self.account_entries.setdefault(name, []).append(entry_id)
         self.events.extend(tx.events)
-        self.written.update(
-            e.originator_id for e in tx.events if isinstance(e.originator_id, uuid.UUID)
-        )
         self.holds_opened.extend(tx.holds_opened)
         self.holds_closed.extend(tx.holds_closed)
 
@@ -121,7 +117,6 @@ class WorkingSet:
             event = events.account_changed(state, len(entry_ids))
             state.last_hash = events.state_hash(event.state)
             batch.events.append(event)
-            self.written.add(state.stream_id)
         # Every stream the decision read, written or not, must still be at the version
         # it saw (0 = absent, as for the stream of each new entry).
         batch.expect_versions = dict(self.read_versions)

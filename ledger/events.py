@@ -64,8 +64,17 @@ def state_hash(state: bytes) -> str:
     return hashlib.sha256(state).hexdigest()[:32]
 
 
+_last_dt: list[tuple[datetime | None, str | None]] = [(None, None)]
+
+
 def _dt(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    # A batch stamps every entry with the same instant: format it once.
+    last = _last_dt[0]
+    if value is last[0]:
+        return last[1]
+    text = None if value is None else value.isoformat()
+    _last_dt[0] = (value, text)
+    return text
 
 
 def _legs(legs: Sequence[Leg]) -> list[list[str]]:

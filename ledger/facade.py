@@ -151,6 +151,14 @@ class Ledger:
         with self._lock:
             return self._executor.run(commands)
 
+    def submit_all(self, commands: Sequence[Any], *, chunk_size: int = 2000) -> list[Outcome]:
+        """The throughput path for many commands: ``chunk_size`` per transaction, each
+        chunk decided while the previous one is written. Each command is atomic and
+        retry-safe under its key; the list as a whole is not one transaction (after a
+        crash, resubmit it: applied commands replay)."""
+        with self._lock:
+            return self._executor.run_chunked(commands, chunk_size)
+
     def submit(self, command: Any) -> Outcome:
         """Apply one command in its own transaction and return its outcome."""
         return self.submit_many([command])[0]
