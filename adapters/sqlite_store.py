@@ -9,6 +9,7 @@ are issued in commit order.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from collections.abc import Collection, Iterator, Sequence
@@ -27,6 +28,10 @@ __all__ = ["SQLiteEventStore"]
 
 _CHUNK = 500
 _CACHE_KIB = 65536
+_PAGE_SIZE = 1024
+#: WAL pages before a commit also checkpoints (64 MiB): fewer, larger checkpoints
+#: cost less per row than one per large commit.
+_CHECKPOINT_PAGES = 65536
 _LOCK_TIMEOUT_S = 30
 
 _SCHEMA = (
@@ -43,6 +48,23 @@ def _utc(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
+def _prepare_file(path: str) -> None:
+    """Give a new database file small pages before anything else touches it.
+
+    Every append inserts keys spread at random over large indexes (stream ids,
+    idempotency keys), dirtying one page per row; with WAL each dirty page is written
+    and synced whole at commit. 1 KiB pages instead of 4 KiB cut that volume by four.
+    """
+    if path.startswith("file:") or os.path.exists(path):
+        return
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
@@ -53,6 +75,7 @@ class SQLiteEventStore:
 
     def __init__(self, url: str, path: str) -> None:
         self.url = url
+        _prepare_file(path)
         self.datastore = SQLiteDatastore(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=2)
         self.recorder = SQLiteApplicationRecorder(self.datastore)
 
@@ -64,7 +87,7 @@ class SQLiteEventStore:
         if not getattr(conn, "_ledger_tuned", False):
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-            cursor.execute("PRAGMA wal_autocheckpoint=16384")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
             conn._ledger_tuned = True
         return cursor
 
