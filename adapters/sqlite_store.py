@@ -75,6 +75,7 @@ class SQLiteEventStore:
 
     def __init__(self, url: str, path: str) -> None:
         self.url = url
+        self.path = path
         _prepare_file(path)
         self.datastore = SQLiteDatastore(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=2)
         self.recorder = SQLiteApplicationRecorder(self.datastore)

@@ -17,6 +17,7 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger import events
 from ledger.assets import BALANCE_MAX_MINOR, Asset, iso_currency, to_decimal
+from ledger.effects import leg_effect
 from ledger.errors import (
     AssetMismatch,
     BalanceOverflow,
@@ -207,13 +208,12 @@ class Tx:
                 raise AssetMismatch(
                     f"leg in {leg.asset} on account {leg.account!r} which holds {state.asset.code}"
                 )
-            oriented = state.sign * leg.amount
-            if not pending:
-                state.posted += oriented * sign
-            elif oriented < 0:
-                state.pending_out += -oriented * sign
-            else:
-                state.pending_in += oriented * sign
+            posted, pending_out, pending_in = leg_effect(
+                state.sign, leg.amount, pending=pending, sign=sign
+            )
+            state.posted += posted
+            state.pending_out += pending_out
+            state.pending_in += pending_in
             if (leg.account, entry_id) not in self.touched:
                 self.touched.append((leg.account, entry_id))
 

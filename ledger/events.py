@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 
 from ledger.assets import Asset
 from ledger.model import AccountState, EntryKind, EntryState, HoldStatus, Leg
@@ -38,6 +39,7 @@ __all__ = [
     "TOPIC_ASSET_DECLARED",
     "TOPIC_ENTRY",
     "TOPIC_ENTRY_UPDATED",
+    "LogEvent",
     "account_changed",
     "account_opened",
     "account_state_from",
@@ -83,6 +85,28 @@ def _legs(legs: Sequence[Leg]) -> list[list[str]]:
 
 def _event(stream_id: uuid.UUID, version: int, topic: str, body: Mapping[str, Any]) -> StoredEvent:
     return StoredEvent(stream_id, version, topic, orjson.dumps(body))
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One event as read from the log, with its position."""
+
+    position: int
+    stream_id: uuid.UUID
+    version: int
+    topic: str
+    body: dict[str, Any]
+
+    @classmethod
+    def from_notification(cls, n: Notification) -> LogEvent:
+        """Decode a notification of the event store."""
+        return cls(
+            n.id, cast(uuid.UUID, n.originator_id), n.originator_version, n.topic, decode(n.state)
+        )
+
+    def legs(self, name: str = "legs") -> tuple[Leg, ...]:
+        """The legs (or ``releases``) of an ``Entry`` event."""
+        return _legs_from(self.body[name])
 
 
 def decode(state: bytes) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def reset_postgres(url: str) -> None:
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
             ).fetchall()
         }
-        tables = [t for t in existing if t in LEDGER_TABLES or t.startswith("ledger_")]
+        tables = [t for t in existing if t in LEDGER_TABLES or t.startswith(("ledger_", "rm_"))]
         if tables:
             conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
 

@@ -1,0 +1,160 @@
+"""Read-model databases: the same SQLite file or PostgreSQL database as the events."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from ledger.adapters.postgres_store import PostgresEventStore
+from ledger.adapters.sqlite_store import SQLiteEventStore
+
+from ledger.errors import StoreError, StoreUnavailable
+
+__all__ = ["PostgresViewStore", "SQLiteViewStore", "open_view_store"]
+
+
+class _SQLiteWriter:
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.conn.execute(sql, params).fetchall())
+
+    def amount(self, value: int) -> Any:
+        return str(value)
+
+    def ddl(self, sql: str) -> str:
+        return sql.replace("{amount}", "TEXT")
+
+
+class SQLiteViewStore:
+    """Read models in the ledger's SQLite file (WAL: readers never block the writer)."""
+
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        try:
+            self.conn = sqlite3.connect(
+                path, isolation_level=None, timeout=30, check_same_thread=False, uri=True
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"SQLite store {url} is unavailable: {e}") from e
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SQLiteWriter]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteWriter(self.conn)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise StoreUnavailable(f"SQLite store {self.url} is busy or unavailable: {e}") from e
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite store {self.url} failed: {e}") from e
+
+    @contextmanager
+    def snapshot(self) -> Iterator[_SQLiteWriter]:
+        """A read transaction."""
+        try:
+            self.conn.execute("BEGIN")
+            try:
+                yield _SQLiteWriter(self.conn)
+            finally:
+                self.conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite store {self.url} failed: {e}") from e
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+class _PostgresWriter:
+    dialect = "postgresql"
+
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self.cur = cur
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.cur.execute(self._sql(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.cur.executemany(self._sql(sql), rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.cur.execute(self._sql(sql), params)
+        return list(self.cur.fetchall())
+
+    def amount(self, value: int) -> Any:
+        return value
+
+    def ddl(self, sql: str) -> str:
+        return sql.replace("{amount}", "NUMERIC(40,0)")
+
+
+class PostgresViewStore:
+    """Read models in the ledger's PostgreSQL database."""
+
+    def __init__(self, url: str, settings: dict[str, Any]) -> None:
+        self.url = url
+        try:
+            self.conn = psycopg.connect(**settings, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"PostgreSQL store {url} is unavailable: {e}") from e
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PostgresWriter]:
+        """One transaction; a serialization failure or deadlock surfaces as
+        StoreUnavailable so the caller retries the whole batch."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                yield _PostgresWriter(cur)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
+        except psycopg.Error as e:
+            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+
+    @contextmanager
+    def snapshot(self) -> Iterator[_PostgresWriter]:
+        """A read-only repeatable-read transaction."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield _PostgresWriter(cur)
+        except psycopg.Error as e:
+            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+def open_view_store(store: object) -> SQLiteViewStore | PostgresViewStore:
+    """The read-model database of an open event store (the same database)."""
+    if isinstance(store, SQLiteEventStore):
+        return SQLiteViewStore(store.url, store.path)
+    if isinstance(store, PostgresEventStore):
+        return PostgresViewStore(store.url, store.settings)
+    raise StoreError(f"no read-model database for store {store!r}")

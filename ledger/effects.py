@@ -1,0 +1,36 @@
+"""How an entry moves balances: shared by the write side, projections and the audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from ledger.model import Leg
+
+__all__ = ["entry_effects", "leg_effect"]
+
+
+def leg_effect(
+    normal_sign: int, amount: int, *, pending: bool, sign: int = 1
+) -> tuple[int, int, int]:
+    """The change of (posted, pending_out, pending_in) of an account for one leg.
+
+    ``normal_sign`` is +1 for a debit-normal account and -1 for a credit-normal one;
+    ``amount`` is the leg's signed amount (debit > 0); ``sign=-1`` releases a hold.
+    """
+    oriented = normal_sign * amount
+    if not pending:
+        return (oriented * sign, 0, 0)
+    if oriented < 0:
+        return (0, -oriented * sign, 0)
+    return (0, 0, oriented * sign)
+
+
+def entry_effects(
+    kind: str, legs: Sequence[Leg], releases: Sequence[Leg]
+) -> Iterator[tuple[Leg, bool, int]]:
+    """Each leg an entry applies, as (leg, pending, sign): the released hold legs
+    first, then the entry's own legs (pending only for a ``pending`` entry)."""
+    for leg in releases:
+        yield leg, True, -1
+    for leg in legs:
+        yield leg, kind == "pending", 1

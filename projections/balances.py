@@ -1,0 +1,294 @@
+"""Balances read model: current balances, and balances as of any past instant.
+
+Tables (``{s}`` is empty, or a suffix while rebuilding):
+
+* ``rm_balances{s}`` - one row per account: asset, normal side, owner, posted,
+  pending_out, pending_in, and the log position of its last change.
+* ``rm_balance_lines{s}`` - one row per (account, entry): the change of the three
+  balances with the entry's effective and recorded time, for as-of queries by either
+  time or both ("on 31 Dec, as we knew it on 5 Jan").
+
+Balances are normal-oriented, as on the write side.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from ledger.assets import Asset, to_decimal
+from ledger.effects import entry_effects
+from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
+
+from .views import ViewWriter
+
+__all__ = ["BalanceRow", "BalancesView"]
+
+_CHUNK = 500
+
+
+def utc_text(value: datetime) -> str:
+    """A timestamp as fixed-width UTC text, so text order is time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceRow:
+    """An account's balances in the read model (exact decimals)."""
+
+    account: str
+    asset: str
+    owner: str | None
+    posted: Decimal
+    pending_out: Decimal
+    pending_in: Decimal
+
+    @property
+    def available(self) -> Decimal:
+        """Posted minus what open holds reserve."""
+        return self.posted - self.pending_out
+
+
+@dataclass(slots=True)
+class _Account:
+    asset: str
+    scale: int
+    sign: int
+    owner: str | None
+    posted: int = 0
+    pending_out: int = 0
+    pending_in: int = 0
+    position: int = 0
+    lines: list[tuple[Any, ...]] = field(default_factory=list)
+    new: bool = False
+
+
+class BalancesView:
+    """The balances projection (see the module docstring for its tables)."""
+
+    name = "balances"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, _Account] = {}
+        self._raw: dict[str, list[tuple[int, str, str, int, int, int]]] = defaultdict(list)
+        self._opened: dict[str, _Account] = {}
+
+    # -- schema -----------------------------------------------------------------------
+
+    def tables(self) -> tuple[str, ...]:
+        """The tables this view owns (without suffix)."""
+        return ("rm_balances", "rm_balance_lines")
+
+    def create(self, w: ViewWriter, suffix: str = "") -> None:
+        """Create the view's tables if missing."""
+        w.execute(
+            w.ddl(
+                f"CREATE TABLE IF NOT EXISTS rm_balances{suffix} ("
+                " account TEXT PRIMARY KEY, asset TEXT NOT NULL, scale INTEGER NOT NULL,"
+                " sign INTEGER NOT NULL, owner TEXT, posted {amount} NOT NULL,"
+                " pending_out {amount} NOT NULL, pending_in {amount} NOT NULL,"
+                " position BIGINT NOT NULL)"
+            )
+        )
+        w.execute(
+            w.ddl(
+                f"CREATE TABLE IF NOT EXISTS rm_balance_lines{suffix} ("
+                " account TEXT NOT NULL, position BIGINT NOT NULL, effective_at TEXT NOT NULL,"
+                " recorded_at TEXT NOT NULL, d_posted {amount} NOT NULL,"
+                " d_pending_out {amount} NOT NULL, d_pending_in {amount} NOT NULL,"
+                " PRIMARY KEY (account, position))"
+            )
+        )
+        if not suffix:  # indexes of a rebuild are made after the swap, under final names
+            w.execute("CREATE INDEX IF NOT EXISTS rm_balances_owner ON rm_balances (owner)")
+
+    # -- projecting -----------------------------------------------------------------------
+
+    def apply(self, event: LogEvent) -> None:
+        """Take one event into the pending batch (nothing is written until flush)."""
+        if event.topic == TOPIC_ACCOUNT_OPENED:
+            body = event.body
+            self._opened[body["account"]] = _Account(
+                body["asset"],
+                body["scale"],
+                1 if body["normal"] == "debit" else -1,
+                body["owner"],
+                position=event.position,
+                new=True,
+            )
+        elif event.topic == TOPIC_ENTRY:
+            body = event.body
+            kind = body["kind"]
+            effective, recorded = body["effective_at"], body["recorded_at"]
+            per_account: dict[str, list[int]] = {}
+            for leg, pending, sign in entry_effects(kind, event.legs(), event.legs("releases")):
+                raw = per_account.setdefault(leg.account, [0, 0, 0])
+                if not pending:
+                    raw[0] += leg.amount * sign
+                elif leg.amount > 0:
+                    raw[1] += leg.amount * sign  # pending debit
+                else:
+                    raw[2] += -leg.amount * sign  # pending credit
+            for account, (posted, debit, credit) in per_account.items():
+                self._raw[account].append(
+                    (event.position, effective, recorded, posted, debit, credit)
+                )
+
+    def flush(self, w: ViewWriter, suffix: str = "") -> None:
+        """Write the pending batch: upsert balances, insert history lines."""
+        if not self._raw and not self._opened:
+            return
+        accounts = dict(self._opened)
+        missing = [a for a in self._raw if a not in accounts]
+        accounts.update(self._load(w, missing, suffix))
+        lines: list[tuple[Any, ...]] = []
+        for name, changes in self._raw.items():
+            acct = accounts[name]
+            for position, effective, recorded, posted, debit, credit in changes:
+                d_posted = acct.sign * posted
+                d_out, d_in = (credit, debit) if acct.sign > 0 else (debit, credit)
+                acct.posted += d_posted
+                acct.pending_out += d_out
+                acct.pending_in += d_in
+                acct.position = position
+                lines.append(
+                    (
+                        name,
+                        position,
+                        _ts(effective),
+                        _ts(recorded),
+                        w.amount(d_posted),
+                        w.amount(d_out),
+                        w.amount(d_in),
+                    )
+                )
+        w.executemany(
+            f"INSERT INTO rm_balances{suffix} (account, asset, scale, sign, owner, posted,"
+            " pending_out, pending_in, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (account) DO UPDATE SET posted = excluded.posted,"
+            " pending_out = excluded.pending_out, pending_in = excluded.pending_in,"
+            " position = excluded.position",
+            [
+                (
+                    name,
+                    a.asset,
+                    a.scale,
+                    a.sign,
+                    a.owner,
+                    w.amount(a.posted),
+                    w.amount(a.pending_out),
+                    w.amount(a.pending_in),
+                    a.position,
+                )
+                for name, a in accounts.items()
+            ],
+        )
+        w.executemany(
+            f"INSERT INTO rm_balance_lines{suffix} (account, position, effective_at, recorded_at,"
+            " d_posted, d_pending_out, d_pending_in) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            lines,
+        )
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget the pending batch (after a flush, or when its transaction failed)."""
+        self._raw.clear()
+        self._opened.clear()
+
+    def _load(self, w: ViewWriter, names: Sequence[str], suffix: str) -> dict[str, _Account]:
+        found: dict[str, _Account] = {}
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = w.query(
+                "SELECT account, asset, scale, sign, owner, posted, pending_out, pending_in,"
+                f" position FROM rm_balances{suffix} WHERE account IN ({marks})",
+                chunk,
+            )
+            for name, asset, scale, sign, owner, posted, out, inn, position in rows:
+                found[name] = _Account(
+                    asset, scale, sign, owner, int(posted), int(out), int(inn), position
+                )
+        return found
+
+    # -- queries -------------------------------------------------------------------------
+
+    @staticmethod
+    def balance(w: ViewWriter, account: str) -> BalanceRow | None:
+        """The account's current balances in the read model, or None."""
+        rows = w.query(
+            "SELECT asset, scale, owner, posted, pending_out, pending_in FROM rm_balances"
+            " WHERE account = ?",
+            (account,),
+        )
+        if not rows:
+            return None
+        asset, scale, owner, posted, out, inn = rows[0]
+        a = Asset(asset, scale)
+        return BalanceRow(
+            account,
+            asset,
+            owner,
+            to_decimal(int(posted), a),
+            to_decimal(int(out), a),
+            to_decimal(int(inn), a),
+        )
+
+    @staticmethod
+    def balance_as_of(
+        w: ViewWriter,
+        account: str,
+        at: datetime,
+        *,
+        by: Literal["effective", "recorded"] = "effective",
+        known_at: datetime | None = None,
+    ) -> BalanceRow | None:
+        """Balances as of ``at`` by effective or recorded time; with ``known_at``, only
+        entries recorded by then count (bi-temporal)."""
+        meta = w.query("SELECT asset, scale, owner FROM rm_balances WHERE account = ?", (account,))
+        if not meta:
+            return None
+        asset, scale, owner = meta[0]
+        column = "effective_at" if by == "effective" else "recorded_at"
+        sql = (
+            "SELECT d_posted, d_pending_out, d_pending_in FROM rm_balance_lines"
+            f" WHERE account = ? AND {column} <= ?"
+        )
+        params: list[Any] = [account, utc_text(at)]
+        if known_at is not None:
+            sql += " AND recorded_at <= ?"
+            params.append(utc_text(known_at))
+        totals = [0, 0, 0]
+        for row in w.query(sql, params):
+            for i in range(3):
+                totals[i] += int(row[i])
+        a = Asset(asset, scale)
+        return BalanceRow(account, asset, owner, *(to_decimal(t, a) for t in totals))
+
+    @staticmethod
+    def totals(w: ViewWriter, owner: str | None = None) -> dict[str, dict[str, Decimal]]:
+        """Per asset: the sum of posted balances of debit-normal and of credit-normal
+        accounts (equal when the books balance), optionally for one owner."""
+        sql = "SELECT asset, scale, sign, posted FROM rm_balances"
+        params: tuple[Any, ...] = ()
+        if owner is not None:
+            sql += " WHERE owner = ?"
+            params = (owner,)
+        sums: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+        for asset, scale, sign, posted in w.query(sql, params):
+            sums[(asset, scale)][0 if sign > 0 else 1] += int(posted)
+        return {
+            asset: {
+                "debit_normal": to_decimal(d, Asset(asset, scale)),
+                "credit_normal": to_decimal(c, Asset(asset, scale)),
+            }
+            for (asset, scale), (d, c) in sums.items()
+        }
+
+
+def _ts(text: str) -> str:
+    return utc_text(datetime.fromisoformat(text))

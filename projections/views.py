@@ -1,0 +1,59 @@
+"""What a projection writes through: a small SQL surface both backends provide.
+
+SQL is written with ``?`` placeholders and ``{amount}`` for the amount column type
+(``NUMERIC(40,0)`` on PostgreSQL, ``TEXT`` on SQLite, whose integers stop at 64 bits);
+amounts go in through :meth:`ViewWriter.amount` and come back through ``int()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Checkpoint", "ViewStore", "ViewWriter"]
+
+
+class ViewWriter(Protocol):
+    """A cursor inside one read-model transaction (or a read-only snapshot)."""
+
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement."""
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for many parameter rows."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows."""
+
+    def amount(self, value: int) -> Any:
+        """An exact integer amount as this backend stores it."""
+
+    def ddl(self, sql: str) -> str:
+        """``sql`` with the backend's column types substituted."""
+
+
+class ViewStore(Protocol):
+    """Transactions on the database that holds the read models."""
+
+    url: str
+
+    def transaction(self) -> AbstractContextManager[ViewWriter]:
+        """A read-write transaction, committed when the block exits normally."""
+
+    def snapshot(self) -> AbstractContextManager[ViewWriter]:
+        """A read-only view of committed data."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far a projection has processed the log."""
+
+    name: str
+    position: int
