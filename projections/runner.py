@@ -15,7 +15,7 @@ never used (gaps), which a reader may pass over.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -75,8 +75,12 @@ class ProjectionRunner:
         projections: Sequence[Projection],
         *,
         batch_size: int = BATCH_SIZE,
+        on_flushed: Callable[[int], None] | None = None,
     ) -> None:
         self.events = events
+        #: Called with the batch's last position after the views are written and
+        #: before the checkpoint, inside the transaction (metrics, fault tests).
+        self.on_flushed = on_flushed
         self.views = views
         self.projections = list(projections)
         self.batch_size = batch_size
@@ -131,6 +135,9 @@ class ProjectionRunner:
             with self.views.transaction() as w:
                 for p in self.projections:
                     p.flush(w)
+                if self.on_flushed is not None:
+                    self.on_flushed(last)
+                for p in self.projections:
                     self._save_checkpoint(w, p.name, last)
         except BaseException:
             for p in self.projections:
