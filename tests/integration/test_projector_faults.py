@@ -5,6 +5,7 @@ leaving a gap. In every case the view ends equal to a plain replay of the log.""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import random
@@ -125,7 +126,7 @@ def test_projector_killed_mid_batch_many_times_while_writers_write() -> None:
     writer.join(timeout=300)
     assert writer.exitcode == 0
     assert kills >= 12
-    progress = sum(1 for a, b in zip(checkpoints, checkpoints[1:], strict=False) if b > a)
+    progress = sum(1 for a, b in itertools.pairwise(checkpoints) if b > a)
     assert progress >= 5, f"the projector should progress between kills: {checkpoints}"
     assert_view_equals_replay(url)
 
