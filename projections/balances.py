@@ -74,7 +74,7 @@ class BalancesView:
 
     def __init__(self) -> None:
         self._pending: dict[str, _Account] = {}
-        self._raw: dict[str, list[tuple[int, str, str, int, int, int]]] = defaultdict(list)
+        self._raw: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         self._opened: dict[str, _Account] = {}
 
     # -- schema -----------------------------------------------------------------------
@@ -100,6 +100,7 @@ class BalancesView:
                 " account TEXT NOT NULL, position BIGINT NOT NULL, effective_at TEXT NOT NULL,"
                 " recorded_at TEXT NOT NULL, d_posted {amount} NOT NULL,"
                 " d_pending_out {amount} NOT NULL, d_pending_in {amount} NOT NULL,"
+                " entry_id TEXT NOT NULL, kind TEXT NOT NULL, description TEXT NOT NULL,"
                 " PRIMARY KEY (account, position))"
             )
         )
@@ -133,9 +134,10 @@ class BalancesView:
                     raw[1] += leg.amount * sign  # pending debit
                 else:
                     raw[2] += -leg.amount * sign  # pending credit
+            entry, text = str(event.stream_id), body["description"]
             for account, (posted, debit, credit) in per_account.items():
                 self._raw[account].append(
-                    (event.position, effective, recorded, posted, debit, credit)
+                    (event.position, effective, recorded, posted, debit, credit, entry, kind, text)
                 )
 
     def flush(self, w: ViewWriter, suffix: str = "") -> None:
@@ -148,7 +150,7 @@ class BalancesView:
         lines: list[tuple[Any, ...]] = []
         for name, changes in self._raw.items():
             acct = accounts[name]
-            for position, effective, recorded, posted, debit, credit in changes:
+            for position, effective, recorded, posted, debit, credit, entry, kind, text in changes:
                 d_posted = acct.sign * posted
                 d_out, d_in = (credit, debit) if acct.sign > 0 else (debit, credit)
                 acct.posted += d_posted
@@ -164,6 +166,9 @@ class BalancesView:
                         w.amount(d_posted),
                         w.amount(d_out),
                         w.amount(d_in),
+                        entry,
+                        kind,
+                        text,
                     )
                 )
         w.executemany(
@@ -189,7 +194,8 @@ class BalancesView:
         )
         w.executemany(
             f"INSERT INTO rm_balance_lines{suffix} (account, position, effective_at, recorded_at,"
-            " d_posted, d_pending_out, d_pending_in) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " d_posted, d_pending_out, d_pending_in, entry_id, kind, description)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             lines,
         )
         self.discard()

@@ -61,9 +61,12 @@ def reset_postgres(url: str) -> None:
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
             ).fetchall()
         }
-        tables = [t for t in existing if t in LEDGER_TABLES or t.startswith(("ledger_", "rm_"))]
+        tables = [t for t in existing if t in LEDGER_TABLES or t.startswith("ledger_")]
+        views = [t for t in existing if t.startswith("rm_")]
         if tables:
             conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        if views:  # read models are derived: drop them, so schema changes apply
+            conn.execute(f"DROP TABLE {', '.join(views)}")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -1,0 +1,256 @@
+"""Activity feed read model: the social feed of a P2P app.
+
+An entry that posts money between accounts with owners becomes one feed item: the
+payer (owner whose balance went down), the payee (owner whose balance went up), the
+amount, the note (metadata ``note``, else the description) and the visibility
+(metadata ``visibility``: ``public``, ``friends`` or ``private``; default private).
+Every owner touched is a member of the item.
+
+Who sees what (``feed``): a viewer sees items they are a member of, public items, and
+friends-only items of which a member is the viewer's friend; never another user's
+private items. Pages are newest first with a cursor (the last position shown), so a
+page is stable while new items arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ledger.assets import Asset, to_decimal
+from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
+
+from .balances import utc_text
+from .views import ViewWriter
+
+__all__ = ["FeedItem", "FeedPage", "FeedView"]
+
+VISIBILITIES = ("public", "friends", "private")
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One payment as shown in a feed."""
+
+    position: int
+    entry_id: str
+    payer: str | None
+    payee: str | None
+    asset: str
+    amount: Decimal
+    note: str
+    visibility: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """A page of a feed and the cursor of the next one (None at the end)."""
+
+    items: tuple[FeedItem, ...]
+    next_cursor: str | None
+
+
+class FeedView:
+    """The activity feed projection."""
+
+    name = "feed"
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, tuple[Any, ...]] = {}
+        self._entries: list[LogEvent] = []
+
+    def tables(self) -> tuple[str, ...]:
+        """The tables this view owns (friendships are input, kept across rebuilds)."""
+        return ("rm_feed_accounts", "rm_feed_items", "rm_feed_members")
+
+    def create(self, w: ViewWriter, suffix: str = "") -> None:
+        """Create the tables if missing."""
+        w.execute(
+            f"CREATE TABLE IF NOT EXISTS rm_feed_accounts{suffix} (account TEXT PRIMARY KEY,"
+            " owner TEXT, sign INTEGER NOT NULL, asset TEXT NOT NULL, scale INTEGER NOT NULL)"
+        )
+        w.execute(
+            w.ddl(
+                f"CREATE TABLE IF NOT EXISTS rm_feed_items{suffix} (position BIGINT PRIMARY KEY,"
+                " entry_id TEXT NOT NULL, payer TEXT, payee TEXT, asset TEXT NOT NULL,"
+                " scale INTEGER NOT NULL, amount {amount} NOT NULL, note TEXT NOT NULL,"
+                " visibility TEXT NOT NULL, at TEXT NOT NULL)"
+            )
+        )
+        w.execute(
+            f"CREATE TABLE IF NOT EXISTS rm_feed_members{suffix} (owner TEXT NOT NULL,"
+            " position BIGINT NOT NULL, PRIMARY KEY (owner, position))"
+        )
+        w.execute(
+            "CREATE TABLE IF NOT EXISTS rm_friendships (a TEXT NOT NULL, b TEXT NOT NULL,"
+            " PRIMARY KEY (a, b))"
+        )
+
+    def apply(self, event: LogEvent) -> None:
+        """Take an account opening or a posting into the pending batch."""
+        if event.topic == TOPIC_ACCOUNT_OPENED:
+            b = event.body
+            sign = 1 if b["normal"] == "debit" else -1
+            self._accounts[b["account"]] = (b["owner"], sign, b["asset"], b["scale"])
+        elif event.topic == TOPIC_ENTRY and event.body["kind"] in ("posted", "capture", "reversal"):
+            self._entries.append(event)
+
+    def flush(self, w: ViewWriter, suffix: str = "") -> None:
+        """Write new accounts, items and memberships."""
+        w.executemany(
+            f"INSERT INTO rm_feed_accounts{suffix} (account, owner, sign, asset, scale)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account) DO NOTHING",
+            [(name, *meta) for name, meta in self._accounts.items()],
+        )
+        names = {leg.account for e in self._entries for leg in e.legs()}
+        known = dict(self._accounts)
+        known.update(self._load(w, [n for n in names if n not in known], suffix))
+        items: list[tuple[Any, ...]] = []
+        members: list[tuple[str, int]] = []
+        for event in self._entries:
+            item = _item(event, known)
+            if item is None:
+                continue
+            row, owners = item
+            items.append((*row[:6], w.amount(row[6]), *row[7:]))
+            members.extend((owner, event.position) for owner in owners)
+        w.executemany(
+            f"INSERT INTO rm_feed_items{suffix} (position, entry_id, payer, payee, asset, scale,"
+            " amount, note, visibility, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            items,
+        )
+        w.executemany(
+            f"INSERT INTO rm_feed_members{suffix} (owner, position) VALUES (?, ?)", members
+        )
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget the pending batch."""
+        self._accounts.clear()
+        self._entries.clear()
+
+    def _load(self, w: ViewWriter, names: Sequence[str], suffix: str) -> dict[str, tuple[Any, ...]]:
+        found: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in w.query(
+                f"SELECT account, owner, sign, asset, scale FROM rm_feed_accounts{suffix}"
+                f" WHERE account IN ({marks})",
+                chunk,
+            ):
+                found[row[0]] = tuple(row[1:])
+        return found
+
+    # -- input and queries ----------------------------------------------------------------
+
+    @staticmethod
+    def befriend(w: ViewWriter, a: str, b: str) -> None:
+        """Record a (mutual) friendship between users ``a`` and ``b``."""
+        w.executemany(
+            "INSERT INTO rm_friendships (a, b) VALUES (?, ?) ON CONFLICT (a, b) DO NOTHING",
+            [(a, b), (b, a)],
+        )
+
+    @staticmethod
+    def unfriend(w: ViewWriter, a: str, b: str) -> None:
+        """Remove a friendship."""
+        w.execute(
+            "DELETE FROM rm_friendships WHERE (a = ? AND b = ?) OR (a = ? AND b = ?)", (a, b, b, a)
+        )
+
+    @staticmethod
+    def feed(
+        w: ViewWriter,
+        viewer: str,
+        *,
+        user: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> FeedPage:
+        """A page of items ``viewer`` may see, newest first (of ``user`` only, if given)."""
+        limit = max(1, min(limit, 200))
+        before = int(cursor) if cursor else None
+        sql = (
+            "SELECT i.position, i.entry_id, i.payer, i.payee, i.asset, i.scale, i.amount,"
+            " i.note, i.visibility, i.at FROM rm_feed_items i WHERE"
+            " (EXISTS (SELECT 1 FROM rm_feed_members m WHERE m.position = i.position"
+            "  AND m.owner = ?)"
+            " OR i.visibility = 'public'"
+            " OR (i.visibility = 'friends' AND EXISTS (SELECT 1 FROM rm_feed_members m"
+            "  JOIN rm_friendships f ON f.b = m.owner WHERE m.position = i.position AND f.a = ?)))"
+        )
+        params: list[Any] = [viewer, viewer]
+        if user is not None:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM rm_feed_members u WHERE u.position = i.position"
+                " AND u.owner = ?)"
+            )
+            params.append(user)
+        if before is not None:
+            sql += " AND i.position < ?"
+            params.append(before)
+        sql += " ORDER BY i.position DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = w.query(sql, params)
+        items = tuple(
+            FeedItem(
+                int(r[0]),
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                to_decimal(int(r[6]), Asset(r[4], r[5])),
+                r[7],
+                r[8],
+                r[9],
+            )
+            for r in rows[:limit]
+        )
+        more = len(rows) > limit
+        return FeedPage(items, str(items[-1].position) if more and items else None)
+
+
+def _item(
+    event: LogEvent, accounts: dict[str, tuple[Any, ...]]
+) -> tuple[tuple[Any, ...], list[str]] | None:
+    """The feed row of an entry and its members, or None if no owner is involved."""
+    net: dict[str, int] = {}
+    asset: tuple[str, int] | None = None
+    for leg in event.legs():
+        meta = accounts.get(leg.account)
+        if meta is None or meta[0] is None:
+            continue
+        owner, sign, code, scale = meta
+        net[owner] = net.get(owner, 0) + sign * leg.amount
+        asset = (code, scale)
+    if not net or asset is None:
+        return None
+    payer = min(net, key=lambda o: net[o]) if min(net.values()) < 0 else None
+    payee = max(net, key=lambda o: net[o]) if max(net.values()) > 0 else None
+    amount = max(abs(v) for v in net.values())
+    body = event.body
+    metadata = body.get("metadata") or {}
+    visibility = metadata.get("visibility", "private")
+    if visibility not in VISIBILITIES:
+        visibility = "private"
+    note = str(metadata.get("note", body["description"]))
+    at = utc_text(datetime.fromisoformat(body["recorded_at"]))
+    row = (
+        event.position,
+        str(event.stream_id),
+        payer,
+        payee,
+        asset[0],
+        asset[1],
+        amount,
+        note,
+        visibility,
+        at,
+    )
+    return row, sorted(net)

@@ -1,0 +1,200 @@
+"""Feed authorization and statements, on every store."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ledger.commands import LegInput, PostEntry
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
+
+from ledger import Ledger
+
+USERS = ["ann", "ben", "cat", "dan", "eve"]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def open_wallets(books: Ledger) -> None:
+    books.open_account("bank", "USD", normal="debit")
+    for u in USERS:
+        books.open_account(f"{u}:wallet", "USD", owner=u)
+
+
+payments_st = st.lists(
+    st.tuples(
+        st.sampled_from(USERS),
+        st.sampled_from(USERS),
+        st.sampled_from(["public", "friends", "private"]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+friends_st = st.sets(st.tuples(st.sampled_from(USERS), st.sampled_from(USERS)), max_size=6)
+
+
+def allowed(viewer: str, members: set[str], visibility: str, friends: set[tuple[str, str]]) -> bool:
+    if viewer in members or visibility == "public":
+        return True
+    return visibility == "friends" and any((viewer, m) in friends for m in members)
+
+
+def test_feed_never_shows_what_a_viewer_may_not_see(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        open_wallets(books)
+        runner = ProjectionRunner.for_ledger(books, [FeedView()], batch_size=4)
+        counter = [0]
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(
+            payments=payments_st,
+            friendships=friends_st,
+            page=st.integers(1, 4),
+            seed=st.integers(0, 9),
+        )
+        def check(
+            payments: list[tuple[str, str, str]],
+            friendships: set[tuple[str, str]],
+            page: int,
+            seed: int,
+        ) -> None:
+            counter[0] += 1
+            run = counter[0]
+            commands = [
+                PostEntry(
+                    key=f"r{run}-p{i}",
+                    legs=(
+                        LegInput(account=f"{a}:wallet", amount=Decimal("1.00"), asset="USD"),
+                        LegInput(account=f"{b}:wallet", amount=Decimal("-1.00"), asset="USD"),
+                    ),
+                    description=f"note {i}",
+                    metadata={"visibility": vis},
+                )
+                for i, (a, b, vis) in enumerate(payments)
+            ]
+            books.submit_many(commands)
+            runner.catch_up()
+            mutual = {(a, b) for a, b in friendships if a != b}
+            mutual |= {(b, a) for a, b in mutual}
+            with runner.views.transaction() as w:
+                w.execute("DELETE FROM rm_friendships")
+                for a, b in mutual:
+                    FeedView.befriend(w, a, b)
+            with runner.views.snapshot() as w:
+                rows = w.query("SELECT i.position, i.visibility FROM rm_feed_items i")
+                members: dict[int, set[str]] = {}
+                for owner, position in w.query("SELECT owner, position FROM rm_feed_members"):
+                    members.setdefault(int(position), set()).add(owner)
+                visibility = {int(p): v for p, v in rows}
+                viewer = random.Random(seed).choice(USERS)
+                for user in (None, *USERS):
+                    expected = sorted(
+                        (
+                            p
+                            for p in visibility
+                            if allowed(viewer, members[p], visibility[p], mutual)
+                            and (user is None or user in members[p])
+                        ),
+                        reverse=True,
+                    )
+                    seen: list[int] = []
+                    cursor = None
+                    while True:
+                        result = FeedView.feed(w, viewer, user=user, limit=page, cursor=cursor)
+                        for item in result.items:
+                            assert allowed(viewer, members[item.position], item.visibility, mutual)
+                            seen.append(item.position)
+                        if result.next_cursor is None:
+                            break
+                        cursor = result.next_cursor
+                    assert seen == expected
+
+        check()
+        runner.close()
+
+
+def test_feed_item_fields_and_stable_cursor(books: Ledger) -> None:
+    open_wallets(books)
+    runner = ProjectionRunner.for_ledger(books, [FeedView()])
+    for i in range(5):
+        books.transfer(
+            f"p{i}",
+            debit="ann:wallet",
+            credit="ben:wallet",
+            amount="2.50",
+            asset="USD",
+            metadata={"visibility": "public", "note": f"pizza {i}"},
+        )
+    runner.catch_up()
+    with runner.views.snapshot() as w:
+        first = FeedView.feed(w, "cat", limit=2)
+    assert [i.note for i in first.items] == ["pizza 4", "pizza 3"]
+    item = first.items[0]
+    assert (item.payer, item.payee, item.amount, item.visibility) == (
+        "ann",
+        "ben",
+        Decimal("2.50"),
+        "public",
+    )
+    books.transfer(
+        "p9",
+        debit="ann:wallet",
+        credit="ben:wallet",
+        amount="1",
+        asset="USD",
+        metadata={"visibility": "public"},
+    )
+    runner.catch_up()
+    with runner.views.snapshot() as w:
+        second = FeedView.feed(w, "cat", limit=2, cursor=first.next_cursor)
+    assert [i.note for i in second.items] == ["pizza 2", "pizza 1"]
+    runner.close()
+
+
+def test_statements_chain_and_restatements(store_url: str) -> None:
+    clock = [T0 + timedelta(days=40)]
+    with Ledger.open(store_url, clock=lambda: clock[0]) as books:
+        open_wallets(books)
+        runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+        for day, amount in ((2, "10"), (15, "5"), (33, "7")):
+            books.transfer(
+                f"d{day}",
+                debit="bank",
+                credit="ann:wallet",
+                amount=amount,
+                asset="USD",
+                effective_at=T0 + timedelta(days=day),
+                description=f"deposit {day}",
+            )
+        runner.catch_up()
+        jan, feb = (T0, T0 + timedelta(days=31)), (T0 + timedelta(days=31), T0 + timedelta(days=59))
+        with runner.views.snapshot() as w:
+            january = statement(w, "ann:wallet", *jan)
+            february = statement(w, "ann:wallet", *feb)
+        assert january is not None and february is not None
+        assert (january.opening, january.closing) == (Decimal("0.00"), Decimal("15.00"))
+        assert [line.running for line in january.lines] == [Decimal("10.00"), Decimal("15.00")]
+        assert february.opening == january.closing
+        issued_at = clock[0]
+        clock[0] = issued_at + timedelta(days=1)
+        books.transfer(
+            "late",
+            debit="bank",
+            credit="ann:wallet",
+            amount="1",
+            asset="USD",
+            effective_at=T0 + timedelta(days=20),
+            description="backdated",
+        )
+        runner.catch_up()
+        with runner.views.snapshot() as w:
+            as_issued = statement(w, "ann:wallet", *jan, known_at=issued_at)
+            restated = statement(w, "ann:wallet", *jan, restated_since=issued_at)
+            february = statement(w, "ann:wallet", *feb)
+        assert as_issued == january
+        assert restated is not None and february is not None
+        assert restated.closing == Decimal("16.00") == february.opening
+        assert [line.description for line in restated.lines if line.restated] == ["backdated"]
+        runner.close()
