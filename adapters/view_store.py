@@ -15,6 +15,8 @@ from ledger.errors import StoreError, StoreUnavailable
 
 __all__ = ["PostgresViewStore", "SQLiteViewStore", "open_view_store"]
 
+_PG_TYPES = {"text": "text", "int": "bigint", "amount": "numeric"}
+
 
 class _SQLiteWriter:
     dialect = "sqlite"
@@ -28,6 +30,20 @@ class _SQLiteWriter:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self.conn.executemany(sql, rows)
+
+    def bulk_insert(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        suffix_sql: str = "",
+    ) -> None:
+        if rows:
+            names = ", ".join(name for name, _ in columns)
+            marks = ", ".join("?" for _ in columns)
+            self.conn.executemany(
+                f"INSERT INTO {table} ({names}) VALUES ({marks}) {suffix_sql}", rows
+            )
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(self.conn.execute(sql, params).fetchall())
@@ -102,6 +118,23 @@ class _PostgresWriter:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self.cur.executemany(self._sql(sql), rows)
+
+    def bulk_insert(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        suffix_sql: str = "",
+    ) -> None:
+        """One ``INSERT ... SELECT FROM unnest(arrays)`` for all rows."""
+        if not rows:
+            return
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f"%b::{_PG_TYPES[kind]}[]" for _, kind in columns)  # binary: no quoting
+        params = [list(column) for column in zip(*rows, strict=True)]
+        self.cur.execute(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix_sql}", params
+        )
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self.cur.execute(self._sql(sql), params)

@@ -29,6 +29,29 @@ from .views import ViewWriter
 __all__ = ["BalanceRow", "BalancesView"]
 
 _CHUNK = 500
+_BALANCE_COLUMNS = (
+    ("account", "text"),
+    ("asset", "text"),
+    ("scale", "int"),
+    ("sign", "int"),
+    ("owner", "text"),
+    ("posted", "amount"),
+    ("pending_out", "amount"),
+    ("pending_in", "amount"),
+    ("position", "int"),
+)
+_LINE_COLUMNS = (
+    ("account", "text"),
+    ("position", "int"),
+    ("effective_at", "text"),
+    ("recorded_at", "text"),
+    ("d_posted", "amount"),
+    ("d_pending_out", "amount"),
+    ("d_pending_in", "amount"),
+    ("entry_id", "text"),
+    ("kind", "text"),
+    ("description", "text"),
+)
 
 
 def utc_text(value: datetime) -> str:
@@ -171,12 +194,9 @@ class BalancesView:
                         text,
                     )
                 )
-        w.executemany(
-            f"INSERT INTO rm_balances{suffix} (account, asset, scale, sign, owner, posted,"
-            " pending_out, pending_in, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (account) DO UPDATE SET posted = excluded.posted,"
-            " pending_out = excluded.pending_out, pending_in = excluded.pending_in,"
-            " position = excluded.position",
+        w.bulk_insert(
+            f"rm_balances{suffix}",
+            _BALANCE_COLUMNS,
             [
                 (
                     name,
@@ -191,13 +211,11 @@ class BalancesView:
                 )
                 for name, a in accounts.items()
             ],
+            "ON CONFLICT (account) DO UPDATE SET posted = excluded.posted,"
+            " pending_out = excluded.pending_out, pending_in = excluded.pending_in,"
+            " position = excluded.position",
         )
-        w.executemany(
-            f"INSERT INTO rm_balance_lines{suffix} (account, position, effective_at, recorded_at,"
-            " d_posted, d_pending_out, d_pending_in, entry_id, kind, description)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            lines,
-        )
+        w.bulk_insert(f"rm_balance_lines{suffix}", _LINE_COLUMNS, lines)
         self.discard()
 
     def discard(self) -> None:
@@ -297,4 +315,7 @@ class BalancesView:
 
 
 def _ts(text: str) -> str:
+    # The write side stamps UTC with microseconds: already in the fixed-width form.
+    if len(text) == 32 and text.endswith("+00:00"):
+        return text
     return utc_text(datetime.fromisoformat(text))

@@ -26,6 +26,16 @@ class ViewWriter(Protocol):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for many parameter rows."""
 
+    def bulk_insert(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        suffix_sql: str = "",
+    ) -> None:
+        """Insert many rows at once. ``columns`` are (name, type) with type one of
+        ``text``, ``int``, ``amount``; ``suffix_sql`` may hold an ON CONFLICT clause."""
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
 
