@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.store import EventStore
 
@@ -34,6 +35,11 @@ log = structlog.get_logger("ledger")
 #: Events read and written per read-model transaction.
 BATCH_SIZE = 5_000
 _REBUILD_SUFFIX = "__rebuild"
+_DDL_LOCK_KEY = 0x1ED6E6
+
+
+class ProjectionConflict(Exception):
+    """Another runner advanced a checkpoint first; the batch is redone from there."""
 
 
 class Projection(Protocol):
@@ -85,6 +91,8 @@ class ProjectionRunner:
         self.projections = list(projections)
         self.batch_size = batch_size
         with views.transaction() as w:
+            if w.dialect == "postgresql":  # runners starting together must not race on DDL
+                w.query("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK_KEY,))
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_checkpoints ("
                 " name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"
@@ -121,7 +129,11 @@ class ProjectionRunner:
             if not batch:
                 break
             decoded = [LogEvent.from_notification(n) for n in batch]
-            self._apply(decoded, positions)
+            try:
+                self._apply(decoded, positions)
+            except ProjectionConflict:
+                positions = {p.name: self.checkpoint(p.name) for p in self.projections}
+                continue
             done += len(decoded)
         return done
 
@@ -133,6 +145,7 @@ class ProjectionRunner:
                     p.apply(event)
         try:
             with self.views.transaction() as w:
+                self._claim(w, positions)
                 for p in self.projections:
                     p.flush(w)
                 if self.on_flushed is not None:
@@ -146,6 +159,23 @@ class ProjectionRunner:
         for p in self.projections:
             positions[p.name] = last
         log.debug("ledger.projected", position=last, events=len(events))
+
+    def _claim(self, w: ViewWriter, positions: dict[str, int]) -> None:
+        """Lock the checkpoints and check no other runner moved them since we read
+        them: two runners on one view would otherwise both apply the same events."""
+        if w.dialect == "postgresql":
+            # One lock per projection, taken in name order: runners of the same views
+            # queue here instead of deadlocking on the view rows they would update.
+            for name in sorted(p.name for p in self.projections):
+                w.query("SELECT pg_advisory_xact_lock(hashtext(?))", (f"ledger:{name}",))
+        for p in self.projections:
+            rows = w.query("SELECT position FROM ledger_checkpoints WHERE name = ?", (p.name,))
+            current = int(rows[0][0]) if rows else 0
+            if current != positions[p.name]:
+                positions[p.name] = current
+                raise ProjectionConflict(
+                    f"projection {p.name!r} was advanced to {current} by another runner"
+                )
 
     @staticmethod
     def _save_checkpoint(w: ViewWriter, name: str, position: int) -> None:
@@ -175,9 +205,15 @@ class ProjectionRunner:
         return out
 
     def follow(self, stop: threading.Event, *, poll_s: float = 0.2) -> None:
-        """Keep catching up until ``stop`` is set (polling when idle)."""
+        """Keep catching up until ``stop`` is set (polling when idle). A store that is
+        briefly unavailable (restart, deadlock, serialization failure) is retried."""
         while not stop.is_set():
-            if self.catch_up() == 0:
+            try:
+                processed = self.catch_up()
+            except StoreUnavailable as e:
+                log.warning("ledger.projection_retry", error=type(e).__name__)
+                processed = 0
+            if processed == 0:
                 stop.wait(poll_s)
 
     def rebuild(self, name: str) -> int:

@@ -18,12 +18,13 @@ from decimal import Decimal
 import pytest
 from ledger.commands import LegInput, PostEntry
 from ledger.commands.executor import Executor, fingerprint
-from ledger.projections import BalancesView, ProjectionRunner
+from ledger.projections import BalancesView, FeedView, ProjectionRunner
 
 from ledger import Ledger
 from ledger.events import TOPIC_ENTRY, LogEvent
 from ledger.model import entry_id_for_key
 from tests.conftest import require_postgres, reset_postgres
+from tests.property.test_feed_statement_replay import plain_feed
 from tests.property.test_views_machine import plain_replay
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -37,7 +38,7 @@ def fresh(url: str) -> None:
     with Ledger.open(url) as books:
         books.open_account("bank", "USD", normal="debit")
         for u in range(USERS):
-            books.open_account(f"u{u}", "USD")
+            books.open_account(f"u{u}", "USD", owner=f"user{u}")
 
 
 def transfers(seed: int, n: int, prefix: str) -> list[PostEntry]:
@@ -70,7 +71,7 @@ def projector_main(url: str) -> None:
     with Ledger.open(url, create_schema=False) as books:
         runner = ProjectionRunner.for_ledger(
             books,
-            [BalancesView()],
+            [BalancesView(), FeedView()],
             batch_size=40,
             # widen the window between the view writes and the checkpoint
             on_flushed=lambda _: time.sleep(random.uniform(0, 0.02)),
@@ -80,7 +81,7 @@ def projector_main(url: str) -> None:
 
 def assert_view_equals_replay(url: str) -> None:
     with Ledger.open(url, create_schema=False) as books:
-        runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+        runner = ProjectionRunner.for_ledger(books, [BalancesView(), FeedView()])
         runner.catch_up()
         events = [LogEvent.from_notification(n) for n in books.store.read_log(0, 10_000_000)]
         assert runner.checkpoint("balances") == events[-1].position
@@ -92,6 +93,14 @@ def assert_view_equals_replay(url: str) -> None:
         with runner.views.snapshot() as w:
             (lines,) = w.query("SELECT count(*) FROM rm_balance_lines")[0]
             assert lines == entry_lines, "an event was skipped or counted twice"
+            feed = w.query(
+                "SELECT position, payer, payee, amount, scale, note, visibility FROM rm_feed_items"
+            )
+            got = sorted(
+                ((int(p), a, b, Decimal(int(m)).scaleb(-s), n, v) for p, a, b, m, s, n, v in feed),
+                reverse=True,
+            )
+            assert got == plain_feed(events)
             for name in ["bank", *(f"u{u}" for u in range(USERS))]:
                 row = BalancesView.balance(w, name)
                 assert row is not None
@@ -179,4 +188,38 @@ def test_commit_order_and_gaps_never_make_the_runner_skip() -> None:
         fast.join()
         assert runner.catch_up() > 0
         runner.close()
+    assert_view_equals_replay(url)
+
+
+def test_two_runners_on_one_view_never_apply_an_event_twice() -> None:
+    url = require_postgres()
+    fresh(url)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    batches = [0, 0]
+
+    def run(index: int) -> None:
+        try:
+            with Ledger.open(url, create_schema=False) as books:
+                runner = ProjectionRunner.for_ledger(
+                    books,
+                    [BalancesView(), FeedView()],
+                    batch_size=25,
+                    on_flushed=lambda _: batches.__setitem__(index, batches[index] + 1),
+                )
+                runner.follow(stop, poll_s=0.005)
+                runner.close()
+        except BaseException as e:
+            failures.append(e)
+
+    runners = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in runners:
+        t.start()
+    writer_main(url, 600)
+    time.sleep(0.5)
+    stop.set()
+    for t in runners:
+        t.join()
+    assert not failures, failures
+    assert sum(batches) > 0
     assert_view_equals_replay(url)
