@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
 from ledger.adapters.demo import run_demo
 from ledger.adapters.logging import configure_logging
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
+from ledger.audit import audit as run_audit
+from ledger.audit import diff_read_model, position_at
 from ledger.errors import LedgerError
 from ledger.facade import Ledger
 
@@ -43,11 +50,227 @@ def init(store: str) -> None:
 @cli.command()
 @click.pass_obj
 def demo(store: str) -> None:
-    """Run a scripted day of payments and print the balances."""
+    """Run a scripted day of payments, build the read models, audit, print the verdict."""
     with Ledger.open(store) as books:
         balanced = run_demo(books, sys.stdout)
-    if not balanced:
+        runner = _runner(books)
+        projected = runner.catch_up()
+        runner.close()
+        result = run_audit(books.store)
+    click.echo(f"read models: {projected} new events projected")
+    click.echo(
+        f"audit: {'CLEAN' if result.clean else 'FINDINGS'} - {result.events} events replayed, "
+        f"{result.findings_total} findings"
+    )
+    if not balanced or not result.clean:
         raise SystemExit(1)
+
+
+def _open(store: str) -> Ledger:
+    return Ledger.open(store)
+
+
+def _emit(fmt: str, data: Any, human: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if fmt == "json" else human)
+
+
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True
+)
+
+
+@cli.group()
+def asset() -> None:
+    """Declare user-defined assets."""
+
+
+@asset.command("add")
+@click.argument("code")
+@click.option("--scale", type=click.IntRange(0, 18), required=True, help="Number of decimals.")
+@click.pass_obj
+def asset_add(store: str, code: str, scale: int) -> None:
+    """Declare asset CODE with SCALE decimals (ISO 4217 currencies need none)."""
+    with _open(store) as books:
+        outcome = books.declare_asset(code, scale)
+    click.echo(f"asset {code} scale {scale}" + (" (already declared)" if outcome.replayed else ""))
+
+
+@cli.command()
+@click.option("--until", "until", type=click.DateTime(), help="Audit writes recorded up to T.")
+@click.option("--position", type=click.IntRange(min=0), help="Audit the log up to position N.")
+@click.option(
+    "--report", type=click.Path(dir_okay=False, writable=True), help="Write a JSON report."
+)
+@FORMAT
+@click.pass_obj
+def audit(
+    store: str, until: datetime | None, position: int | None, report: str | None, fmt: str
+) -> None:
+    """Replay the log and check every invariant; exit 0 if clean, 1 with findings."""
+    if until is not None and position is not None:
+        raise click.UsageError("use either --until or --position, not both")
+    with _open(store) as books:
+        if until is not None:
+            position = position_at(
+                books.store, until if until.tzinfo else until.replace(tzinfo=UTC)
+            )
+        total = books.store.max_position() if position is None else position
+        with click.progressbar(
+            length=total, label="replaying", file=sys.stderr, hidden=fmt == "json" or total < 50_000
+        ) as bar:
+            result = run_audit(books.store, until_position=position, progress=bar.update)
+        if position is None:  # a full audit also diffs the live balances view
+            runner = _runner(books)
+            runner.catch_up(until=result.position)
+            with runner.views.snapshot() as w:
+                live = {
+                    name: (int(p), int(o), int(i))
+                    for name, p, o, i in w.query(
+                        "SELECT account, posted, pending_out, pending_in FROM rm_balances"
+                    )
+                }
+            runner.close()
+            diff_read_model(result, live)
+    data = result.to_json()
+    if report:
+        Path(report).write_text(json.dumps(data, indent=2))
+    lines = [
+        f"{data['verdict'].upper()}: {result.events} events, {result.entries} entries, "
+        f"{result.accounts} accounts, up to position {result.position}"
+    ]
+    for asset_code, sides in data["trial_balance"].items():
+        lines.append(f"  {asset_code}: debits {sides['debits']}  credits {sides['credits']}")
+    lines += [f"  position {f.position}: {f.code}: {f.message}" for f in result.findings]
+    _emit(fmt, data, "\n".join(lines))
+    if not result.clean:
+        raise SystemExit(1)
+
+
+@cli.group()
+def projections() -> None:
+    """Read models: status and rebuild."""
+
+
+def _runner(books: Ledger) -> ProjectionRunner:
+    return ProjectionRunner.for_ledger(books, [BalancesView(), FeedView()])
+
+
+@projections.command("status")
+@FORMAT
+@click.pass_obj
+def projections_status(store: str, fmt: str) -> None:
+    """Show each read model's checkpoint and lag."""
+    with _open(store) as books:
+        runner = _runner(books)
+        lag = runner.lag()
+        data = {
+            name: {
+                "position": runner.checkpoint(name),
+                "lag_events": v.events,
+                "lag_seconds": round(v.seconds, 3),
+            }
+            for name, v in lag.items()
+        }
+        runner.close()
+    human = "\n".join(
+        f"{n}: position {d['position']}, {d['lag_events']} events behind" for n, d in data.items()
+    )
+    _emit(fmt, data, human)
+
+
+@projections.command("rebuild")
+@click.argument("name", type=click.Choice(["balances", "feed", "all"]), default="all")
+@click.pass_obj
+def projections_rebuild(store: str, name: str) -> None:
+    """Rebuild a read model from the log and swap it in."""
+    with _open(store) as books:
+        runner = _runner(books)
+        for view in ("balances", "feed") if name == "all" else (name,):
+            click.echo(f"{view}: rebuilt from {runner.rebuild(view)} events")
+        runner.close()
+
+
+@cli.command()
+@click.option("--as-of", "as_of", type=click.DateTime(), help="Balances as of T.")
+@click.option(
+    "--by", type=click.Choice(["effective", "recorded"]), default="effective", show_default=True
+)
+@click.option("--account", "prefix", default="", help="Only accounts starting with PREFIX.")
+@FORMAT
+@click.pass_obj
+def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str) -> None:
+    """Posted balances per account (read models are brought up to date first)."""
+    with _open(store) as books:
+        runner = _runner(books)
+        runner.catch_up()
+        with runner.views.snapshot() as w:
+            names = [r[0] for r in w.query("SELECT account FROM rm_balances ORDER BY account")]
+            rows = {}
+            for name in (n for n in names if n.startswith(prefix)):
+                row = (
+                    BalancesView.balance(w, name)
+                    if as_of is None
+                    else BalancesView.balance_as_of(
+                        w,
+                        name,
+                        as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC),
+                        by="recorded" if by == "recorded" else "effective",
+                    )
+                )
+                if row is not None:
+                    rows[name] = {row.asset: str(row.posted)}
+        runner.close()
+    human = "\n".join(f"{n:<40} {a} {v:>16}" for n, d in rows.items() for a, v in d.items())
+    _emit(fmt, rows, human or "(no accounts)")
+
+
+@cli.command("statement")
+@click.argument("account")
+@click.option("--from", "start", type=click.DateTime(), required=True)
+@click.option("--to", "end", type=click.DateTime(), required=True)
+@FORMAT
+@click.pass_obj
+def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt: str) -> None:
+    """Opening balance, lines with running balance, closing balance for a period."""
+    with _open(store) as books:
+        runner = _runner(books)
+        runner.catch_up()
+        with runner.views.snapshot() as w:
+            st = statement(
+                w,
+                account,
+                start.replace(tzinfo=start.tzinfo or UTC),
+                end.replace(tzinfo=end.tzinfo or UTC),
+            )
+        runner.close()
+    if st is None:
+        raise LedgerError(f"account {account!r} is not in the read model")
+    data = {
+        "account": st.account,
+        "asset": st.asset,
+        "opening": str(st.opening),
+        "closing": str(st.closing),
+        "lines": [
+            {
+                "effective_at": ln.effective_at,
+                "description": ln.description,
+                "amount": str(ln.amount),
+                "running": str(ln.running),
+            }
+            for ln in st.lines
+        ],
+    }
+    human = "\n".join(
+        [
+            f"{account} ({st.asset}) opening {st.opening}",
+            *(
+                f"  {ln.effective_at[:10]}  {ln.amount:>12}  {ln.running:>12}  {ln.description}"
+                for ln in st.lines
+            ),
+            f"closing {st.closing}",
+        ]
+    )
+    _emit(fmt, data, human)
 
 
 def main() -> None:

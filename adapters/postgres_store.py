@@ -430,6 +430,13 @@ class PostgresEventStore:
         )
         return notifications
 
+    def read_stream_version(self, stream_id: uuid.UUID, version: int) -> bytes | None:
+        """The state of one event of one stream, or None."""
+        events = self._call(
+            lambda: self.recorder.select_events(stream_id, gt=version - 1, lte=version)
+        )
+        return bytes(events[0].state) if events else None
+
     def max_position(self) -> int:
         """The highest log position (0 for an empty log)."""
         position: int | None = self._call(self.recorder.max_notification_id)

@@ -180,6 +180,11 @@ class SQLiteEventStore:
         """Events after position ``after``, in log order."""
         return self.recorder.select_notifications(after, limit, inclusive_of_start=False)
 
+    def read_stream_version(self, stream_id: uuid.UUID, version: int) -> bytes | None:
+        """The state of one event of one stream, or None."""
+        events = self.recorder.select_events(stream_id, gt=version - 1, lte=version)
+        return bytes(events[0].state) if events else None
+
     def max_position(self) -> int:
         """The highest log position (0 for an empty log)."""
         return self.recorder.max_notification_id() or 0

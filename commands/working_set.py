@@ -118,6 +118,12 @@ class WorkingSet:
             event = events.account_changed(state, len(entry_ids))
             state.last_hash = events.state_hash(event.state)
             batch.events.append(event)
+        # Link each event to the one before it in this write (stream hashes ignore the
+        # link, so the "prev" fields computed above stay valid).
+        linked = batch.events[:1]
+        for event in batch.events[1:]:
+            linked.append(events.with_link(event, linked[-1]))
+        batch.events = linked
         # Every stream the decision read, written or not, must still be at the version
         # it saw (0 = absent, as for the stream of each new entry).
         batch.expect_versions = dict(self.read_versions)

@@ -44,12 +44,15 @@ __all__ = [
     "account_opened",
     "account_state_from",
     "asset_declared",
+    "core",
     "decode",
     "entry_recorded",
     "entry_state_from",
     "entry_updated",
     "key_record_from_entry",
+    "link_hash",
     "state_hash",
+    "with_link",
 ]
 
 TOPIC_ASSET_DECLARED = "ledger:AssetDeclared:1"
@@ -61,9 +64,32 @@ TOPIC_ENTRY_UPDATED = "ledger:EntryUpdated:1"
 _GENESIS = ""
 
 
+_LINK_OPEN = b',"link":"'
+_LINK_LEN = len(_LINK_OPEN) + 32 + 2  # ,"link":"<32 hex>"}
+
+
+def core(state: bytes) -> bytes:
+    """An event's state without its write link (see :func:`with_link`)."""
+    if state.endswith(b'"}') and state[-_LINK_LEN : -_LINK_LEN + len(_LINK_OPEN)] == _LINK_OPEN:
+        return state[:-_LINK_LEN] + b"}"
+    return state
+
+
 def state_hash(state: bytes) -> str:
-    """The chain hash of one stored event's state."""
+    """The stream-chain hash of one stored event (its state without the write link)."""
+    return hashlib.sha256(core(state)).hexdigest()[:32]
+
+
+def link_hash(state: bytes) -> str:
+    """The hash the next event of the same write carries as its ``link``."""
     return hashlib.sha256(state).hexdigest()[:32]
+
+
+def with_link(event: StoredEvent, previous: StoredEvent) -> StoredEvent:
+    """``event`` carrying ``link``: the hash of the event before it in the same write,
+    so that within a write no event can be removed, inserted or moved unnoticed."""
+    state = event.state[:-1] + _LINK_OPEN + link_hash(previous.state).encode() + b'"}'
+    return StoredEvent(event.originator_id, event.originator_version, event.topic, state)
 
 
 _last_dt: list[tuple[datetime | None, str | None]] = [(None, None)]

@@ -117,6 +117,9 @@ class EventStore(Protocol):
     def read_log(self, after: int, limit: int) -> Sequence[Notification]:
         """Events with position greater than ``after``, in log order."""
 
+    def read_stream_version(self, stream_id: uuid.UUID, version: int) -> bytes | None:
+        """The stored state of one event of one stream, or None if absent."""
+
     def max_position(self) -> int:
         """The highest log position written (0 if none)."""
 

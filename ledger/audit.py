@@ -1,0 +1,430 @@
+"""Replay the whole log (or up to a point) and check every invariant, without using
+the read models. Memory grows with the number of accounts, not of entries.
+
+Checks, each finding naming the log position:
+
+* ``chain``     - each stream's versions are contiguous and in log order, every
+  event after the first of its stream carries the hash of the previous event of that
+  stream, and every event after the first of its write carries the hash of the event
+  written just before it: an edited, deleted, reordered or inserted row breaks this;
+* ``key``       - each entry is stored under the stream derived from its idempotency
+  key, as version 1 (so a key applied twice cannot exist);
+* ``unbalanced``- every entry balances in every asset;
+* ``balance``   - every ``AccountChanged`` carries exactly the balances and entry
+  count that replaying the entries before it gives;
+* ``rule``      - no account's balance rule is broken after any entry;
+* ``hold``      - a hold resolves at most once, and a capture never exceeds the hold;
+* ``reversal``  - what remains reversible never goes below zero or above the entry;
+* ``unknown``   - an event refers to an account or asset never declared;
+* ``malformed`` - an event's body cannot be read;
+* ``tail``      - at the end, every account's last event reflects all its entries;
+* ``conservation`` - every asset sums to zero over all accounts;
+* ``read_model`` - (with :func:`diff_read_model`) the live balances view differs from
+  the replay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import Notification
+
+from ledger.assets import Asset, to_decimal
+from ledger.effects import entry_effects, leg_effect
+from ledger.events import (
+    TOPIC_ACCOUNT_CHANGED,
+    TOPIC_ACCOUNT_OPENED,
+    TOPIC_ASSET_DECLARED,
+    TOPIC_ENTRY,
+    TOPIC_ENTRY_UPDATED,
+    LogEvent,
+    link_hash,
+    state_hash,
+)
+from ledger.model import account_stream_id, entry_id_for_key
+from ledger.store import EventStore
+
+__all__ = ["AuditReport", "Finding", "audit", "diff_read_model", "position_at"]
+
+#: Events read per query while replaying.
+READ_BATCH = 10_000
+#: Findings kept in a report (the count is always exact).
+FINDINGS_MAX = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One broken invariant, located in the log."""
+
+    position: int
+    code: str
+    message: str
+    stream: str = ""
+
+
+@dataclass(slots=True)
+class _Account:
+    asset: str
+    scale: int
+    sign: int
+    low: int | None
+    high: int | None
+    version: int
+    last_hash: str
+    posted: int = 0
+    out: int = 0
+    inn: int = 0
+    since_event: int = 0  # entries applied since the account's last event
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """The outcome of an audit: verdict, counts, trial balance and findings."""
+
+    position: int = 0
+    events: int = 0
+    entries: int = 0
+    accounts: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    findings_total: int = 0
+    trial_balance: dict[str, dict[str, str]] = field(default_factory=dict)
+    balances: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        """True when no finding was made."""
+        return self.findings_total == 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented report (schema version 1)."""
+        return {
+            "schema": "ledger-audit/1",
+            "verdict": "clean" if self.clean else "findings",
+            "position": self.position,
+            "counts": {
+                "events": self.events,
+                "entries": self.entries,
+                "accounts": self.accounts,
+                "findings": self.findings_total,
+            },
+            "trial_balance": dict(sorted(self.trial_balance.items())),
+            "findings": [
+                {"position": f.position, "code": f.code, "stream": f.stream, "message": f.message}
+                for f in self.findings
+            ],
+        }
+
+
+class _Auditor:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.report = AuditReport()
+        self.accounts: dict[str, _Account] = {}
+        self.streams: dict[uuid.UUID, tuple[int, str]] = {}  # account and asset streams only
+        self.previous_link = ""
+
+    def find(self, position: int, code: str, message: str, stream: object = "") -> None:
+        self.report.findings_total += 1
+        if len(self.report.findings) < FINDINGS_MAX:
+            self.report.findings.append(Finding(position, code, message, str(stream)))
+
+    def event(self, e: LogEvent, state: bytes) -> None:
+        link = e.body.get("link")
+        if link is not None and link != self.previous_link:
+            self.find(
+                e.position,
+                "chain",
+                "the event before this one in its write is not the "
+                "one it was written after (removed, inserted or moved)",
+                e.stream_id,
+            )
+        self.previous_link = link_hash(state)
+        handler: dict[str, Callable[[LogEvent, bytes], None]] = {
+            TOPIC_ASSET_DECLARED: self.first_of_stream,
+            TOPIC_ACCOUNT_OPENED: self.opened,
+            TOPIC_ACCOUNT_CHANGED: self.changed,
+            TOPIC_ENTRY: self.entry,
+            TOPIC_ENTRY_UPDATED: self.entry_updated,
+        }
+        fn = handler.get(e.topic)
+        if fn is None:
+            self.find(e.position, "unknown", f"unknown event topic {e.topic!r}", e.stream_id)
+            return
+        fn(e, state)
+
+    def first_of_stream(self, e: LogEvent, state: bytes) -> None:
+        if e.version != 1 or e.stream_id in self.streams:
+            self.find(e.position, "chain", f"stream starts at version {e.version}", e.stream_id)
+        self.streams[e.stream_id] = (e.version, state_hash(state))
+
+    def opened(self, e: LogEvent, state: bytes) -> None:
+        body = e.body
+        name = body["account"]
+        if account_stream_id(name) != e.stream_id:
+            self.find(
+                e.position, "chain", f"account {name!r} opened in a foreign stream", e.stream_id
+            )
+        if e.version != 1 or name in self.accounts:
+            self.find(
+                e.position,
+                "chain",
+                f"account {name!r} opened twice or at version {e.version}",
+                e.stream_id,
+            )
+        self.accounts[name] = _Account(
+            body["asset"],
+            body["scale"],
+            1 if body["normal"] == "debit" else -1,
+            None if body["min"] is None else int(body["min"]),
+            None if body["max"] is None else int(body["max"]),
+            e.version,
+            state_hash(state),
+        )
+
+    def changed(self, e: LogEvent, state: bytes) -> None:
+        body = e.body
+        name = body["account"]
+        acct = self.accounts.get(name)
+        if acct is None:
+            self.find(e.position, "unknown", f"change of unknown account {name!r}", e.stream_id)
+            return
+        if e.version != acct.version + 1 or body.get("prev") != acct.last_hash:
+            self.find(
+                e.position,
+                "chain",
+                f"account {name!r}: version {e.version} does not follow version "
+                f"{acct.version} (hash chain broken)",
+                e.stream_id,
+            )
+        recorded = (int(body["posted"]), int(body["pending_out"]), int(body["pending_in"]))
+        if recorded != (acct.posted, acct.out, acct.inn) or body["entries"] != acct.since_event:
+            self.find(
+                e.position,
+                "balance",
+                f"account {name!r} records {recorded} after {body['entries']} entries; "
+                f"replay gives {(acct.posted, acct.out, acct.inn)} after {acct.since_event}",
+                e.stream_id,
+            )
+        acct.version, acct.last_hash, acct.since_event = e.version, state_hash(state), 0
+
+    def entry(self, e: LogEvent, state: bytes) -> None:
+        body = e.body
+        self.report.entries += 1
+        if e.version != 1 or entry_id_for_key(body["key"]) != e.stream_id:
+            self.find(
+                e.position, "key", "entry not stored under the stream of its key", e.stream_id
+            )
+        legs, releases = e.legs(), e.legs("releases")
+        totals: dict[str, int] = defaultdict(int)
+        for leg in legs:
+            totals[leg.asset] += leg.amount
+        if any(totals.values()):
+            self.find(
+                e.position, "unbalanced", f"entry does not balance: {dict(totals)}", e.stream_id
+            )
+        if body["kind"] == "capture":
+            self.check_capture(e, legs, releases)
+        touched: set[str] = set()
+        for leg, pending, sign in entry_effects(body["kind"], legs, releases):
+            acct = self.accounts.get(leg.account)
+            if acct is None or acct.asset != leg.asset:
+                self.find(
+                    e.position,
+                    "unknown",
+                    f"leg on unknown account {leg.account!r} or asset",
+                    e.stream_id,
+                )
+                continue
+            dp, dout, din = leg_effect(acct.sign, leg.amount, pending=pending, sign=sign)
+            acct.posted += dp
+            acct.out += dout
+            acct.inn += din
+            touched.add(leg.account)
+        for name in touched:
+            acct = self.accounts[name]
+            acct.since_event += 1
+            if (acct.low is not None and acct.posted - acct.out < acct.low) or (
+                acct.high is not None and acct.posted + acct.inn > acct.high
+            ):
+                self.find(
+                    e.position, "rule", f"account {name!r} breaks its balance rule", e.stream_id
+                )
+
+    def check_capture(self, e: LogEvent, legs: Any, releases: Any) -> None:
+        held: dict[tuple[str, str], int] = defaultdict(int)
+        for leg in releases:
+            held[(leg.account, leg.asset)] += leg.amount
+        for leg in legs:
+            limit = held.get((leg.account, leg.asset), 0)
+            if (leg.amount > 0) != (limit > 0) or abs(leg.amount) > abs(limit):
+                self.find(e.position, "hold", "capture exceeds its hold", e.stream_id)
+                return
+
+    def entry_updated(self, e: LogEvent, state: bytes) -> None:
+        body = e.body
+        previous = self.store_event(e.stream_id, e.version - 1)
+        if previous is None or body.get("prev") != state_hash(previous):
+            self.find(
+                e.position, "chain", f"entry update version {e.version} does not chain", e.stream_id
+            )
+        status = body.get("status")
+        if status in ("posted", "voided", "expired") and e.version != 2:
+            self.find(e.position, "hold", "hold resolved more than once", e.stream_id)
+        original = self.store_event(e.stream_id, 1)
+        if original is not None and status is None:
+            first = LogEvent(0, e.stream_id, 1, TOPIC_ENTRY, _decode(original))
+            amounts = [abs(leg.amount) for leg in first.legs()]
+            remaining = [int(r) for r in body.get("remaining", [])]
+            if len(remaining) != len(amounts) or any(
+                r < 0 or r > a for r, a in zip(remaining, amounts, strict=False)
+            ):
+                self.find(e.position, "reversal", "reversible remainder out of range", e.stream_id)
+
+    def store_event(self, stream_id: uuid.UUID, version: int) -> bytes | None:
+        return self.store.read_stream_version(stream_id, version)
+
+    def finish(self) -> None:
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        scales: dict[str, int] = {}
+        for name, acct in self.accounts.items():
+            if acct.since_event:
+                self.find(
+                    self.report.position,
+                    "tail",
+                    f"account {name!r}: {acct.since_event} entries after its last event",
+                    account_stream_id(name),
+                )
+            raw = acct.sign * acct.posted  # debits minus credits
+            totals[acct.asset][0 if raw >= 0 else 1] += abs(raw)
+            scales[acct.asset] = acct.scale
+            self.report.balances[name] = {
+                "posted": acct.posted,
+                "pending_out": acct.out,
+                "pending_in": acct.inn,
+            }
+        for asset, (debits, credits) in sorted(totals.items()):
+            scale = Asset(asset, scales[asset])
+            self.report.trial_balance[asset] = {
+                "debits": str(to_decimal(debits, scale)),
+                "credits": str(to_decimal(credits, scale)),
+            }
+            if debits != credits:
+                self.find(
+                    self.report.position,
+                    "conservation",
+                    f"{asset} does not sum to zero: debits {debits}, credits {credits}",
+                )
+        self.report.accounts = len(self.accounts)
+
+
+def _decode(state: bytes) -> dict[str, Any]:
+    from ledger.events import decode  # noqa: PLC0415
+
+    return decode(state)
+
+
+def audit(
+    store: EventStore,
+    *,
+    until_position: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AuditReport:
+    """Replay the log from the first event (up to ``until_position``) and check it."""
+    auditor = _Auditor(store)
+    position = 0
+    last: list[str] = []
+    while True:
+        batch = store.read_log(position, READ_BATCH)
+        if until_position is not None:
+            full = len(batch)
+            batch = _cut(batch, until_position, last)
+            if len(batch) < full:
+                until_position = -1  # the cut is made: read no further
+        if not batch:
+            break
+        for n in batch:
+            try:
+                event = LogEvent.from_notification(n)
+            except ValueError as exc:
+                auditor.find(n.id, "chain", f"undecodable event: {exc}", n.originator_id)
+                continue
+            try:
+                auditor.event(event, n.state)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                auditor.find(
+                    n.id, "malformed", f"event body is malformed: {exc!r}", n.originator_id
+                )
+        position = batch[-1].id
+        auditor.report.events += len(batch)
+        auditor.report.position = position
+        if progress is not None:
+            progress(len(batch))
+    auditor.finish()
+    return auditor.report
+
+
+_STARTS = (TOPIC_ACCOUNT_OPENED, TOPIC_ASSET_DECLARED)
+
+
+def _cut(batch: Sequence[Notification], until: int, last: list[str]) -> list[Notification]:
+    """Events up to ``until``, plus the rest of the write in progress there (a write
+    with entries ends with the account events of its entries, which belong with
+    them). ``last`` carries the topic of the previous event across batches."""
+    out = []
+    for n in batch:
+        if n.id > until:
+            if not last:
+                break
+            ended = last[0] == TOPIC_ACCOUNT_CHANGED and n.topic != TOPIC_ACCOUNT_CHANGED
+            if ended or (last[0] in _STARTS and n.topic in _STARTS):
+                break
+        out.append(n)
+        last[:] = [n.topic]
+    return out
+
+
+def position_at(store: EventStore, at: datetime) -> int:
+    """The last log position of the writes recorded at or before ``at``.
+
+    A write's first event is an entry, an account opening or an asset declaration,
+    all stamped with the write's time; its account events follow without a stamp.
+    """
+    position = 0
+    while True:
+        batch = store.read_log(position, READ_BATCH)
+        if not batch:
+            return position
+        for n in batch:
+            body = LogEvent.from_notification(n).body
+            stamp = body.get("recorded_at") or body.get("at")
+            if stamp is not None and datetime.fromisoformat(stamp) > at:
+                return position
+            position = n.id
+
+
+def diff_read_model(report: AuditReport, rows: dict[str, tuple[int, int, int]]) -> None:
+    """Add a ``read_model`` finding for every account whose live read-model balances
+    (posted, pending_out, pending_in in minor units) differ from the replay."""
+    for name in sorted(set(rows) | set(report.balances)):
+        replayed = report.balances.get(name)
+        live = rows.get(name)
+        expected = (
+            None
+            if replayed is None
+            else (replayed["posted"], replayed["pending_out"], replayed["pending_in"])
+        )
+        if live != expected:
+            report.findings_total += 1
+            if len(report.findings) < FINDINGS_MAX:
+                report.findings.append(
+                    Finding(
+                        report.position,
+                        "read_model",
+                        f"read model has {live} for account {name!r}; replay gives {expected}",
+                    )
+                )
