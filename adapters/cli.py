@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from ledger.adapters.demo import run_demo
+from ledger.adapters.jsonl import export_lines, import_lines
 from ledger.adapters.logging import configure_logging
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
@@ -271,6 +272,79 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
         ]
     )
     _emit(fmt, data, human)
+
+
+@cli.command("import")
+@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("--skip-invalid", is_flag=True, help="Apply the valid lines, report the rest.")
+@click.option("--no-open-accounts", is_flag=True, help="Do not open unknown accounts.")
+@FORMAT
+@click.pass_obj
+def import_cmd(
+    store: str, source: str, skip_invalid: bool, no_open_accounts: bool, fmt: str
+) -> None:
+    """Post entries from a JSON Lines FILE (or - for stdin); see the README for the format."""
+    if source == "-":
+        data = sys.stdin.read().splitlines()
+
+        def read() -> Any:
+            return iter(data)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise click.UsageError(f"no such file: {source}")
+
+        def read() -> Any:
+            return path.open(encoding="utf-8", errors="strict")
+
+    with _open(store) as books:
+        try:
+            result = import_lines(
+                books, read, skip_invalid=skip_invalid, open_accounts=not no_open_accounts
+            )
+        except UnicodeDecodeError as e:
+            raise LedgerError(f"{source} is not UTF-8 text: {e.reason}") from None
+    errors = result.errors or []
+    data_out = {
+        "lines": result.lines,
+        "applied": result.applied,
+        "replayed": result.replayed,
+        "rejected": result.rejected,
+        "conflicts": result.conflicts,
+        "invalid": result.invalid,
+        "errors": [{"line": e.line or None, "message": e.message} for e in errors],
+    }
+    human = "\n".join(
+        [
+            *(f"line {e.line}: {e.message}" if e.line else e.message for e in errors),
+            f"{result.applied} applied, {result.replayed} already applied, "
+            f"{result.rejected} rejected, {result.conflicts} conflicts, "
+            f"{result.invalid} invalid of {result.lines} lines",
+        ]
+    )
+    _emit(fmt, data_out, human)
+    if result.invalid and not skip_invalid:
+        click.echo(f"ledger: nothing applied: {result.invalid} invalid lines", err=True)
+        raise SystemExit(1)
+    if result.rejected or result.conflicts:
+        raise SystemExit(1)
+
+
+@cli.command("export")
+@click.argument("target", type=click.Path(allow_dash=True, dir_okay=False), default="-")
+@click.pass_obj
+def export_cmd(store: str, target: str) -> None:
+    """Write every entry as JSON Lines (the import format) to FILE or stdout."""
+    with _open(store) as books:
+        if target == "-":
+            out = sys.stdout.buffer
+            for line in export_lines(books):
+                out.write(line)
+            out.flush()
+        else:
+            with Path(target).open("wb") as f:
+                for line in export_lines(books):
+                    f.write(line)
 
 
 def main() -> None:

@@ -126,14 +126,32 @@ def post_entry(cmd: PostEntry, tx: Tx, entry_id: uuid.UUID) -> str:
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
     tx.emit(_entry_event(cmd, tx, entry_id, "posted", legs))
+    _remember_posting(tx, entry_id, "posted", legs)
     return "posted"
+
+
+def _remember_posting(tx: Tx, entry_id: uuid.UUID, kind: Any, legs: tuple[Leg, ...]) -> None:
+    """Make a new posting visible to later commands of the same batch (a reversal)."""
+    tx.entries[entry_id] = EntryState(
+        entry_id=entry_id,
+        kind=kind,
+        legs=legs,
+        version=1,
+        last_hash=events.state_hash(tx.events[-1].state),
+        status=None,
+        expires_at=None,
+        effective_at=tx.ws.now,
+        remaining=[abs(leg.amount) for leg in legs],
+    )
 
 
 def place_hold(cmd: PlaceHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Reserve amounts as a pending entry."""
     legs = _legs(tx, cmd.legs)
-    if cmd.expires_at is not None and cmd.expires_at <= tx.ws.now:
-        raise InvalidCommand("expires_at is not in the future")
+    # A backdated hold (an import of history) may already be due; it may not expire
+    # before it takes effect.
+    if cmd.expires_at is not None and cmd.expires_at <= (cmd.effective_at or tx.ws.now):
+        raise InvalidCommand("expires_at is not after the hold takes effect")
     _check_pins(tx, cmd.expected_versions)
     tx.apply_legs(entry_id, legs, pending=True)
     tx.check_rules()
@@ -171,7 +189,8 @@ def _net(legs: Sequence[Leg]) -> dict[tuple[str, str], int]:
 def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Post a hold in full or in part; release the rest."""
     hold = _open_hold(tx, cmd.hold_id)
-    if hold.expires_at is not None and hold.expires_at <= tx.ws.now:
+    # The deadline is checked at the capture's effective time (now, unless backdated).
+    if hold.expires_at is not None and hold.expires_at <= (cmd.effective_at or tx.ws.now):
         raise HoldExpired(f"hold {cmd.hold_id} expired at {hold.expires_at.isoformat()}")
     legs = hold.legs if cmd.legs is None else _legs(tx, cmd.legs)
     held = _net(hold.legs)
@@ -190,6 +209,7 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     tx.emit(
         _entry_event(cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id)
     )
+    _remember_posting(tx, entry_id, "capture", legs)
     hold.status = "posted"
     tx.update_entry(hold, entry_id)
     tx.holds_closed.append(hold.entry_id)
@@ -286,7 +306,8 @@ def _entry_event(
     reverses: uuid.UUID | None = None,
     expires_at: Any = None,
 ) -> Any:
-    effective = getattr(cmd, "effective_at", None) or tx.ws.now
+    # An expiry takes effect at the instant it was swept for.
+    effective = getattr(cmd, "effective_at", None) or getattr(cmd, "now", None) or tx.ws.now
     return events.entry_recorded(
         entry_id,
         kind=kind,

@@ -194,6 +194,7 @@ class VoidHold(Command):
 
     kind: Literal["void_hold"] = "void_hold"
     hold_id: uuid.UUID
+    effective_at: AwareDatetime | None = None
     description: Description = ""
 
 

@@ -1,0 +1,340 @@
+"""JSON Lines import and export of entries (``ledger import`` / ``ledger export``).
+
+One entry per line::
+
+    {"key": "<idempotency key>", "effective_at": "2026-01-31" or RFC 3339,
+     "description": "...", "legs": [{"account": "...", "amount": "-12.50", "currency": "USD"}],
+     "metadata": {...}}
+
+Positive amounts are debits, negative amounts credits. Optional fields carry the other
+kinds of entries, so that every entry round-trips: ``"kind"`` (``posted`` by default,
+``pending``, ``capture``, ``void``, ``expire``, ``reversal``), ``"hold"`` (the key of
+the hold a capture, void or expiry resolves), ``"reverses"`` (the key of the entry a
+reversal gives back) and ``"expires_at"`` (of a pending entry). A line
+``{"kind": "asset", "code": "PTS", "scale": 3}`` declares a user-defined asset.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from ledger.commands.models import (
+    Command,
+    DeclareAsset,
+    ExpireHold,
+    LegInput,
+    OpenAccount,
+    PlaceHold,
+    PostEntry,
+    PostHold,
+    ReverseEntry,
+    VoidHold,
+)
+from pydantic import ValidationError
+
+from ledger.assets import Asset, iso_currency, to_decimal, to_minor
+from ledger.errors import LedgerError, UnbalancedEntry, UnknownAsset
+from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ASSET_DECLARED, TOPIC_ENTRY, LogEvent
+from ledger.facade import Ledger
+from ledger.model import asset_stream_id, entry_id_for_key
+
+__all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]
+
+_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """Why one input line was refused."""
+
+    line: int
+    message: str
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did."""
+
+    lines: int = 0
+    applied: int = 0
+    replayed: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    invalid: int = 0
+    errors: list[LineError] | None = None
+
+
+def _when(text: Any, field: str) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError(f"{field} must be a date or RFC 3339 string")
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"{field} needs a time zone (e.g. Z or +00:00)")
+    return value
+
+
+def parse_line(text: str) -> Command:
+    """One JSON line as a command; raises ValueError with a readable reason."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError("a line must be a JSON object")
+    kind = data.get("kind", "posted")
+    try:
+        if kind == "asset":
+            return DeclareAsset.model_validate(
+                {
+                    "key": f"asset:{data.get('code')}",
+                    "code": data.get("code"),
+                    "scale": data.get("scale"),
+                }
+            )
+        build = _BUILDERS.get(kind)
+        if build is None:
+            raise ValueError(f"unknown kind {kind!r}")
+        command: Command = build(data, _common(data))
+        return command
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where}: {first['msg']}") from None
+
+
+def _common(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields every entry line shares, validated as far as JSON alone allows."""
+    key = data.get("key")
+    if not isinstance(key, str):
+        raise ValueError("key must be a string")
+    raw_legs = data.get("legs") or []
+    if not isinstance(raw_legs, list) or not all(isinstance(leg, dict) for leg in raw_legs):
+        raise ValueError("legs must be a list of objects")
+    legs = tuple(
+        LegInput(account=leg.get("account"), amount=leg.get("amount"), asset=leg.get("currency"))
+        for leg in raw_legs
+    )
+    effective = _when(data["effective_at"], "effective_at") if "effective_at" in data else None
+    return {
+        "key": key,
+        "legs": legs,
+        "effective_at": effective,
+        "description": data.get("description", ""),
+        "metadata": data.get("metadata") or {},
+    }
+
+
+def _hold(data: dict[str, Any], field: str = "hold") -> uuid.UUID:
+    return entry_id_for_key(str(data.get(field, "")))
+
+
+def _pending(data: dict[str, Any], c: dict[str, Any]) -> Command:
+    expires = _when(data["expires_at"], "expires_at") if data.get("expires_at") else None
+    return PlaceHold.model_validate({**c, "expires_at": expires})
+
+
+_BUILDERS: dict[str, Any] = {
+    "posted": lambda data, c: PostEntry.model_validate(c),
+    "pending": _pending,
+    "capture": lambda data, c: PostHold.model_validate(
+        {**c, "hold_id": _hold(data), "legs": c["legs"] or None}
+    ),
+    "void": lambda data, c: VoidHold.model_validate(
+        {
+            "key": c["key"],
+            "hold_id": _hold(data),
+            "effective_at": c["effective_at"],
+            "description": c["description"],
+        }
+    ),
+    "expire": lambda data, c: ExpireHold.model_validate(
+        {
+            "key": c["key"],
+            "hold_id": _hold(data),
+            "now": _when(data.get("effective_at"), "effective_at"),
+        }
+    ),
+    "reversal": lambda data, c: ReverseEntry.model_validate(
+        {**c, "entry_id": _hold(data, "reverses"), "legs": c["legs"] or None}
+    ),
+}
+
+
+def _validated(
+    lines: Iterable[str], assets: _Assets | None = None
+) -> Iterator[tuple[int, Command | LineError]]:
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            command = parse_line(text)
+            if assets is not None:
+                assets.check(command)
+            yield number, command
+        except (ValueError, LedgerError) as e:
+            yield number, LineError(number, str(e))
+
+
+class _Assets:
+    """Checks a line's amounts against its assets' scales and that it balances, so
+    that such lines are refused before anything is applied."""
+
+    def __init__(self, books: Ledger) -> None:
+        self.books = books
+        self.scales: dict[str, int | None] = {}
+
+    def scale(self, code: str) -> int:
+        if code not in self.scales:
+            iso = iso_currency(code)
+            if iso is not None:
+                self.scales[code] = iso.scale
+            else:
+                sid = asset_stream_id(code)
+                found = self.books.store.load_streams([sid]).get(sid)
+                self.scales[code] = None if found is None else orjson.loads(found[0].state)["scale"]
+        scale = self.scales[code]
+        if scale is None:
+            raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
+        return scale
+
+    def check(self, command: Command) -> None:
+        if isinstance(command, DeclareAsset):
+            self.scales.setdefault(command.code, command.scale)
+            return
+        totals: dict[str, int] = {}
+        for leg in getattr(command, "legs", None) or ():
+            minor = to_minor(leg.amount, Asset(leg.asset, self.scale(leg.asset)))
+            totals[leg.asset] = totals.get(leg.asset, 0) + minor
+        if any(totals.values()):
+            raise UnbalancedEntry("entry does not balance per currency (debits must equal credits)")
+
+
+def import_lines(
+    books: Ledger,
+    read: Any,
+    *,
+    skip_invalid: bool = False,
+    open_accounts: bool = True,
+    progress: Any = None,
+) -> ImportReport:
+    """Validate every line first (nothing applied if any is invalid, unless
+    ``skip_invalid``); then apply in chunks through the batch path. ``read`` is a
+    callable returning a fresh iterator over the lines (the input is read twice and
+    never held in memory)."""
+    report = ImportReport(errors=[])
+    for _, item in _validated(read(), _Assets(books)):
+        report.lines += 1
+        if isinstance(item, LineError):
+            report.invalid += 1
+            report.errors.append(item)  # type: ignore[union-attr]
+    if report.invalid and not skip_invalid:
+        return report
+    chunk: list[Command] = []
+    known: set[str] = set()
+    for _, item in _validated(read()):
+        if isinstance(item, LineError):
+            continue
+        if open_accounts:
+            chunk.extend(_openings(books, item, known))
+        chunk.append(item)
+        if len(chunk) >= _CHUNK:
+            _apply(books, chunk, report, progress)
+            chunk = []
+    if chunk:
+        _apply(books, chunk, report, progress)
+    return report
+
+
+def _openings(books: Ledger, cmd: Command, known: set[str]) -> list[Command]:
+    out: list[Command] = []
+    for leg in getattr(cmd, "legs", None) or ():
+        if leg.account in known:
+            continue
+        known.add(leg.account)
+        out.append(OpenAccount(key=f"account:{leg.account}", account=leg.account, asset=leg.asset))
+    return out
+
+
+def _apply(books: Ledger, chunk: list[Command], report: ImportReport, progress: Any) -> None:
+    for cmd, outcome in zip(chunk, books.submit_all(chunk), strict=True):
+        if isinstance(cmd, OpenAccount):
+            continue
+        if outcome.status == "applied":
+            if outcome.replayed:
+                report.replayed += 1
+            else:
+                report.applied += 1
+        elif outcome.status == "rejected":
+            report.rejected += 1
+            report.errors.append(LineError(0, f"{cmd.key}: {outcome.code}: {outcome.message}"))  # type: ignore[union-attr]
+        elif outcome.status == "conflict":
+            report.conflicts += 1
+            report.errors.append(LineError(0, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
+        else:
+            report.invalid += 1
+            report.errors.append(LineError(0, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
+        if progress is not None:
+            progress(1)
+
+
+def export_lines(books: Ledger) -> Iterator[bytes]:
+    """Every entry as one JSON line, in log order (the import format)."""
+    scales: dict[str, int] = {}
+    keys: dict[uuid.UUID, str] = {}
+    position = 0
+    while True:
+        batch = books.store.read_log(position, 10_000)
+        if not batch:
+            return
+        for n in batch:
+            e = LogEvent.from_notification(n)
+            if e.topic == TOPIC_ASSET_DECLARED:
+                scales[e.body["code"]] = e.body["scale"]
+                yield (
+                    orjson.dumps(
+                        {"kind": "asset", "code": e.body["code"], "scale": e.body["scale"]}
+                    )
+                    + b"\n"
+                )
+            elif e.topic == TOPIC_ACCOUNT_OPENED:
+                scales.setdefault(e.body["asset"], e.body["scale"])
+            elif e.topic == TOPIC_ENTRY:
+                keys[e.stream_id] = e.body["key"]
+                yield _line(e, scales, keys)
+        position = batch[-1].id
+
+
+def _line(e: LogEvent, scales: dict[str, int], keys: dict[uuid.UUID, str]) -> bytes:
+    body = e.body
+
+    def amount(asset: str, minor: int) -> str:
+        scale = scales.get(asset)
+        iso = iso_currency(asset)
+        return str(
+            to_decimal(minor, Asset(asset, scale if scale is not None else iso.scale if iso else 0))
+        )
+
+    out: dict[str, Any] = {"key": body["key"]}
+    if body["kind"] != "posted":
+        out["kind"] = body["kind"]
+    out["effective_at"] = body["effective_at"]
+    out["description"] = body["description"]
+    out["legs"] = [
+        {"account": a, "amount": amount(asset, int(m)), "currency": asset}
+        for a, asset, m in body["legs"]
+    ]
+    if body.get("hold"):
+        out["hold"] = keys.get(uuid.UUID(body["hold"]), body["hold"])
+    if body.get("reverses"):
+        out["reverses"] = keys.get(uuid.UUID(body["reverses"]), body["reverses"])
+    if body.get("expires_at"):
+        out["expires_at"] = body["expires_at"]
+    out["metadata"] = body["metadata"]
+    return orjson.dumps(out) + b"\n"

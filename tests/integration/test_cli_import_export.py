@@ -1,0 +1,132 @@
+"""``ledger import`` and ``ledger export`` as a user runs them, on every store."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ledger import Ledger
+from ledger.model import entry_id_for_key
+from tests.integration.test_cli import ledger
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def all_kinds(url: str) -> None:
+    """A store with every kind of entry: posted, pending, capture, void, expire, reversal."""
+    clock = [T0]
+    with Ledger.open(url, clock=lambda: clock[0]) as books:
+        books.declare_asset("PTS", 3)
+        books.open_account("bank", "USD", normal="debit")
+        books.open_account("alice", "USD", min_balance="0")
+        books.open_account("shop", "USD")
+        books.open_account("points:pool", "PTS")
+        books.open_account("points:alice", "PTS")
+        books.transfer(
+            "dep",
+            debit="bank",
+            credit="alice",
+            amount="100",
+            asset="USD",
+            description="deposit",
+            metadata={"ref": "r-1"},
+        )
+        books.post(
+            "pts",
+            [("points:pool", "1.250", "PTS"), ("points:alice", "-1.250", "PTS")],
+            effective_at=T0 - timedelta(days=3),
+        )
+        held = books.hold(
+            "auth",
+            [("alice", "30", "USD"), ("shop", "-30", "USD")],
+            expires_at=T0 + timedelta(days=1),
+        )
+        books.post_hold("cap", held.entry_id, [("alice", "20", "USD"), ("shop", "-20", "USD")])
+        voided = books.hold("auth2", [("alice", "5", "USD"), ("shop", "-5", "USD")])
+        books.void_hold("void2", voided.entry_id)
+        books.hold(
+            "auth3",
+            [("alice", "7", "USD"), ("shop", "-7", "USD")],
+            expires_at=T0 + timedelta(hours=2),
+        )
+        clock[0] = T0 + timedelta(hours=3)
+        books.expire_due()
+        refund = books.reverse(
+            "refund", entry_id_for_key("cap"), [("shop", "5", "USD"), ("alice", "-5", "USD")]
+        )
+        assert refund.ok
+
+
+def test_export_import_export_round_trip_with_all_kinds(store_url: str, tmp_path: Path) -> None:
+    all_kinds(store_url)
+    first = tmp_path / "first.jsonl"
+    assert ledger(store_url, "export", str(first)).returncode == 0
+    kinds = {json.loads(line).get("kind", "posted") for line in first.read_text().splitlines()}
+    assert kinds == {"asset", "posted", "pending", "capture", "void", "expire", "reversal"}
+    target = f"sqlite:///{tmp_path}/copy.db"
+    imported = ledger(target, "import", str(first), "--format", "json")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    second = tmp_path / "second.jsonl"
+    assert ledger(target, "export", str(second)).returncode == 0
+    assert second.read_bytes() == first.read_bytes()
+    again = json.loads(ledger(target, "import", str(first), "--format", "json").stdout)
+    assert (again["applied"], again["replayed"]) == (0, len(first.read_text().splitlines()))
+    assert again["lines"] == len(first.read_text().splitlines())
+    assert ledger(target, "audit").returncode == 0
+
+
+def test_invalid_lines_are_all_reported_and_nothing_applies(store_url: str, tmp_path: Path) -> None:
+    good = (
+        '{"key": "ok-1", "effective_at": "2026-01-05", "description": "x", "legs": ['
+        '{"account": "a", "amount": "1.00", "currency": "USD"},'
+        '{"account": "b", "amount": "-1.00", "currency": "USD"}], "metadata": {}}'
+    )
+    lines = [
+        good,
+        "{not json",
+        good.replace("ok-1", "f1").replace('"1.00"', "1.5"),
+        good.replace("ok-1", "u1").replace('"-1.00"', '"-2.00"'),
+        good.replace("ok-1", "c1").replace("USD", "XYZ"),
+        good.replace("ok-1", "d1").replace('"1.00"', '"1.001"').replace('"-1.00"', '"-1.001"'),
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    result = ledger(store_url, "import", str(source))
+    assert result.returncode == 1
+    for number in (2, 3, 4, 5, 6):
+        assert f"line {number}:" in result.stdout
+    assert "nothing applied" in result.stderr
+    with Ledger.open(store_url) as books:
+        assert books.store.max_position() == 0
+    skipped = ledger(store_url, "import", str(source), "--skip-invalid", "--format", "json")
+    assert json.loads(skipped.stdout)["applied"] == 1
+
+
+def test_conflicting_key_and_unknown_account(store_url: str, tmp_path: Path) -> None:
+    line = (
+        '{"key": "k1", "effective_at": "2026-01-05T10:00:00Z", "legs": ['
+        '{"account": "a", "amount": "1", "currency": "USD"},'
+        '{"account": "b", "amount": "-1", "currency": "USD"}]}'
+    )
+    source = tmp_path / "a.jsonl"
+    source.write_text(line + "\n")
+    assert ledger(store_url, "import", str(source)).returncode == 0
+    source.write_text(line.replace('"1"', '"2"').replace('"-1"', '"-2"') + "\n")
+    conflict = ledger(store_url, "import", str(source), "--format", "json")
+    assert conflict.returncode == 1
+    assert json.loads(conflict.stdout)["conflicts"] == 1
+    source.write_text(line.replace("k1", "k2").replace('"b"', '"nobody"') + "\n")
+    unknown = ledger(store_url, "import", str(source), "--no-open-accounts")
+    assert unknown.returncode == 1
+    assert "unknown_account" in unknown.stdout
+
+
+def test_import_from_stdin(store_url: str) -> None:
+    line = (
+        '{"key": "s1", "legs": [{"account": "a", "amount": "3", "currency": "EUR"},'
+        '{"account": "b", "amount": "-3", "currency": "EUR"}]}'
+    )
+    result = ledger(store_url, "import", "-", stdin=line + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "1 applied" in result.stdout
