@@ -131,18 +131,9 @@ def post_entry(cmd: PostEntry, tx: Tx, entry_id: uuid.UUID) -> str:
 
 
 def _remember_posting(tx: Tx, entry_id: uuid.UUID, kind: Any, legs: tuple[Leg, ...]) -> None:
-    """Make a new posting visible to later commands of the same batch (a reversal)."""
-    tx.entries[entry_id] = EntryState(
-        entry_id=entry_id,
-        kind=kind,
-        legs=legs,
-        version=1,
-        last_hash=events.state_hash(tx.events[-1].state),
-        status=None,
-        expires_at=None,
-        effective_at=tx.ws.now,
-        remaining=[abs(leg.amount) for leg in legs],
-    )
+    """Make a new posting visible to later commands of the same batch (a reversal);
+    its state is only built if one of them asks for it."""
+    tx.new_postings[entry_id] = (kind, legs, tx.events[-1])
 
 
 def place_hold(cmd: PlaceHold, tx: Tx, entry_id: uuid.UUID) -> str:

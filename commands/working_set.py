@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
@@ -31,6 +32,25 @@ from ledger.store import KeyRecord, WriteBatch
 __all__ = ["Tx", "WorkingSet"]
 
 
+Posting = tuple[Any, tuple[Leg, ...], StoredEvent]
+
+
+def posting_state(entry_id: uuid.UUID, posting: Posting, now: datetime) -> EntryState:
+    """The state of a posting recorded earlier in the same batch."""
+    kind, legs, event = posting
+    return EntryState(
+        entry_id=entry_id,
+        kind=kind,
+        legs=legs,
+        version=1,
+        last_hash=events.state_hash(event.state),
+        status=None,
+        expires_at=None,
+        effective_at=now,
+        remaining=[abs(leg.amount) for leg in legs],
+    )
+
+
 class WorkingSet:
     """Loaded states plus the changes of the commands applied so far in this batch."""
 
@@ -46,6 +66,7 @@ class WorkingSet:
         self._base_entries = entries
         self.accounts: dict[str, AccountState] = {}
         self.entries: dict[uuid.UUID, EntryState] = {}
+        self.postings: dict[uuid.UUID, Posting] = {}
         self.assets: dict[str, Asset] = dict(assets)
         self.account_entries: dict[str, list[uuid.UUID]] = {}
         self.events: list[StoredEvent] = []
@@ -70,6 +91,11 @@ class WorkingSet:
         """The entry as this batch has left it so far (not a copy)."""
         state = self.entries.get(entry_id)
         if state is not None:
+            return state
+        posting = self.postings.pop(entry_id, None)
+        if posting is not None:  # posted earlier in this batch
+            state = posting_state(entry_id, posting, self.now)
+            self.entries[entry_id] = state
             return state
         state = self._base_entries.get(entry_id)
         if entry_id not in self.read_versions:
@@ -96,6 +122,7 @@ class WorkingSet:
         """Keep the changes of an applied command."""
         self.accounts.update(tx.accounts)
         self.entries.update(tx.entries)
+        self.postings.update(tx.new_postings)
         self.assets.update(tx.new_assets)
         for name, entry_id in tx.touched:
             self.account_entries.setdefault(name, []).append(entry_id)
@@ -144,6 +171,7 @@ class Tx:
         self.events: list[StoredEvent] = []
         self.holds_opened: list[tuple[uuid.UUID, datetime | None]] = []
         self.holds_closed: list[uuid.UUID] = []
+        self.new_postings: dict[uuid.UUID, Posting] = {}
         #: The fingerprint of the command being decided (recorded in its entry).
         self.fingerprint = ""
 
@@ -172,6 +200,11 @@ class Tx:
         """A private copy of the entry, or None if there is no such entry."""
         mine = self.entries.get(entry_id)
         if mine is not None:
+            return mine
+        posting = self.new_postings.pop(entry_id, None)
+        if posting is not None:  # posted earlier in this command (an atomic batch)
+            mine = posting_state(entry_id, posting, self.ws.now)
+            self.entries[entry_id] = mine
             return mine
         base = self.ws.current_entry(entry_id)
         if base is None:
