@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -285,10 +287,14 @@ def import_cmd(
 ) -> None:
     """Post entries from a JSON Lines FILE (or - for stdin); see the README for the format."""
     if source == "-":
-        data = sys.stdin.read().splitlines()
+        # Spool stdin to a temporary file: the import reads its input twice
+        # (validate, then apply) and never holds it in memory.
+        spool = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        shutil.copyfileobj(sys.stdin, spool)
 
         def read() -> Any:
-            return iter(data)
+            spool.seek(0)
+            return spool
     else:
         path = Path(source)
         if not path.is_file():
