@@ -305,9 +305,21 @@ def import_cmd(
 
     with _open(store) as books:
         try:
-            result = import_lines(
-                books, read, skip_invalid=skip_invalid, open_accounts=not no_open_accounts
-            )
+            total = sum(1 for line in read() if line.strip())
+            with click.progressbar(
+                length=total,
+                label="importing",
+                file=sys.stderr,
+                hidden=fmt == "json" or total < 10_000,
+                show_pos=True,
+            ) as bar:
+                result = import_lines(
+                    books,
+                    read,
+                    skip_invalid=skip_invalid,
+                    open_accounts=not no_open_accounts,
+                    progress=bar.update,
+                )
         except UnicodeDecodeError as e:
             raise LedgerError(f"{source} is not UTF-8 text: {e.reason}") from None
     errors = result.errors or []

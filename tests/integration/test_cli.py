@@ -217,3 +217,45 @@ def test_bad_or_unreachable_store_is_one_line(url: str) -> None:
     result = ledger(url, "init")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("ledger: ")
+
+
+COMMANDS = [
+    [],
+    ["init"],
+    ["demo"],
+    ["asset"],
+    ["asset", "add"],
+    ["import"],
+    ["export"],
+    ["balances"],
+    ["statement"],
+    ["audit"],
+    ["projections"],
+    ["projections", "status"],
+    ["projections", "rebuild"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ledger")
+def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
+    result = ledger(f"sqlite:///{tmp_path}/h.db", *command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_demo_runs_audits_and_reports_clean(store_url: str) -> None:
+    result = ledger(store_url, "demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "balanced" in result.stdout
+    assert "audit: CLEAN" in result.stdout
+
+
+def test_audit_until_a_time_covers_the_writes_recorded_by_then(store_url: str) -> None:
+    seeded(store_url)
+    with Ledger.open(store_url) as books:
+        total = books.store.max_position()
+    past = ledger(store_url, "audit", "--until", "2000-01-01", "--format", "json")
+    assert past.returncode == 0, past.stderr
+    assert json.loads(past.stdout)["counts"]["events"] == 0
+    future = ledger(store_url, "audit", "--until", "2999-01-01", "--format", "json")
+    assert json.loads(future.stdout)["position"] == total
