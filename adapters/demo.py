@@ -33,6 +33,13 @@ def run_demo(books: Ledger, out: TextIO) -> bool:
     for account, normal, floor in ACCOUNTS:
         owner = account.split(":")[1] if account.startswith(("users", "merchants")) else None
         books.open_account(account, "USD", normal=normal, min_balance=floor, owner=owner)
+    _p2p_day(books, run)
+    _card_day(books, run)
+    return _print_balances(books, out)
+
+
+def _p2p_day(books: Ledger, run: str) -> None:
+    """Deposits, a P2P payment (sent twice: the retry changes nothing), a bill split."""
     bank = "bank:settlement:usd"
     for user, amount in (("alice", "120.00"), ("bob", "40.00"), ("carol", "15.00")):
         books.transfer(
@@ -75,6 +82,11 @@ def run_demo(books: Ledger, out: TextIO) -> bool:
             ),
         ],
     )
+
+
+def _card_day(books: Ledger, run: str) -> None:
+    """A card purchase captured in part with a fee, a released hold, a refund, a withdrawal."""
+    bank = "bank:settlement:usd"
     # Card purchase: authorise 30.00, capture 27.50 with a 0.50 platform fee; release the rest.
     hold = books.hold(
         f"{run}:card:auth",
@@ -118,7 +130,6 @@ def run_demo(books: Ledger, out: TextIO) -> bool:
         asset="USD",
         description="withdrawal",
     )
-    return _print_balances(books, out)
 
 
 def _print_balances(books: Ledger, out: TextIO) -> bool:
