@@ -487,7 +487,7 @@ def test_machine_on_sqlite() -> None:
                 super().__init__()
 
         Fresh.TestCase.settings = settings(
-            max_examples=int(os.environ.get("LEDGER_MACHINE_EXAMPLES", "60")),
+            max_examples=int(os.environ.get("LEDGER_MACHINE_EXAMPLES", "100")),
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -507,7 +507,7 @@ def test_machine_on_postgres() -> None:
             super().__init__()
 
     Fresh.TestCase.settings = settings(
-        max_examples=int(os.environ.get("LEDGER_MACHINE_EXAMPLES", "40")),
+        max_examples=int(os.environ.get("LEDGER_MACHINE_EXAMPLES", "50")),
         stateful_step_count=30,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

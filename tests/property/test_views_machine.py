@@ -163,7 +163,7 @@ def test_views_equal_replay_on_sqlite() -> None:
                 type(self).url = f"sqlite:///{tmp}/views{counter[0]}.db"
                 super().__init__()
 
-        Fresh.TestCase.settings = _settings(30, 40)
+        Fresh.TestCase.settings = _settings(50, 40)
         Fresh.TestCase().runTest()
 
 
@@ -178,5 +178,5 @@ def test_views_equal_replay_on_postgres() -> None:
             type(self).url = url
             super().__init__()
 
-    Fresh.TestCase.settings = _settings(15, 30)
+    Fresh.TestCase.settings = _settings(20, 30)
     Fresh.TestCase().runTest()
