@@ -95,9 +95,12 @@ class PostgresEventStore:
         )
         self.recorder = self._call(lambda: PostgresApplicationRecorder(self.datastore))
         self._tables = {"schema": Identifier(self.datastore.schema)}
+        # Latest version per stream: one backward primary-key probe each (max() on the
+        # index), whatever the length of the stream.
         self._select_check = SQL(
-            "SELECT 'stream' AS kind, originator_id AS id, max(originator_version) AS v"
-            " FROM {schema}.stored_events WHERE originator_id = ANY(%s) GROUP BY originator_id"
+            "SELECT 'stream' AS kind, x.id AS id, (SELECT max(s.originator_version)"
+            " FROM {schema}.stored_events s WHERE s.originator_id = x.id) AS v"
+            " FROM unnest(%s::uuid[]) AS x(id)"
             " UNION ALL SELECT 'key', key_id, 0 FROM ledger_keys WHERE key_id = ANY(%s)"
         ).format(**self._tables)
         self._copy_events = SQL(
@@ -111,12 +114,16 @@ class PostgresEventStore:
             " UNION ALL SELECT originator_id, NULL, NULL, state FROM {schema}.stored_events"
             " WHERE originator_id = ANY(%(ids)s) AND originator_version = 1 AND topic = {topic}"
         ).format(topic=Literal(TOPIC_ENTRY), **self._tables)
+        # First and latest event of each stream: two primary-key probes per stream.
         self._select_heads = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM {schema}.stored_events e JOIN (SELECT originator_id, max(originator_version) v"
-            " FROM {schema}.stored_events WHERE originator_id = ANY(%s) GROUP BY originator_id) m"
-            " ON e.originator_id = m.originator_id"
-            " AND (e.originator_version = 1 OR e.originator_version = m.v)"
+            " FROM unnest(%s::uuid[]) AS x(id) CROSS JOIN LATERAL ("
+            " (SELECT * FROM {schema}.stored_events f"
+            "  WHERE f.originator_id = x.id AND f.originator_version = 1)"
+            " UNION ALL"
+            " (SELECT * FROM {schema}.stored_events l"
+            "  WHERE l.originator_id = x.id AND l.originator_version > 1"
+            "  ORDER BY l.originator_version DESC LIMIT 1)) e"
             " ORDER BY e.originator_id, e.originator_version"
         ).format(**self._tables)
         self._notify = SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name))
@@ -394,7 +401,7 @@ class PostgresEventStore:
         for row in cur.fetchall():
             if row["kind"] == "key":
                 raise AppendConflict(f"key {row['id']} was recorded by a concurrent writer")
-            current[row["id"]] = row["v"]
+            current[row["id"]] = row["v"] or 0
         for sid, version in expect.items():
             if current.get(sid, 0) != version:
                 raise AppendConflict(f"stream {sid} moved on from version {version}")

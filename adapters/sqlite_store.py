@@ -221,24 +221,31 @@ class SQLiteSession:
 def _load_streams(
     cur: sqlite3.Cursor, stream_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+    """First and latest event of each stream: two primary-key probes per stream (no
+    round trips to save in SQLite, and a probe does not depend on the stream's length)."""
     found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
-    for chunk in _chunks([s.hex for s in stream_ids]):
-        marks = ",".join("?" * len(chunk))
+    for sid in stream_ids:
         cur.execute(
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM stored_events e JOIN ("
-            " SELECT originator_id, MAX(originator_version) v FROM stored_events"
-            f" WHERE originator_id IN ({marks}) GROUP BY originator_id) m"
-            " ON e.originator_id = m.originator_id"
-            " AND (e.originator_version = 1 OR e.originator_version = m.v)"
-            " ORDER BY e.originator_id, e.originator_version",
-            chunk,
+            "SELECT originator_version, topic, state FROM stored_events"
+            " WHERE originator_id = ? AND originator_version = 1",
+            (sid.hex,),
         )
-        for sid, version, topic, state in cur.fetchall():
-            stream_id = uuid.UUID(sid)
-            event = StoredEvent(stream_id, version, topic, bytes(state))
-            first = found.get(stream_id)
-            found[stream_id] = (first[0] if first else event, event)
+        first_row = cur.fetchone()
+        if first_row is None:
+            continue
+        first = StoredEvent(sid, first_row[0], first_row[1], bytes(first_row[2]))
+        cur.execute(
+            "SELECT originator_version, topic, state FROM stored_events WHERE originator_id = ?"
+            " ORDER BY originator_version DESC LIMIT 1",
+            (sid.hex,),
+        )
+        last_row = cur.fetchone()
+        last = (
+            first
+            if last_row[0] == 1
+            else StoredEvent(sid, last_row[0], last_row[1], bytes(last_row[2]))
+        )
+        found[sid] = (first, last)
     return found
 
 
@@ -293,18 +300,13 @@ def _append(cur: sqlite3.Cursor, batch: WriteBatch) -> None:
 
 
 def _check_versions(cur: sqlite3.Cursor, expect: dict[uuid.UUID, int]) -> None:
-    items = list(expect.items())
-    for chunk in _chunks(items):
-        marks = ",".join("?" * len(chunk))
+    for sid, version in expect.items():
         cur.execute(
-            "SELECT originator_id, MAX(originator_version) FROM stored_events"
-            f" WHERE originator_id IN ({marks}) GROUP BY originator_id",
-            [sid.hex for sid, _ in chunk],
+            "SELECT MAX(originator_version) FROM stored_events WHERE originator_id = ?", (sid.hex,)
         )
-        current = {uuid.UUID(sid): v for sid, v in cur.fetchall()}
-        for sid, version in chunk:
-            if current.get(sid, 0) != version:
-                raise AppendConflict(f"stream {sid} moved on from version {version}")
+        current = cur.fetchone()[0] or 0
+        if current != version:
+            raise AppendConflict(f"stream {sid} moved on from version {version}")
 
 
 def _check_keys_free(cur: sqlite3.Cursor, key_ids: list[uuid.UUID]) -> None:
