@@ -160,23 +160,35 @@ class PostgresEventStore:
             " AND current_setting('ledger.append_ok') = 'true'"
         )
 
-    def _call(self, fn: Any) -> Any:
+    @contextmanager
+    def _translated(self, *, conflicts: bool = False) -> Iterator[None]:
+        """Driver errors as the ledger's: unreachable -> StoreUnavailable (retried),
+        a unique violation -> AppendConflict (when ``conflicts``), else StoreError."""
         try:
-            return fn()
-        except (OperationalError, InterfaceError) as e:
+            yield
+        except AppendConflict:
+            raise
+        except (IntegrityError, psycopg.errors.UniqueViolation) as e:
+            if conflicts:
+                raise AppendConflict(str(e)) from e
+            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
         except PersistenceError as e:
             raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
 
+    def _call(self, fn: Any) -> Any:
+        with self._translated():
+            return fn()
+
     @contextmanager
     def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
-        try:
-            with self.datastore.get_connection() as conn, conn.cursor() as cur:
-                yield cur
-        except (OperationalError, InterfaceError) as e:
-            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
-        except PersistenceError as e:
-            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        with (
+            self._translated(),
+            self.datastore.get_connection() as conn,
+            conn.cursor() as cur,
+        ):
+            yield cur
 
     def create_schema(self) -> None:
         """Create tables once; concurrent callers wait on an advisory lock."""
@@ -240,18 +252,14 @@ class PostgresEventStore:
         """Key records and stream heads in one pipelined round trip."""
         if not key_ids and not stream_ids:
             return {}, {}
-        try:
-            with (
-                self.datastore.get_connection() as conn,
-                conn.pipeline(),
-                conn.cursor() as kc,
-                conn.cursor() as sc,
-            ):
-                return self.read_with(kc, sc, key_ids, stream_ids)
-        except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
-            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
-        except PersistenceError as e:
-            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        with (
+            self._translated(),
+            self.datastore.get_connection() as conn,
+            conn.pipeline(),
+            conn.cursor() as kc,
+            conn.cursor() as sc,
+        ):
+            return self.read_with(kc, sc, key_ids, stream_ids)
 
     def read_with(
         self,
@@ -290,20 +298,11 @@ class PostgresEventStore:
         by one check (so none of them can fail on a conflict); large ones check first,
         then stream the events with binary COPY.
         """
-        try:
-            with self.datastore.get_connection() as conn:
-                if len(batch.events) <= PIPELINE_EVENTS_MAX:
-                    self._append_pipelined(conn, batch)
-                else:
-                    self._append_copy(conn, batch)
-        except AppendConflict:
-            raise
-        except (IntegrityError, psycopg.errors.UniqueViolation) as e:
-            raise AppendConflict(str(e)) from e
-        except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
-            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
-        except PersistenceError as e:
-            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        with self._translated(conflicts=True), self.datastore.get_connection() as conn:
+            if len(batch.events) <= PIPELINE_EVENTS_MAX:
+                self._append_pipelined(conn, batch)
+            else:
+                self._append_copy(conn, batch)
         return []
 
     def _append_pipelined(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
@@ -369,23 +368,15 @@ class PostgresEventStore:
         their lock timeout) instead of invalidating this one's reads, so a hot
         account cannot starve a writer.
         """
-        try:
-            with (
-                self.datastore.get_connection() as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                for statement in self.recorder.lock_table_statements:
-                    cur.execute(statement, prepare=True)
-                yield PostgresSession(self, cur)
-        except AppendConflict:
-            raise
-        except (IntegrityError, psycopg.errors.UniqueViolation) as e:
-            raise AppendConflict(str(e)) from e
-        except (OperationalError, InterfaceError, psycopg.OperationalError) as e:
-            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
-        except PersistenceError as e:
-            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        with (
+            self._translated(conflicts=True),
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            for statement in self.recorder.lock_table_statements:
+                cur.execute(statement, prepare=True)
+            yield PostgresSession(self, cur)
 
     def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
         """Under the lock: every stream is still at the version the decision saw, and no
