@@ -8,9 +8,11 @@ One entry per line::
 
 Positive amounts are debits, negative amounts credits. Optional fields carry the other
 kinds of entries, so that every entry round-trips: ``"kind"`` (``posted`` by default,
-``pending``, ``capture``, ``void``, ``expire``, ``reversal``), ``"hold"`` (the key of
-the hold a capture, void or expiry resolves), ``"reverses"`` (the key of the entry a
-reversal gives back) and ``"expires_at"`` (of a pending entry). A line
+``pending``, ``capture``, ``void``, ``expire``, ``reversal``, ``request``, ``decline``),
+``"hold"`` (the key of the hold a capture, void or expiry resolves), ``"reverses"``
+(the key of the entry a reversal gives back), ``"request"`` (the key of the money
+request a payment or a decline closes; a request's ``legs`` are its terms, the payer's
+debit and the requester's credit) and ``"expires_at"`` (of a pending entry). A line
 ``{"kind": "asset", "code": "PTS", "scale": 3}`` declares a user-defined asset.
 """
 
@@ -26,12 +28,15 @@ import orjson
 from ledger.commands.models import (
     Command,
     DeclareAsset,
+    DeclineRequest,
     ExpireHold,
     LegInput,
     OpenAccount,
+    PayRequest,
     PlaceHold,
     PostEntry,
     PostHold,
+    RequestPayment,
     ReverseEntry,
     VoidHold,
 )
@@ -140,8 +145,50 @@ def _pending(data: dict[str, Any], c: dict[str, Any]) -> Command:
     return PlaceHold.model_validate({**c, "expires_at": expires})
 
 
+def _posted(data: dict[str, Any], c: dict[str, Any]) -> Command:
+    if data.get("request") is None:
+        return PostEntry.model_validate(c)
+    return PayRequest.model_validate(
+        {
+            "key": c["key"],
+            "request_id": _hold(data, "request"),
+            "effective_at": c["effective_at"],
+            "description": c["description"],
+            "metadata": c["metadata"],
+        }
+    )
+
+
+def _request(data: dict[str, Any], c: dict[str, Any]) -> Command:
+    legs = c["legs"]
+    if len(legs) != 2 or legs[0].amount <= 0 or legs[0].amount != -legs[1].amount:
+        raise ValueError("a request has two legs: the payer's debit, then the requester's credit")
+    return RequestPayment.model_validate(
+        {
+            "key": c["key"],
+            "payer": legs[0].account,
+            "requester": legs[1].account,
+            "amount": legs[0].amount,
+            "asset": legs[0].asset,
+            "effective_at": c["effective_at"],
+            "description": c["description"],
+            "metadata": c["metadata"],
+        }
+    )
+
+
 _BUILDERS: dict[str, Any] = {
-    "posted": lambda data, c: PostEntry.model_validate(c),
+    "posted": _posted,
+    "request": _request,
+    "decline": lambda data, c: DeclineRequest.model_validate(
+        {
+            "key": c["key"],
+            "request_id": _hold(data, "request"),
+            "effective_at": c["effective_at"],
+            "description": c["description"],
+            "metadata": c["metadata"],
+        }
+    ),
     "pending": _pending,
     "capture": lambda data, c: PostHold.model_validate(
         {**c, "hold_id": _hold(data), "legs": c["legs"] or None}
@@ -254,11 +301,14 @@ def import_lines(
 
 def _openings(books: Ledger, cmd: Command, known: set[str]) -> list[Command]:
     out: list[Command] = []
-    for leg in getattr(cmd, "legs", None) or ():
-        if leg.account in known:
+    named = [(leg.account, leg.asset) for leg in getattr(cmd, "legs", None) or ()]
+    if isinstance(cmd, RequestPayment):
+        named = [(cmd.payer, cmd.asset), (cmd.requester, cmd.asset)]
+    for account, asset in named:
+        if account in known:
             continue
-        known.add(leg.account)
-        out.append(OpenAccount(key=f"account:{leg.account}", account=leg.account, asset=leg.asset))
+        known.add(account)
+        out.append(OpenAccount(key=f"account:{account}", account=account, asset=asset))
     return out
 
 
@@ -328,12 +378,14 @@ def _line(e: LogEvent, scales: dict[str, int], keys: dict[uuid.UUID, str]) -> by
     out["description"] = body["description"]
     out["legs"] = [
         {"account": a, "amount": amount(asset, int(m)), "currency": asset}
-        for a, asset, m in body["legs"]
+        for a, asset, m in body.get("terms") or body["legs"]
     ]
     if body.get("hold"):
         out["hold"] = keys.get(uuid.UUID(body["hold"]), body["hold"])
     if body.get("reverses"):
         out["reverses"] = keys.get(uuid.UUID(body["reverses"]), body["reverses"])
+    if body.get("request"):
+        out["request"] = keys.get(uuid.UUID(body["request"]), body["request"])
     if body.get("expires_at"):
         out["expires_at"] = body["expires_at"]
     out["metadata"] = body["metadata"]

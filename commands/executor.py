@@ -28,7 +28,8 @@ import structlog
 from eventsourcing.persistence import StoredEvent
 
 from ledger import events
-from ledger.assets import Asset, iso_currency
+from ledger.accounts import balance_of
+from ledger.assets import Asset, iso_currency, to_decimal
 from ledger.errors import (
     CommandRejected,
     ConcurrencyConflict,
@@ -36,6 +37,7 @@ from ledger.errors import (
     InvalidCommand,
     LedgerError,
     LimitExceeded,
+    PaymentVetoed,
     StoreUnavailable,
 )
 from ledger.model import (
@@ -46,10 +48,20 @@ from ledger.model import (
     entry_id_for_key,
 )
 from ledger.outcome import Outcome
+from ledger.risk import RiskCheck, RiskPolicy
 from ledger.store import AppendConflict, EventStore, KeyRecord, StoreSession, WriteBatch
 
 from .handlers import HANDLERS, referenced_accounts, referenced_assets, referenced_entries
-from .models import AtomicBatch, Command, DeclareAsset, ExpireHold, OpenAccount
+from .models import (
+    AtomicBatch,
+    Command,
+    DeclareAsset,
+    ExpireHold,
+    OpenAccount,
+    PayRequest,
+    PlaceHold,
+    PostEntry,
+)
 from .working_set import Tx, WorkingSet
 
 __all__ = ["Executor", "StateCache", "fingerprint"]
@@ -139,8 +151,10 @@ class Executor:
         *,
         clock: Callable[[], datetime] | None = None,
         attempts_max: int = ATTEMPTS_MAX,
+        risk: RiskPolicy | None = None,
     ) -> None:
         self.store = store
+        self.risk = risk
         self.cache = StateCache()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.attempts_max = attempts_max
@@ -287,6 +301,7 @@ class Executor:
             if isinstance(cmd, AtomicBatch):
                 kind = self._atomic(cmd, tx, records)
             else:
+                self._vet(cmd, tx)
                 kind = HANDLERS[type(cmd)](cmd, tx, key_id)
         except CommandRejected as e:
             outcome = Outcome(cmd.key, "rejected", code=e.code, message=e.message)
@@ -321,6 +336,7 @@ class Executor:
             inner_fp = fingerprint(cmd)
             tx.fingerprint = inner_fp
             try:
+                self._vet(cmd, tx)
                 kind = HANDLERS[type(cmd)](cmd, tx, key_id)
             except LedgerError as e:
                 e.message = f"command {index} ({cmd.key!r}) of atomic batch: {e.message}"
@@ -334,6 +350,29 @@ class Executor:
         tx.ws.keys.extend(inner)
         tx.ws.entry_keys.extend(entry_keys)
         return "atomic_batch"
+
+    def _vet(self, cmd: Command, tx: Tx) -> None:
+        """Ask the risk policy about a command that moves money; raise its veto."""
+        if self.risk is None or not isinstance(cmd, PostEntry | PlaceHold | PayRequest):
+            return
+        if isinstance(cmd, PayRequest):
+            request = tx.entry(cmd.request_id)
+            if request is None or request.kind != "request":
+                return  # the handler reports it
+            legs = tuple(
+                (leg.account, to_decimal(leg.amount, tx.asset(leg.asset)), leg.asset)
+                for leg in request.legs
+            )
+        else:
+            legs = tuple((leg.account, leg.amount, leg.asset) for leg in cmd.legs)
+        balances = {}
+        for account, _, _ in legs:
+            state = tx.ws.current_account(account)
+            if state is not None:
+                balances[account] = balance_of(state)
+        reason = self.risk(RiskCheck(cmd, legs, balances))
+        if reason is not None:
+            raise PaymentVetoed(f"vetoed by the risk policy: {reason}")
 
     def _read(
         self, key_ids: set[uuid.UUID], flat: Sequence[Command], store: EventStore | StoreSession

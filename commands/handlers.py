@@ -18,6 +18,7 @@ from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
 from ledger.errors import (
     AccountExists,
     AssetExists,
+    AssetMismatch,
     ConcurrencyConflict,
     EntryNotFound,
     EntryNotReversible,
@@ -26,6 +27,7 @@ from ledger.errors import (
     HoldNotPending,
     InvalidAmount,
     InvalidCommand,
+    RequestNotOpen,
     UnbalancedEntry,
 )
 from ledger.model import AccountState, EntryState, Leg, account_stream_id, asset_stream_id
@@ -33,12 +35,15 @@ from ledger.model import AccountState, EntryState, Leg, account_stream_id, asset
 from .models import (
     Command,
     DeclareAsset,
+    DeclineRequest,
     ExpireHold,
     LegInput,
     OpenAccount,
+    PayRequest,
     PlaceHold,
     PostEntry,
     PostHold,
+    RequestPayment,
     ReverseEntry,
     VoidHold,
 )
@@ -248,7 +253,10 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
         raise EntryNotReversible(
             f"entry {cmd.entry_id} is a {original.kind} entry; only postings reverse"
         )
-    if cmd.legs is None:
+    if cmd.amount is not None and cmd.account is not None:
+        legs = _proportional_reversal(tx, original, cmd.account, cmd.amount)
+        _consume_reversible(original, legs)
+    elif cmd.legs is None:
         legs = tuple(
             Leg(leg.account, leg.asset, -rest if leg.amount > 0 else rest)
             for leg, rest in zip(original.legs, original.remaining, strict=True)
@@ -265,6 +273,37 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
     tx.emit(_entry_event(cmd, tx, entry_id, "reversal", legs, reverses=original.entry_id))
     tx.update_entry(original, entry_id)
     return "reversal"
+
+
+def _proportional_reversal(
+    tx: Tx, original: EntryState, account: str, amount: Any
+) -> tuple[Leg, ...]:
+    """Legs giving back ``amount`` on ``account``, taken from the legs on the other
+    side of the entry in their order (each up to what is left of it)."""
+    anchors = [leg for leg in original.legs if leg.account == account]
+    if not anchors:
+        raise EntryNotReversible(f"entry {original.entry_id} has no leg on {account!r}")
+    asset = anchors[0].asset
+    minor = to_minor(amount, tx.asset(asset))
+    if minor <= 0:
+        raise InvalidAmount("the amount to reverse must be positive")
+    side = 1 if anchors[0].amount > 0 else -1
+    legs = [Leg(account, asset, -side * minor)]
+    need = minor
+    for leg, rest in zip(original.legs, original.remaining, strict=True):
+        if need == 0:
+            break
+        if leg.asset == asset and leg.account != account and (leg.amount > 0) != (side > 0):
+            take = min(need, rest)
+            if take:
+                legs.append(Leg(leg.account, asset, side * take))
+                need -= take
+    if need:
+        raise EntryNotReversible(
+            f"reversing {minor} minor units of {asset} on {account!r} exceeds what is left "
+            f"to reverse of entry {original.entry_id}"
+        )
+    return tuple(legs)
 
 
 def _consume_reversible(original: EntryState, legs: Sequence[Leg]) -> None:
@@ -285,8 +324,67 @@ def _consume_reversible(original: EntryState, legs: Sequence[Leg]) -> None:
             )
 
 
+def request_payment(cmd: RequestPayment, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Record a money request; nothing moves until it is paid."""
+    asset = tx.asset(cmd.asset)
+    minor = to_minor(cmd.amount, asset)
+    if minor <= 0:
+        raise InvalidAmount("a requested amount must be positive")
+    if cmd.payer == cmd.requester:
+        raise InvalidCommand("a request needs two different accounts")
+    for name in (cmd.requester, cmd.payer):
+        state = tx.require_account(name)
+        if state.asset.code != asset.code:
+            raise AssetMismatch(
+                f"request in {asset.code} names account {name!r} which holds {state.asset.code}"
+            )
+    terms = (Leg(cmd.payer, asset.code, minor), Leg(cmd.requester, asset.code, -minor))
+    tx.emit(_entry_event(cmd, tx, entry_id, "request", (), terms=terms))
+    tx.entries[entry_id] = EntryState(
+        entry_id=entry_id,
+        kind="request",
+        legs=terms,
+        version=1,
+        last_hash=events.state_hash(tx.events[-1].state),
+        status="open",
+        expires_at=None,
+        effective_at=tx.ws.now,
+    )
+    return "request"
+
+
+def _open_request(tx: Tx, request_id: uuid.UUID) -> EntryState:
+    request = tx.entry(request_id)
+    if request is None or request.kind != "request":
+        raise EntryNotFound(f"no request with id {request_id}")
+    if request.status != "open":
+        raise RequestNotOpen(f"request {request_id} is already {request.status}")
+    return request
+
+
+def pay_request(cmd: PayRequest, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Pay an open request: post its terms and close it."""
+    request = _open_request(tx, cmd.request_id)
+    tx.apply_legs(entry_id, request.legs, pending=False)
+    tx.check_rules()
+    tx.emit(_entry_event(cmd, tx, entry_id, "posted", request.legs, request=request.entry_id))
+    _remember_posting(tx, entry_id, "posted", request.legs)
+    request.status = "paid"
+    tx.update_entry(request, entry_id)
+    return "posted"
+
+
+def decline_request(cmd: DeclineRequest, tx: Tx, entry_id: uuid.UUID) -> str:
+    """Close an open request without paying it."""
+    request = _open_request(tx, cmd.request_id)
+    tx.emit(_entry_event(cmd, tx, entry_id, "decline", (), request=request.entry_id))
+    request.status = "declined"
+    tx.update_entry(request, entry_id)
+    return "decline"
+
+
 def _entry_event(
-    cmd: PostEntry | PlaceHold | PostHold | VoidHold | ExpireHold | ReverseEntry,
+    cmd: Command,
     tx: Tx,
     entry_id: uuid.UUID,
     kind: Any,
@@ -296,6 +394,8 @@ def _entry_event(
     hold: uuid.UUID | None = None,
     reverses: uuid.UUID | None = None,
     expires_at: Any = None,
+    request: uuid.UUID | None = None,
+    terms: Sequence[Leg] = (),
 ) -> Any:
     # An expiry takes effect at the instant it was swept for.
     effective = getattr(cmd, "effective_at", None) or getattr(cmd, "now", None) or tx.ws.now
@@ -313,6 +413,8 @@ def _entry_event(
         hold=hold,
         reverses=reverses,
         expires_at=expires_at,
+        request=request,
+        terms=terms,
     )
 
 
@@ -327,6 +429,9 @@ HANDLERS: dict[type[Command], Handler] = {
     VoidHold: void_hold,
     ExpireHold: expire_hold,
     ReverseEntry: reverse_entry,
+    RequestPayment: request_payment,
+    PayRequest: pay_request,
+    DeclineRequest: decline_request,
 }
 
 
@@ -334,6 +439,8 @@ def referenced_accounts(cmd: Command) -> list[str]:
     """Accounts a command names directly (holds and reversals add their entry's)."""
     if isinstance(cmd, OpenAccount):
         return [cmd.account]
+    if isinstance(cmd, RequestPayment):
+        return [cmd.requester, cmd.payer]
     legs = getattr(cmd, "legs", None) or ()
     return [leg.account for leg in legs]
 
@@ -344,6 +451,8 @@ def referenced_entries(cmd: Command) -> list[uuid.UUID]:
         return [cmd.hold_id]
     if isinstance(cmd, ReverseEntry):
         return [cmd.entry_id]
+    if isinstance(cmd, PayRequest | DeclineRequest):
+        return [cmd.request_id]
     return []
 
 
@@ -353,5 +462,7 @@ def referenced_assets(cmd: Command) -> list[str]:
         return [cmd.asset]
     if isinstance(cmd, DeclareAsset):
         return [cmd.code]
+    if isinstance(cmd, RequestPayment):
+        return [cmd.asset]
     legs = getattr(cmd, "legs", None) or ()
     return [leg.asset for leg in legs]

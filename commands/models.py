@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    model_validator,
 )
 
 from ledger.assets import SCALE_MAX, parse_decimal
@@ -34,12 +35,15 @@ __all__ = [
     "AtomicBatch",
     "Command",
     "DeclareAsset",
+    "DeclineRequest",
     "ExpireHold",
     "LegInput",
     "OpenAccount",
+    "PayRequest",
     "PlaceHold",
     "PostEntry",
     "PostHold",
+    "RequestPayment",
     "ReverseEntry",
     "VoidHold",
     "WriteCommand",
@@ -207,10 +211,15 @@ class ExpireHold(Command):
 
 
 class ReverseEntry(Command):
-    """Reverse a posted entry with a new linked entry: fully, or partly with ``legs``.
+    """Reverse a posted entry with a new linked entry: fully, or partly.
 
-    ``legs`` name amounts to give back on the original entry's accounts; what remains
-    reversible is tracked per leg, so refunds can never exceed what was posted.
+    A partial reversal is given either as ``legs`` (amounts to give back on the
+    original entry's accounts) or as ``amount`` on ``account``: that account's leg
+    gets ``amount`` back and the legs on the other side of the entry (same asset)
+    give it back **in their order in the original entry**, each up to what is left of
+    it. What remains reversible is tracked per leg, so refunds can never exceed what
+    was posted, also when reversals race (they are decided on the entry's latest
+    version).
     """
 
     kind: Literal["reverse_entry"] = "reverse_entry"
@@ -219,6 +228,53 @@ class ReverseEntry(Command):
         Annotated[tuple[LegInput, ...], Field(min_length=2, max_length=LEGS_MAX, strict=False)]
         | None
     ) = None
+    amount: Amount | None = None
+    account: AccountId | None = None
+    effective_at: AwareDatetime | None = None
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ReverseEntry:
+        if (self.amount is None) != (self.account is None):
+            raise ValueError("amount and account go together")
+        if self.amount is not None and self.legs is not None:
+            raise ValueError("give either legs or amount and account, not both")
+        return self
+
+
+class RequestPayment(Command):
+    """Ask ``payer`` to pay ``amount`` to ``requester`` (a P2P request, a bill share).
+
+    Nothing moves until the request is paid (:class:`PayRequest`); it can be paid or
+    declined at most once.
+    """
+
+    kind: Literal["request_payment"] = "request_payment"
+    requester: AccountId
+    payer: AccountId
+    amount: Amount
+    asset: AssetCode
+    effective_at: AwareDatetime | None = None
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class PayRequest(Command):
+    """Pay an open request in full: posts payer -> requester and closes the request."""
+
+    kind: Literal["pay_request"] = "pay_request"
+    request_id: uuid.UUID
+    effective_at: AwareDatetime | None = None
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class DeclineRequest(Command):
+    """Decline (payer) or cancel (requester) an open request; it can no longer be paid."""
+
+    kind: Literal["decline_request"] = "decline_request"
+    request_id: uuid.UUID
     effective_at: AwareDatetime | None = None
     description: Description = ""
     metadata: Metadata = Field(default_factory=dict)
@@ -233,6 +289,9 @@ WriteCommand = (
     | VoidHold
     | ExpireHold
     | ReverseEntry
+    | RequestPayment
+    | PayRequest
+    | DeclineRequest
 )
 
 

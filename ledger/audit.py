@@ -273,8 +273,8 @@ class _Auditor:
                 e.position, "chain", f"entry update version {e.version} does not chain", e.stream_id
             )
         status = body.get("status")
-        if status in ("posted", "voided", "expired") and e.version != 2:
-            self.find(e.position, "hold", "hold resolved more than once", e.stream_id)
+        if status in ("posted", "voided", "expired", "paid", "declined") and e.version != 2:
+            self.find(e.position, "hold", "hold or request resolved more than once", e.stream_id)
         original = self.store_event(e.stream_id, 1)
         if original is not None and status is None:
             first = LogEvent(0, e.stream_id, 1, TOPIC_ENTRY, _decode(original))

@@ -37,6 +37,8 @@ __all__ = [
     "InvalidCommand",
     "LedgerError",
     "LimitExceeded",
+    "PaymentVetoed",
+    "RequestNotOpen",
     "StoreError",
     "StoreUnavailable",
     "UnbalancedEntry",
@@ -167,6 +169,18 @@ class EntryNotReversible(CommandRejected):
     """The entry cannot be reversed (not a posting, or nothing left to reverse)."""
 
     code = "entry_not_reversible"
+
+
+class RequestNotOpen(CommandRejected):
+    """The money request was already paid or declined."""
+
+    code = "request_not_open"
+
+
+class PaymentVetoed(CommandRejected):
+    """The risk policy vetoed the payment; the veto is final for its key."""
+
+    code = "vetoed"
 
 
 def rejection_from_code(code: str, message: str, *, replayed: bool) -> CommandRejected:

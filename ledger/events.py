@@ -198,9 +198,14 @@ def entry_recorded(
     hold: uuid.UUID | None = None,
     reverses: uuid.UUID | None = None,
     expires_at: datetime | None = None,
+    request: uuid.UUID | None = None,
+    terms: Sequence[Leg] = (),
 ) -> StoredEvent:
     """A journal entry. ``legs`` take effect with the entry's kind (posted or pending);
-    ``releases`` are the pending legs of ``hold`` that this entry releases."""
+    ``releases`` are the pending legs of ``hold`` that this entry releases.
+
+    A money request (kind ``request``) moves nothing: its ``terms`` are the legs that
+    paying it will post. ``request`` links a payment or a decline to its request."""
     body = {
         "kind": kind,
         "key": key,
@@ -215,6 +220,10 @@ def entry_recorded(
         "hold": None if hold is None else str(hold),
         "reverses": None if reverses is None else str(reverses),
     }
+    if request is not None:
+        body["request"] = str(request)
+    if terms:
+        body["terms"] = _legs(terms)
     return _event(entry_id, 1, TOPIC_ENTRY, body)
 
 
@@ -275,8 +284,10 @@ def entry_state_from(first: StoredEvent, last: StoredEvent) -> EntryState:
     """Rebuild what later commands need of an entry from its first and latest events."""
     body = decode(first.state)
     kind: EntryKind = body["kind"]
-    legs = _legs_from(body["legs"])
+    legs = _legs_from(body["terms"] if kind == "request" else body["legs"])
     status: HoldStatus | None = "pending" if kind == "pending" else None
+    if kind == "request":
+        status = "open"
     remaining = [abs(leg.amount) for leg in legs] if kind in ("posted", "capture") else []
     if last.originator_version > 1:
         update = decode(last.state)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
@@ -14,24 +13,28 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ledger import events
+from ledger.accounts import AccountBalance, balance_of
 from ledger.adapters.urls import open_store
-from ledger.assets import to_decimal
 from ledger.commands.executor import Executor
 from ledger.commands.models import (
     AtomicBatch,
     DeclareAsset,
+    DeclineRequest,
     ExpireHold,
     LegInput,
     OpenAccount,
+    PayRequest,
     PlaceHold,
     PostEntry,
     PostHold,
+    RequestPayment,
     ReverseEntry,
     VoidHold,
 )
-from ledger.errors import InvalidCommand, UnknownAccount
+from ledger.errors import EntryNotFound, InvalidCommand, UnknownAccount
 from ledger.model import account_stream_id
 from ledger.outcome import Outcome
+from ledger.risk import RiskPolicy
 from ledger.store import EventStore
 
 __all__ = ["AccountBalance", "Ledger", "leg"]
@@ -71,21 +74,6 @@ def _legs(legs: Iterable[LegLike]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class AccountBalance:
-    """An account's balances at its latest version (normal-oriented, exact decimals)."""
-
-    account: str
-    asset: str
-    normal: str
-    version: int
-    posted: Decimal
-    pending_out: Decimal
-    pending_in: Decimal
-    available: Decimal
-    owner: str | None
-
-
 class Ledger:
     """A double-entry ledger on an event store.
 
@@ -98,9 +86,15 @@ class Ledger:
     them correct).
     """
 
-    def __init__(self, store: EventStore, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        risk: RiskPolicy | None = None,
+    ) -> None:
         self.store = store
-        self._executor = Executor(store, clock=clock)
+        self._executor = Executor(store, clock=clock, risk=risk)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
 
@@ -112,12 +106,14 @@ class Ledger:
         create_schema: bool = True,
         durability: Literal["require", "allow"] = "require",
         clock: Callable[[], datetime] | None = None,
+        risk: RiskPolicy | None = None,
     ) -> Ledger:
         """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``).
 
         ``create_schema`` creates missing tables (safe to repeat, also concurrently).
         With ``durability="require"`` (the default) a PostgreSQL server with
         ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
+        ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
         """
         store = open_store(url, require_durable=durability == "require")
         try:
@@ -126,7 +122,7 @@ class Ledger:
         except BaseException:
             store.close()
             raise
-        return cls(store, clock=clock)
+        return cls(store, clock=clock, risk=risk)
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -242,7 +238,9 @@ class Ledger:
     def reverse(
         self, key: str, entry_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
     ) -> Outcome:
-        """Reverse a posting fully, or partly with ``legs`` (never beyond what was posted)."""
+        """Reverse a posting fully, or partly with ``legs`` or with ``amount=`` and
+        ``account=`` (see :class:`~ledger.commands.models.ReverseEntry`); never beyond
+        what was posted."""
 
         given = None if legs is None else _legs(legs)
         return self.execute(build(ReverseEntry, key=key, entry_id=entry_id, legs=given, **fields))
@@ -251,6 +249,48 @@ class Ledger:
         """Apply ``commands`` all-or-nothing under one key."""
 
         return self.execute(build(AtomicBatch, key=key, commands=tuple(commands)))
+
+    def request_payment(
+        self,
+        key: str,
+        *,
+        requester: str,
+        payer: str,
+        amount: Decimal | str | int,
+        asset: str,
+        **fields: Any,
+    ) -> Outcome:
+        """Ask ``payer`` to pay ``requester``; the outcome's ``entry_id`` is the request id."""
+
+        return self.execute(
+            build(
+                RequestPayment,
+                key=key,
+                requester=requester,
+                payer=payer,
+                amount=amount,
+                asset=asset,
+                **fields,
+            )
+        )
+
+    def pay_request(self, key: str, request_id: uuid.UUID, **fields: Any) -> Outcome:
+        """Pay an open request in full (at most once)."""
+
+        return self.execute(build(PayRequest, key=key, request_id=request_id, **fields))
+
+    def decline_request(self, key: str, request_id: uuid.UUID, **fields: Any) -> Outcome:
+        """Decline or cancel an open request; it can no longer be paid."""
+
+        return self.execute(build(DeclineRequest, key=key, request_id=request_id, **fields))
+
+    def request_status(self, request_id: uuid.UUID) -> str:
+        """``open``, ``paid`` or ``declined``; EntryNotFound if there is no such request."""
+        found = self.store.load_streams([request_id]).get(request_id)
+        state = None if found is None else events.entry_state_from(*found)
+        if state is None or state.kind != "request" or state.status is None:
+            raise EntryNotFound(f"no request with id {request_id}")
+        return state.status
 
     def expire_due(self, now: datetime | None = None, *, limit: int = 1000) -> list[Outcome]:
         """Release every hold whose deadline is at or before ``now`` (idempotent)."""
@@ -268,19 +308,7 @@ class Ledger:
         found = self.store.load_streams([sid]).get(sid)
         if found is None:
             raise UnknownAccount(f"account {account!r} does not exist")
-        state = events.account_state_from(*found)
-        asset = state.asset
-        return AccountBalance(
-            account=account,
-            asset=asset.code,
-            normal=state.normal,
-            version=state.version,
-            posted=to_decimal(state.posted, asset),
-            pending_out=to_decimal(state.pending_out, asset),
-            pending_in=to_decimal(state.pending_in, asset),
-            available=to_decimal(state.available, asset),
-            owner=state.owner,
-        )
+        return balance_of(events.account_state_from(*found))
 
     def __repr__(self) -> str:
         return f"Ledger({self.store.url!r})"

@@ -29,9 +29,21 @@ __all__ = [
 ]
 
 Normal = Literal["debit", "credit"]
-EntryKind = Literal["posted", "pending", "capture", "void", "expire", "reversal"]
-HoldStatus = Literal["pending", "posted", "voided", "expired"]
-ENTRY_KINDS: tuple[EntryKind, ...] = ("posted", "pending", "capture", "void", "expire", "reversal")
+EntryKind = Literal[
+    "posted", "pending", "capture", "void", "expire", "reversal", "request", "decline"
+]
+#: Status of a hold (pending ...) or of a money request (open, paid, declined).
+HoldStatus = Literal["pending", "posted", "voided", "expired", "open", "paid", "declined"]
+ENTRY_KINDS: tuple[EntryKind, ...] = (
+    "posted",
+    "pending",
+    "capture",
+    "void",
+    "expire",
+    "reversal",
+    "request",
+    "decline",
+)
 
 # Fixed namespaces: stream ids are derived from readable ids, so every process agrees
 # on them without a lookup, and a second open of the same account collides on the
