@@ -23,21 +23,23 @@ PG_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "")
 LEDGER_TABLES = ("stored_events", "ledger_keys", "ledger_open_holds")
 
 
-def require_postgres() -> str:
+def require_postgres(purpose: str = "") -> str:
     """A PostgreSQL database for this test worker, or skip (fail under CI) without one.
 
     Each pytest-xdist worker gets its own database (``<name>_gw0``...), created on first
-    use, so parallel workers never truncate each other's tables.
+    use, so parallel workers never truncate each other's tables. A ``purpose`` gives a
+    test module a database of its own (``<name>_gw0_<purpose>``), for servers that
+    outlive one test.
     """
     if not PG_URL:
         if os.environ.get("CI"):
             pytest.fail("LEDGER_TEST_POSTGRES_URL is not set under CI")
         pytest.skip("LEDGER_TEST_POSTGRES_URL not set")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker:
+    if not worker and not purpose:
         return PG_URL
     base, _, dbname = PG_URL.rpartition("/")
-    name = f"{dbname}_{worker}"
+    name = "_".join(part for part in (dbname, worker, purpose) if part)
     if name not in _CREATED:
         with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
             exists = conn.execute(
