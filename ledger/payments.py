@@ -92,11 +92,11 @@ def _neg(amount: AmountLike) -> Decimal:
     return -parse_decimal(amount)
 
 
-def _entry(books: Ledger, entry_id: uuid.UUID) -> EntryState:
+def _entry(books: Ledger, entry_id: uuid.UUID) -> EntryState | None:
+    """The entry's terms (immutable once written), or None: then the flow submits its
+    command anyway, so that the core records EntryNotFound under the key."""
     found = books.store.load_streams([entry_id]).get(entry_id)
-    if found is None:
-        raise EntryNotFound(f"no entry with id {entry_id}")
-    return events.entry_state_from(*found)
+    return None if found is None else events.entry_state_from(*found)
 
 
 def _recorded(books: Ledger, key: str) -> Outcome | None:
@@ -236,7 +236,8 @@ def split_bill(
 
     Remainder rule (:func:`split_shares`): the payers, in the order given, come first
     and the requester last, so odd minor units are asked of the first payers and the
-    requester never asks for more than the bill. Each request's key is
+    requester never asks for more than the bill. A payer whose share is zero (a bill
+    of fewer minor units than people) gets no request. Each request's key is
     ``f"{key}:{payer}"``.
     """
     if len(set(payers)) != len(payers) or requester in payers:
@@ -260,6 +261,7 @@ def split_bill(
             metadata=_meta("request", None, note=note or None, visibility=visibility, split=key),
         )
         for payer, share in zip(payers, shares, strict=False)
+        if share > 0
     ]
     outcome = books.atomic(key, commands)
     requests = tuple((cmd.payer, cmd.amount, entry_id_for_key(cmd.key)) for cmd in commands)
@@ -371,9 +373,9 @@ def capture_card(
 ) -> Outcome:
     """Capture an authorization in full, or ``amount`` of it (the rest is released
     at once). A second capture is HoldNotPending; after expiry, HoldExpired."""
-    if amount is None:
-        return books.post_hold(key, authorization_id, metadata={"flow": "card"})
     hold = _entry(books, authorization_id)
+    if amount is None or hold is None:
+        return books.post_hold(key, authorization_id, metadata={"flow": "card"})
     if hold.kind != "pending" or len(hold.legs) != 2:
         raise EntryNotFound(f"no card authorization with id {authorization_id}")
     debit = next(leg for leg in hold.legs if leg.amount > 0)
@@ -436,9 +438,9 @@ def refund(
     refunds up to the merchant's share). The total refunded can never exceed what was
     charged, also when refunds race (EntryNotReversible)."""
     meta = {"flow": "refund"}
-    if amount is None:
-        return books.reverse(key, charge_id, description=reason, metadata=meta)
     original = _entry(books, charge_id)
+    if amount is None or original is None:
+        return books.reverse(key, charge_id, description=reason, metadata=meta)
     debits = [leg for leg in original.legs if leg.amount > 0]
     if len(debits) != 1:
         raise EntryNotFound(f"entry {charge_id} is not a charge (one customer debit)")
