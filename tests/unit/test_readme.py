@@ -15,6 +15,9 @@ def python_blocks() -> list[str]:
 def test_readme_examples_run(tmp_path: Path, capsys: object) -> None:
     blocks = python_blocks()
     assert blocks, "the README has Python examples"
+    namespace = {"__name__": "readme"}  # blocks run in order, like a reader's session
     for block in blocks:
-        code = block.replace('"sqlite:///books.db"', repr(f"sqlite:///{tmp_path}/books.db"))
-        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+        code = re.sub(
+            r'"sqlite:///(\w+)\.db"', lambda m: repr(f"sqlite:///{tmp_path}/{m[1]}.db"), block
+        )
+        exec(compile(code, str(README), "exec"), namespace)
