@@ -14,7 +14,8 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def all_kinds(url: str) -> None:
-    """A store with every kind of entry: posted, pending, capture, void, expire, reversal."""
+    """A store with every kind of entry: posted, pending, capture, void, expire, reversal,
+    request (paid and declined), decline."""
     clock = [T0]
     with Ledger.open(url, clock=lambda: clock[0]) as books:
         books.declare_asset("PTS", 3)
@@ -56,6 +57,14 @@ def all_kinds(url: str) -> None:
             "refund", entry_id_for_key("cap"), [("shop", "5", "USD"), ("alice", "-5", "USD")]
         )
         assert refund.ok
+        paid = books.request_payment(
+            "req", requester="shop", payer="alice", amount="3", asset="USD", description="tip"
+        )
+        books.pay_request("req:pay", paid.entry_id, metadata={"flow": "request"})
+        declined = books.request_payment(
+            "req2", requester="shop", payer="alice", amount="4", asset="USD"
+        )
+        books.decline_request("req2:no", declined.entry_id, description="no")
 
 
 def test_export_import_export_round_trip_with_all_kinds(store_url: str, tmp_path: Path) -> None:
@@ -63,7 +72,17 @@ def test_export_import_export_round_trip_with_all_kinds(store_url: str, tmp_path
     first = tmp_path / "first.jsonl"
     assert ledger(store_url, "export", str(first)).returncode == 0
     kinds = {json.loads(line).get("kind", "posted") for line in first.read_text().splitlines()}
-    assert kinds == {"asset", "posted", "pending", "capture", "void", "expire", "reversal"}
+    assert kinds == {
+        "asset",
+        "posted",
+        "pending",
+        "capture",
+        "void",
+        "expire",
+        "reversal",
+        "request",
+        "decline",
+    }
     target = f"sqlite:///{tmp_path}/copy.db"
     imported = ledger(target, "import", str(first), "--format", "json")
     assert imported.returncode == 0, imported.stdout + imported.stderr
