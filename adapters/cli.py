@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -363,6 +365,60 @@ def export_cmd(store: str, target: str) -> None:
             with Path(target).open("wb") as f:
                 for line in export_lines(books):
                     f.write(line)
+
+
+@cli.command("stream")
+@click.option(
+    "--kafka",
+    "bootstrap",
+    envvar="LEDGER_KAFKA_BOOTSTRAP",
+    required=True,
+    help="Kafka bootstrap servers, HOST:PORT[,HOST:PORT] (env LEDGER_KAFKA_BOOTSTRAP).",
+)
+@click.option("--topic", required=True, help="Topic to publish the events to.")
+@click.option("--name", default=None, help="Checkpoint name (default: the topic).")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Partitions when creating the topic (1 keeps log order).",
+)
+@click.option("--once", is_flag=True, help="Publish what is committed now, then exit.")
+@click.pass_obj
+def stream_cmd(
+    store: str, *, bootstrap: str, topic: str, name: str | None, partitions: int, once: bool
+) -> None:
+    """Publish every event of the log to Kafka, resuming from a checkpoint."""
+    try:
+        from ledger.adapters.kafka_relay import KafkaRelay, ensure_topic  # noqa: PLC0415
+    except ImportError:
+        raise click.ClickException(
+            "the kafka extra is not installed: pip install 'ledger-engine[kafka]'"
+        ) from None
+    from kafka.errors import KafkaError  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    with _open(store) as books:
+        relay = KafkaRelay(books.store, bootstrap=bootstrap, topic=topic, name=name or topic)
+        try:
+            try:
+                ensure_topic(bootstrap, topic, partitions)
+                if once:
+                    published = relay.catch_up()
+                    click.echo(f"published {published} events; checkpoint {relay.checkpoint()}")
+                    return
+            except KafkaError as e:
+                raise click.ClickException(
+                    f"Kafka at {bootstrap}: {type(e).__name__}: {e}"
+                ) from None
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                relay.run(stop)
+            except KeyboardInterrupt:
+                stop.set()
+        finally:
+            relay.close()
 
 
 def main() -> None:

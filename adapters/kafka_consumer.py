@@ -1,0 +1,179 @@
+"""Projections fed from Kafka: the same read models, built by a consumer group.
+
+:class:`KafkaProjector` consumes the relay's topic (see
+:mod:`ledger.adapters.kafka_relay`) as a member of a consumer group and applies each
+event to its projections exactly once:
+
+* the views' changes and a checkpoint **per partition** (the last event position
+  applied) are written in one transaction of the read-model database;
+* that transaction first locks the partitions' checkpoint rows and drops every event
+  at or below the checkpoint, so duplicates from the relay, redelivery after a crash,
+  and a worker that lost its partitions in a rebalance but still finishes a batch (a
+  "zombie") can never apply an event twice;
+* Kafka offsets are committed only after the transaction; they only save re-reading.
+
+With one partition (the relay's default) events arrive in log order, so the views
+equal a replay of the log exactly. With several partitions order holds per stream
+only, which is enough for views whose result does not depend on the order across
+streams (balances); ordered views (statements, feeds) need one partition.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from kafka import KafkaConsumer  # type: ignore[import-untyped]
+from kafka.errors import KafkaError  # type: ignore[import-untyped]
+from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
+from ledger.adapters.kafka_messages import MessageError, decode_message
+from ledger.projections.runner import Projection
+from ledger.projections.views import ViewStore, ViewWriter
+
+from ledger.errors import StoreUnavailable
+from ledger.events import LogEvent
+
+__all__ = ["CONSUMER_DEFAULTS", "KafkaProjector"]
+
+log = structlog.get_logger("ledger")
+
+#: Consumer settings: manual commits (after the read-model transaction), start from
+#: the beginning of the topic for a new group.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable_auto_commit": False,
+    "auto_offset_reset": "earliest",
+    "max_poll_records": 5_000,
+    "session_timeout_ms": 10_000,
+    "heartbeat_interval_ms": 2_000,
+    "fetch_max_bytes": 32 * 1024 * 1024,
+}
+
+
+class KafkaProjector:
+    """Builds ``projections`` in ``views`` from ``topic``, as member of ``group``."""
+
+    def __init__(
+        self,
+        views: ViewStore,
+        projections: Sequence[Projection],
+        *,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        consumer_config: dict[str, Any] | None = None,
+        on_flushed: Callable[[list[LogEvent]], None] | None = None,
+    ) -> None:
+        self.views = views
+        self.projections = list(projections)
+        self.topic = topic
+        self.group = group
+        #: Called with the events applied by a batch, inside its transaction, after the
+        #: views are written and before the checkpoints (metrics, fault tests).
+        self.on_flushed = on_flushed
+        self.applied = 0
+        self.duplicates = 0
+        config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, **config)
+        self.consumer.subscribe([topic])
+        with views.transaction() as w:
+            w.execute(
+                "CREATE TABLE IF NOT EXISTS ledger_kafka_checkpoints ("
+                " grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,"
+                " position BIGINT NOT NULL, PRIMARY KEY (grp, topic, part))"
+            )
+            for p in self.projections:
+                p.create(w)
+
+    def poll_once(self, timeout_ms: int = 500) -> int:
+        """Fetch one batch, apply it, commit; return the number of events applied."""
+        records = self.consumer.poll(timeout_ms=timeout_ms)
+        if not records:
+            return 0
+        batches: dict[int, list[LogEvent]] = defaultdict(list)
+        offsets: dict[Any, OffsetAndMetadata] = {}
+        for tp, messages in records.items():
+            for message in messages:
+                try:
+                    batches[tp.partition].append(decode_message(message.value))
+                except MessageError as e:
+                    log.error("ledger.kafka_bad_message", offset=message.offset, error=str(e))
+            offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+        applied = self._apply(batches)
+        self.consumer.commit(offsets)
+        return applied
+
+    def _apply(self, batches: dict[int, list[LogEvent]]) -> int:
+        try:
+            with self.views.transaction() as w:
+                fresh: list[LogEvent] = []
+                ends: dict[int, int] = {}
+                for part in sorted(batches):
+                    seen = self._lock_checkpoint(w, part)
+                    for event in batches[part]:
+                        if event.position > seen:
+                            fresh.append(event)
+                            seen = event.position
+                        else:
+                            self.duplicates += 1
+                    ends[part] = seen
+                for p in self.projections:
+                    for event in fresh:
+                        p.apply(event)
+                    p.flush(w)
+                if self.on_flushed is not None:
+                    self.on_flushed(fresh)
+                for part, position in ends.items():
+                    w.execute(
+                        "UPDATE ledger_kafka_checkpoints SET position = ?"
+                        " WHERE grp = ? AND topic = ? AND part = ?",
+                        (position, self.group, self.topic, part),
+                    )
+        except BaseException:
+            for p in self.projections:
+                p.discard()
+            raise
+        self.applied += len(fresh)
+        if fresh:
+            log.debug("ledger.kafka_projected", events=len(fresh), position=fresh[-1].position)
+        return len(fresh)
+
+    def _lock_checkpoint(self, w: ViewWriter, part: int) -> int:
+        w.execute(
+            "INSERT INTO ledger_kafka_checkpoints (grp, topic, part, position)"
+            " VALUES (?, ?, ?, 0) ON CONFLICT (grp, topic, part) DO NOTHING",
+            (self.group, self.topic, part),
+        )
+        lock = " FOR UPDATE" if w.dialect == "postgresql" else ""
+        rows = w.query(
+            "SELECT position FROM ledger_kafka_checkpoints"
+            f" WHERE grp = ? AND topic = ? AND part = ?{lock}",
+            (self.group, self.topic, part),
+        )
+        return int(rows[0][0])
+
+    def checkpoints(self) -> dict[int, int]:
+        """The last position applied, per partition."""
+        with self.views.snapshot() as w:
+            rows = w.query(
+                "SELECT part, position FROM ledger_kafka_checkpoints WHERE grp = ? AND topic = ?",
+                (self.group, self.topic),
+            )
+        return {int(part): int(position) for part, position in rows}
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; broker and database errors are logged and
+        retried (the transaction makes a retried batch safe)."""
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except (KafkaError, StoreUnavailable) as e:
+                log.warning("ledger.kafka_consumer_retry", error=type(e).__name__)
+                stop.wait(0.5)
+
+    def close(self) -> None:
+        """Leave the group and close the read-model connection."""
+        self.consumer.close()
+        self.views.close()
