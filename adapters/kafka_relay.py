@@ -45,7 +45,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger_ms": 5,
     "batch_size": 256 * 1024,
     "max_request_size": 4 * 1024 * 1024,
-    "buffer_memory": 128 * 1024 * 1024,
     "request_timeout_ms": 10_000,
     "delivery_timeout_ms": 30_000,
     "max_block_ms": 10_000,
