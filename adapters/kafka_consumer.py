@@ -65,6 +65,7 @@ class KafkaProjector:
         group: str,
         consumer_config: dict[str, Any] | None = None,
         on_flushed: Callable[[list[LogEvent]], None] | None = None,
+        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self.views = views
         self.projections = list(projections)
@@ -73,6 +74,9 @@ class KafkaProjector:
         #: Called with the events applied by a batch, inside its transaction, after the
         #: views are written and before the checkpoints (metrics, fault tests).
         self.on_flushed = on_flushed
+        #: Called after the read-model transaction committed and before the Kafka
+        #: offsets are committed (a crash here makes Kafka redeliver applied events).
+        self.on_committed = on_committed
         self.applied = 0
         self.duplicates = 0
         config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
@@ -102,6 +106,8 @@ class KafkaProjector:
                     log.error("ledger.kafka_bad_message", offset=message.offset, error=str(e))
             offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
         applied = self._apply(batches)
+        if self.on_committed is not None:
+            self.on_committed()
         self.consumer.commit(offsets)
         return applied
 

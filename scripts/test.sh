@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Quick start 2: set up, start a throwaway PostgreSQL on loopback, then lint,
-# type-check what ships, and run every test (unit, property, contract, integration).
+# Quick start 2: set up, start a throwaway PostgreSQL and Kafka-protocol broker on
+# loopback (unless LEDGER_TEST_POSTGRES_URL / LEDGER_TEST_KAFKA_BOOTSTRAP name yours),
+# then lint, type-check what ships, and run every test (unit, property, contract,
+# integration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bootstrap.sh
@@ -11,7 +13,16 @@ if [ -z "${LEDGER_TEST_POSTGRES_URL:-}" ]; then
   LEDGER_TEST_POSTGRES_URL="$(.ci/postgres.sh start)"
   export LEDGER_TEST_POSTGRES_URL
 fi
-cleanup() { [ -n "$started" ] && .ci/postgres.sh stop || true; }
+kafka_started=""
+if [ -z "${LEDGER_TEST_KAFKA_BOOTSTRAP:-}" ]; then
+  .ci/kafka.sh status || kafka_started=1
+  LEDGER_TEST_KAFKA_BOOTSTRAP="$(.ci/kafka.sh start)"
+  export LEDGER_TEST_KAFKA_BOOTSTRAP
+fi
+cleanup() {
+  [ -n "$kafka_started" ] && .ci/kafka.sh stop || true
+  [ -n "$started" ] && .ci/postgres.sh stop || true
+}
 trap cleanup EXIT
 echo "== ruff"
 .venv/bin/ruff check .

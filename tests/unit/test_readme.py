@@ -1,4 +1,6 @@
-"""The README's Python examples run as written (against a temporary SQLite file)."""
+"""The README's Python examples (```python blocks) run as written, in order, against
+temporary SQLite files. Blocks that need a Kafka broker are marked ```py and are covered
+by tests/integration/test_kafka.py instead."""
 
 from __future__ import annotations
 
