@@ -7,6 +7,8 @@ In one run, on one local broker (Tansu, in-memory storage, started here unless
    path);
 2. **raw**: kafka-python alone sends the very messages the relay would send (values,
    keys and headers pre-encoded) with the relay's producer settings, to a fresh topic;
+   **raw small**: the same number of 100-byte messages without headers (the kind of
+   message the reference figure is for);
 3. **relay**: ``KafkaRelay.catch_up()`` publishes the whole log to a fresh topic (reads
    the log, encodes, sends, waits for acknowledgements, saves checkpoints);
 4. **lag**: a writer posts single payments at a steady rate while the relay runs and a
@@ -87,8 +89,9 @@ def build_ledger(url: str, events: int) -> int:
         return books.store.max_position()
 
 
-def raw_produce(bootstrap: str, url: str) -> float:
-    """kafka-python alone: send the relay's messages, pre-encoded, and wait for acks."""
+def raw_produce(bootstrap: str, url: str, *, small: bool = False) -> float:
+    """kafka-python alone: send the relay's messages, pre-encoded, and wait for acks;
+    with ``small``, as many 100-byte messages without headers instead."""
     from kafka import KafkaProducer
     from ledger.adapters.kafka_messages import encode_event
     from ledger.adapters.kafka_relay import PRODUCER_DEFAULTS, ensure_topic
@@ -104,6 +107,8 @@ def raw_produce(bootstrap: str, url: str) -> float:
                 for n in batch
             ]
             position = batch[-1].id
+    if small:
+        messages = [(key, b"x" * 100, []) for key, _, _ in messages]
     topic = f"raw-{uuid.uuid4().hex[:8]}"
     ensure_topic(bootstrap, topic)
     producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_DEFAULTS)
@@ -227,11 +232,16 @@ def main() -> None:
         url = f"sqlite:///{tmp}/ledger.db"
         events = build_ledger(url, args.events)
         print(f"{events} events in the ledger; broker {bootstrap}", flush=True)
-        raw, relay = [], []
-        for run in range(args.runs):  # interleaved, so drift hits both alike
+        raw, small, relay = [], [], []
+        for run in range(args.runs):  # interleaved, so drift hits all alike
+            small.append(raw_produce(bootstrap, url, small=True))
             raw.append(raw_produce(bootstrap, url))
             relay.append(relay_rate(bootstrap, url))
-            print(f"  run {run + 1}: raw {raw[-1]:,.0f}/s, relay {relay[-1]:,.0f}/s", flush=True)
+            print(
+                f"  run {run + 1}: raw small {small[-1]:,.0f}/s, raw {raw[-1]:,.0f}/s,"
+                f" relay {relay[-1]:,.0f}/s",
+                flush=True,
+            )
         lag = end_to_end_lag(bootstrap, tmp, args.lag_payments, args.lag_rate)
         print(f"  lag: {lag}", flush=True)
     finally:
@@ -242,10 +252,16 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "broker": "tansu 0.6.0 (memory)" if broker is not None else bootstrap,
         "events": events,
+        "raw_small_produce_per_s": round(statistics.median(small)),
         "raw_produce_per_s": round(statistics.median(raw)),
         "relay_per_s": round(statistics.median(relay)),
         "relay_vs_raw": round(statistics.median(relay) / statistics.median(raw), 3),
-        "runs": {"raw": [round(r) for r in raw], "relay": [round(r) for r in relay]},
+        "relay_vs_raw_small": round(statistics.median(relay) / statistics.median(small), 3),
+        "runs": {
+            "raw_small": [round(r) for r in small],
+            "raw": [round(r) for r in raw],
+            "relay": [round(r) for r in relay],
+        },
         "end_to_end": lag,
     }
     print(json.dumps(report, indent=2))
