@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ledger.crypto import open_body
 from ledger.events import LogEvent
 
 __all__ = ["SCHEMA", "MessageError", "decode_message", "encode_event"]
@@ -69,5 +70,5 @@ def decode_message(value: bytes) -> LogEvent:
         uuid.UUID(body["stream_id"]),
         int(body["version"]),
         str(body["type"]),
-        body["event"],
+        open_body(body["event"]),
     )

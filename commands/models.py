@@ -76,6 +76,8 @@ def _utf8(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("text is not valid UTF-8 (contains lone surrogates)") from None
+    if "\x00" in text:
+        raise ValueError("text contains a NUL character (not storable as text)")
     return text
 
 
@@ -87,12 +89,25 @@ def _aware(value: datetime) -> datetime:
 
 def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     try:
-        size = len(orjson.dumps(value))
+        data = orjson.dumps(value)
+        size = len(data)
     except TypeError as e:
         raise ValueError(f"metadata is not JSON-serialisable UTF-8: {e}") from None
     if size > METADATA_MAX_BYTES:
         raise ValueError(f"metadata is {size} bytes; the limit is {METADATA_MAX_BYTES}")
+    if b"\\u0000" in data and _has_nul(value):
+        raise ValueError("metadata contains a NUL character (not storable as text)")
     return value
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 Amount = Annotated[Decimal, BeforeValidator(_amount)]
@@ -152,7 +167,7 @@ class OpenAccount(Command):
     normal: Literal["debit", "credit"] = "credit"
     min_balance: Amount | None = None
     max_balance: Amount | None = None
-    owner: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    owner: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_utf8)] | None = None
     metadata: Metadata = Field(default_factory=dict)
 
 

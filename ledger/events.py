@@ -29,6 +29,7 @@ import orjson
 from eventsourcing.persistence import Notification, StoredEvent
 
 from ledger.assets import Asset
+from ledger.crypto import SEALED, open_body, seal_body
 from ledger.model import AccountState, EntryKind, EntryState, HoldStatus, Leg
 from ledger.outcome import Outcome
 from ledger.store import KeyRecord
@@ -62,6 +63,8 @@ TOPIC_ENTRY = "ledger:Entry:1"
 TOPIC_ENTRY_UPDATED = "ledger:EntryUpdated:1"
 
 _GENESIS = ""
+#: The personal fields of an event body, sealed when a keyring is configured.
+_PERSONAL = ("description", "metadata")
 
 
 _LINK_OPEN = b',"link":"'
@@ -137,7 +140,8 @@ class LogEvent:
 
 def decode(state: bytes) -> dict[str, Any]:
     """The body of a stored event."""
-    return cast(dict[str, Any], orjson.loads(state))
+    body = cast(dict[str, Any], orjson.loads(state))
+    return open_body(body) if SEALED in body else body
 
 
 def asset_declared(asset: Asset, stream_id: uuid.UUID, key: str, at: datetime) -> StoredEvent:
@@ -162,7 +166,7 @@ def account_opened(
         "key": key,
         "at": _dt(at),
     }
-    return _event(account.stream_id, 1, TOPIC_ACCOUNT_OPENED, body)
+    return _event(account.stream_id, 1, TOPIC_ACCOUNT_OPENED, seal_body(body, _PERSONAL))
 
 
 def account_changed(account: AccountState, entry_count: int) -> StoredEvent:
@@ -224,7 +228,7 @@ def entry_recorded(
         body["request"] = str(request)
     if terms:
         body["terms"] = _legs(terms)
-    return _event(entry_id, 1, TOPIC_ENTRY, body)
+    return _event(entry_id, 1, TOPIC_ENTRY, seal_body(body, _PERSONAL))
 
 
 def key_record_from_entry(event: StoredEvent) -> KeyRecord:

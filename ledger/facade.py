@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ledger import events
+from ledger import crypto, events
 from ledger.accounts import AccountBalance, balance_of
 from ledger.adapters.urls import open_store
 from ledger.commands.executor import Executor
@@ -31,6 +31,7 @@ from ledger.commands.models import (
     ReverseEntry,
     VoidHold,
 )
+from ledger.crypto import Keyring
 from ledger.errors import EntryNotFound, InvalidCommand, UnknownAccount
 from ledger.model import account_stream_id
 from ledger.outcome import Outcome
@@ -107,6 +108,7 @@ class Ledger:
         durability: Literal["require", "allow"] = "require",
         clock: Callable[[], datetime] | None = None,
         risk: RiskPolicy | None = None,
+        keyring: Keyring | None = None,
     ) -> Ledger:
         """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``).
 
@@ -114,7 +116,11 @@ class Ledger:
         With ``durability="require"`` (the default) a PostgreSQL server with
         ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
         ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
+        ``keyring`` encrypts descriptions, notes and metadata at rest from now on, for
+        this process (see :mod:`ledger.crypto`).
         """
+        if keyring is not None:
+            crypto.configure(keyring)
         store = open_store(url, require_durable=durability == "require")
         try:
             if create_schema:

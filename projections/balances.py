@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from ledger.assets import Asset, to_decimal
+from ledger.crypto import seal_text
 from ledger.effects import entry_effects
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
 
@@ -157,7 +158,7 @@ class BalancesView:
                     raw[1] += leg.amount * sign  # pending debit
                 else:
                     raw[2] += -leg.amount * sign  # pending credit
-            entry, text = str(event.stream_id), body["description"]
+            entry, text = str(event.stream_id), seal_text(body["description"])
             for account, (posted, debit, credit) in per_account.items():
                 self._raw[account].append(
                     (event.position, effective, recorded, posted, debit, credit, entry, kind, text)

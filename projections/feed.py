@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.assets import Asset, to_decimal
+from ledger.crypto import open_text, seal_text
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
 
 from .balances import utc_text
@@ -206,7 +207,7 @@ class FeedView:
                 r[3],
                 r[4],
                 to_decimal(int(r[6]), Asset(r[4], r[5])),
-                r[7],
+                open_text(r[7]),
                 r[8],
                 r[9],
             )
@@ -239,7 +240,7 @@ def _item(
     visibility = metadata.get("visibility", "private")
     if visibility not in VISIBILITIES:
         visibility = "private"
-    note = str(metadata.get("note", body["description"]))
+    note = seal_text(str(metadata.get("note", body["description"])))
     at = utc_text(datetime.fromisoformat(body["recorded_at"]))
     row = (
         event.position,

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.assets import Asset, to_decimal
+from ledger.crypto import open_text
 
 from .balances import utc_text
 from .views import ViewWriter
@@ -92,7 +93,7 @@ def statement(
                 position,
                 entry,
                 kind,
-                text,
+                open_text(text),
                 effective,
                 recorded,
                 to_decimal(amount, asset),

@@ -15,11 +15,21 @@ import psycopg
 import pytest
 import structlog
 
-from ledger import Ledger
+from ledger import Ledger, crypto
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 PG_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(autouse=True)
+def _plain_by_default() -> Iterator[None]:
+    """Each test starts without an encryption keyring (it is per process)."""
+    crypto.configure(None)
+    yield
+    crypto.configure(None)
+
+
 LEDGER_TABLES = ("stored_events", "ledger_keys", "ledger_open_holds")
 
 

@@ -1,0 +1,161 @@
+"""Encryption at rest (ledger.crypto): with a keyring, no note, description or
+metadata value is stored in plain text (the raw tables and files are scanned), yet
+everything reads, projects, exports and audits; rotating the key keeps old events
+readable; a missing key is a clear error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from ledger.adapters.jsonl import export_lines
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
+
+from ledger import Ledger, crypto
+from ledger import payments as pay
+from ledger.audit import audit
+from ledger.crypto import DecryptionError, Keyring, new_key
+
+SECRETS = ("SECRET-NOTE-1", "SECRET-DESC-2", "SECRET-META-3", "SECRET-MAIL-4", "SECRET-REQ-5")
+
+
+def write_personal_data(books: Ledger, tag: str = "") -> None:
+    books.open_account(f"bank{tag}", "USD", normal="debit")
+    books.open_account(
+        f"alice{tag}", "USD", owner=f"user:alice{tag}", metadata={"email": "SECRET-MAIL-4"}
+    )
+    books.open_account(f"bob{tag}", "USD", owner=f"user:bob{tag}")
+    books.transfer(
+        f"fund{tag}", debit=f"bank{tag}", credit=f"alice{tag}", amount="100", asset="USD"
+    )
+    pay.send(
+        books,
+        f"p2p{tag}",
+        sender=f"alice{tag}",
+        recipient=f"bob{tag}",
+        amount="10",
+        asset="USD",
+        note="SECRET-NOTE-1",
+        visibility="public",
+    )
+    pay.charge(
+        books,
+        f"charge{tag}",
+        customer=f"alice{tag}",
+        merchant=f"bob{tag}",
+        amount="5",
+        asset="USD",
+        description="SECRET-DESC-2",
+        metadata={"ssn": "SECRET-META-3"},
+    )
+    pay.request_money(
+        books,
+        f"req{tag}",
+        requester=f"bob{tag}",
+        payer=f"alice{tag}",
+        amount="1",
+        asset="USD",
+        note="SECRET-REQ-5",
+    )
+
+
+def raw_contents(url: str) -> bytes:
+    """Every byte the database holds for the ledger and its read models."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    out = []
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        for table in tables:
+            out += [str(r[0]) for r in conn.execute(f'SELECT t::text FROM "{table}" t')]
+    return "\n".join(out).encode()
+
+
+def holds(raw: bytes, text: str) -> bool:
+    """Whether ``text`` is in ``raw`` as is or hex-encoded (PostgreSQL's bytea text)."""
+    return text.encode() in raw or text.encode().hex().encode() in raw
+
+
+def leaks(raw: bytes) -> list[str]:
+    return [secret for secret in SECRETS if holds(raw, secret)]
+
+
+def test_no_personal_data_in_plain_text_and_everything_still_works(store_url: str) -> None:
+    keyring = Keyring({"k1": new_key()}, current="k1")
+    with Ledger.open(store_url, keyring=keyring) as books:
+        write_personal_data(books)
+        runner = ProjectionRunner.for_ledger(books, [BalancesView(), FeedView()])
+        runner.catch_up()
+        with runner.views.snapshot() as w:
+            page = FeedView.feed(w, "user:bob")
+            lines = statement(
+                w, "alice", datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(1)
+            )
+        runner.close()
+        assert "SECRET-NOTE-1" in [item.note for item in page.items]
+        assert lines is not None
+        assert "SECRET-DESC-2" in [line.description for line in lines.lines]
+        exported = b"".join(export_lines(books))
+        for secret in ("SECRET-NOTE-1", "SECRET-DESC-2", "SECRET-META-3", "SECRET-REQ-5"):
+            assert secret.encode() in exported
+        assert books.balance("alice").posted == 85
+        assert audit(books.store).clean
+    raw = raw_contents(store_url)
+    assert holds(raw, '"sealed":"k1:')  # sealed values are there...
+    assert leaks(raw) == []  # ...and no secret in plain text
+
+
+def test_without_a_keyring_the_same_data_is_plain(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        write_personal_data(books)
+    assert set(leaks(raw_contents(store_url))) >= {"SECRET-NOTE-1", "SECRET-DESC-2"}
+
+
+def test_key_rotation_keeps_old_events_readable(store_url: str) -> None:
+    old, new = new_key(), new_key()
+    with Ledger.open(store_url, keyring=Keyring({"k1": old}, current="k1")) as books:
+        write_personal_data(books, "-a")
+    rotated = Keyring({"k2": new, "k1": old}, current="k2")
+    with Ledger.open(store_url, keyring=rotated) as books:
+        write_personal_data(books, "-b")
+        exported = b"".join(export_lines(books))
+        assert exported.count(b"SECRET-DESC-2") == 2  # one sealed with k1, one with k2
+        assert audit(books.store).clean
+    raw = raw_contents(store_url)
+    assert holds(raw, '"sealed":"k1:') and holds(raw, '"sealed":"k2:')
+    assert leaks(raw) == []
+    # retiring k1 too early, or losing the keyring: a clear, typed error
+    only_new = Keyring({"k2": new}, current="k2")
+    with (
+        Ledger.open(store_url, keyring=only_new) as books,
+        pytest.raises(DecryptionError, match="'k1'"),
+    ):
+        b"".join(export_lines(books))
+    crypto.configure(None)
+    with Ledger.open(store_url) as books, pytest.raises(DecryptionError):
+        b"".join(export_lines(books))
+
+
+def test_a_wrong_key_is_detected() -> None:
+    ring = Keyring({"k1": new_key()}, current="k1")
+    sealed = ring.seal(b"hello")
+    other = Keyring({"k1": new_key()}, current="k1")
+    with pytest.raises(DecryptionError):
+        other.open(sealed)
+    assert ring.open(sealed) == b"hello"
+
+
+def test_keyring_from_the_environment_format() -> None:
+    k1, k2 = new_key(), new_key()
+    ring = Keyring.from_env(f"k2:{k2},k1:{k1}")
+    assert ring.current == "k2"
+    assert Keyring({"k2": k2}, current="k2").open(ring.seal(b"x")) == b"x"
+    assert ring.open(Keyring({"k1": k1}, current="k1").seal(b"y")) == b"y"
+    with pytest.raises(ValueError, match="LEDGER_KEYS"):
+        Keyring.from_env("nonsense")
