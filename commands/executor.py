@@ -155,6 +155,12 @@ class Executor:
     ) -> None:
         self.store = store
         self.risk = risk
+        #: Pause before retrying after the store was unavailable (doubles per attempt,
+        #: capped at one second); the fault simulator sets it to zero.
+        self.unavailable_backoff_s = 0.05
+        #: Test-only hook: decide every command as new, ignoring recorded outcomes (a
+        #: planted bug that the fault simulator must catch). Never set it otherwise.
+        self.planted_bug_skip_replay = False
         self.cache = StateCache()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.attempts_max = attempts_max
@@ -182,7 +188,7 @@ class Executor:
                 time.sleep(self._jitter.uniform(0, min(0.0005 * 2**attempt, BACKOFF_MAX_S)))
             except StoreUnavailable as e:
                 failure = e
-                time.sleep(min(0.05 * 2**attempt, 1.0))
+                time.sleep(min(self.unavailable_backoff_s * 2**attempt, 1.0))
             self._forget(flat)
             log.debug("ledger.retry", attempt=attempt + 1, reason=type(failure).__name__)
         assert failure is not None
@@ -225,7 +231,7 @@ class Executor:
         outcomes: list[Outcome] = []
         touched: list[list[str]] = []
         for cmd, key_id, fp in prints:
-            record = records.get(key_id)
+            record = None if self.planted_bug_skip_replay else records.get(key_id)
             earlier = decided.get(key_id)
             if record is not None:
                 outcome = _replay(
