@@ -1,0 +1,123 @@
+"""The in-memory ledger and the invariants state machine of :mod:`ledger.testing`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from hypothesis.stateful import RuleBasedStateMachine, invariant
+
+from ledger.errors import LedgerError
+from ledger.facade import Ledger
+from ledger.outcome import Outcome
+from ledger.projections import BalancesView, ProjectionRunner
+
+__all__ = ["LedgerInvariants", "memory_ledger"]
+
+
+def memory_ledger(**options: Any) -> Ledger:
+    """A ledger on a private in-memory store (gone when closed). ``options`` go to
+    :meth:`Ledger.open` (``clock``, ``risk``...)."""
+    return Ledger.open("sqlite:///:memory:", **options)
+
+
+def _result(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        out = call()
+    except LedgerError as e:
+        return e.code, e
+    outcome = getattr(out, "outcome", out)  # flows may return a richer result
+    return ("applied", outcome) if isinstance(outcome, Outcome) else ("applied", out)
+
+
+class LedgerInvariants(RuleBasedStateMachine):
+    """Subclass it, open your accounts in ``setup_books`` and add rules that run your
+    flows through ``self.books``; register each write with :meth:`remember`.
+
+    After every step it checks: every asset sums to zero over all accounts; no
+    account is below its minimum or above its maximum; every remembered request,
+    sent again, gets its first result back (replayed, nothing applied twice); the
+    balances read model, caught up from the log, equals the store.
+    """
+
+    #: Options for :func:`memory_ledger` (e.g. ``{"risk": policy}``).
+    ledger_options: dict[str, Any] = {}  # noqa: RUF012 - read-only class default
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.books = memory_ledger(**self.ledger_options)
+        self.accounts: list[str] = []
+        self.bounds: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        self.requests: dict[str, tuple[Callable[[], Any], str]] = {}
+        self.runner = ProjectionRunner.for_ledger(self.books, [BalancesView()])
+        self.setup_books()
+
+    def setup_books(self) -> None:
+        """Open accounts (with :meth:`open_account`) and fund them. Override."""
+
+    def open_account(
+        self,
+        account: str,
+        asset: str,
+        *,
+        min_balance: str | None = None,
+        max_balance: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Open an account the invariants will watch."""
+        self.books.open_account(
+            account, asset, min_balance=min_balance, max_balance=max_balance, **options
+        )
+        self.accounts.append(account)
+        self.bounds[account] = (
+            None if min_balance is None else Decimal(min_balance),
+            None if max_balance is None else Decimal(max_balance),
+        )
+
+    def remember(self, key: str, call: Callable[[], Any]) -> tuple[str, Any]:
+        """Run a write (a zero-argument callable using ``key``) and remember it, so
+        the machine can send it again later and check it replays. Returns
+        ("applied", outcome) or (error code, error)."""
+        result = _result(call)
+        if result[0] == "applied" or getattr(result[1], "replayed", None) is not None:
+            self.requests[key] = (call, result[0])
+        return result
+
+    def teardown(self) -> None:
+        self.runner.close()
+        self.books.close()
+
+    @invariant()
+    def every_asset_sums_to_zero_and_rules_hold(self) -> None:
+        totals: dict[str, Decimal] = {}
+        for name in self.accounts:
+            b = self.books.balance(name)
+            sign = 1 if b.normal == "debit" else -1
+            totals[b.asset] = totals.get(b.asset, Decimal(0)) + sign * b.posted
+            low, high = self.bounds[name]
+            assert low is None or b.available >= low, f"{name} below its minimum: {b}"
+            assert high is None or b.posted + b.pending_in <= high, f"{name} above its max: {b}"
+        assert all(total == 0 for total in totals.values()), f"assets do not sum to zero: {totals}"
+
+    @invariant()
+    def remembered_requests_replay(self) -> None:
+        for key, (call, first) in list(self.requests.items())[-5:]:
+            again, result = _result(call)
+            assert again == first, f"{key}: first {first}, now {again}"
+            if again == "applied" and isinstance(result, Outcome):
+                assert result.replayed, f"{key} was applied again"
+
+    @invariant()
+    def read_model_equals_store(self) -> None:
+        self.runner.catch_up()
+        with self.runner.views.snapshot() as w:
+            for name in self.accounts:
+                row = BalancesView.balance(w, name)
+                b = self.books.balance(name)
+                assert row is not None, f"{name} missing from the read model"
+                assert (row.posted, row.pending_out, row.pending_in) == (
+                    b.posted,
+                    b.pending_out,
+                    b.pending_in,
+                ), f"read model of {name} differs from the store"
