@@ -66,6 +66,7 @@ class KafkaProjector:
         consumer_config: dict[str, Any] | None = None,
         on_flushed: Callable[[list[LogEvent]], None] | None = None,
         on_committed: Callable[[], None] | None = None,
+        consumer: Any = None,
     ) -> None:
         self.views = views
         self.projections = list(projections)
@@ -79,9 +80,11 @@ class KafkaProjector:
         self.on_committed = on_committed
         self.applied = 0
         self.duplicates = 0
-        config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, **config)
-        self.consumer.subscribe([topic])
+        if consumer is None:  # else an already configured consumer (tests, custom setups)
+            config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
+            consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, **config)
+            consumer.subscribe([topic])
+        self.consumer = consumer
         with views.transaction() as w:
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_kafka_checkpoints ("
@@ -110,6 +113,11 @@ class KafkaProjector:
             self.on_committed()
         self.consumer.commit(offsets)
         return applied
+
+    def apply_batch(self, batches: dict[int, list[LogEvent]]) -> int:
+        """Apply events as delivered, per partition, exactly once (what
+        :meth:`poll_once` does with a fetched batch); return how many were new."""
+        return self._apply(batches)
 
     def _apply(self, batches: dict[int, list[LogEvent]]) -> int:
         try:

@@ -13,7 +13,9 @@ strike the store's appends:
   commit; it restarts (a fresh ``Ledger``, empty caches) and retries the same command
   with the same key;
 * **projector**: the projector dies between its view writes and its checkpoint, batch
-  sizes vary, and a stale runner tries to apply batches another runner already applied.
+  sizes vary, and a stale runner tries to apply batches another runner already applied;
+* **delivery**: a Kafka-path projector is fed the log in random ranges with older
+  ranges delivered again, late and out of order; its view must equal the log-fed one.
 
 Every run checks that a plain serial model, the store's balances, the read model and
 every key's outcome agree, that no key applied twice, and (on some seeds) that the
@@ -33,6 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ledger.adapters.kafka_consumer import KafkaProjector
 from ledger.adapters.sqlite_store import SQLiteEventStore
 from ledger.adapters.view_store import SQLiteViewStore
 from ledger.commands import AtomicBatch, LegInput, PlaceHold, PostEntry, PostHold, ReverseEntry
@@ -132,6 +135,7 @@ class Simulation:
         self.rival_count = 0
         self.armed = False
         self.rival = Ledger(open_store())
+        self.kafka_views: Any = None
         self.books = self._start()
 
     def _start(self) -> Ledger:
@@ -357,6 +361,23 @@ class Simulation:
             else:
                 raise AssertionError("a stale runner applied events a second time")
 
+    def deliver(self, projector: Any) -> None:
+        """Feed the Kafka-path projector the log as a broker may deliver it: fresh
+        events in order, with earlier ranges delivered again, late and out of order."""
+        log: list[LogEvent] = []
+        while batch := self.books.store.read_log(log[-1].position if log else 0, 500):
+            log += [LogEvent.from_notification(n) for n in batch]
+        done = 0
+        while done < len(log):
+            upto = min(len(log), done + self.rng.randrange(1, 9))
+            delivery = log[done:upto]
+            if done and self.rng.random() < 0.4:  # a redelivered older range
+                start = self.rng.randrange(0, done)
+                delivery = log[start : min(done, start + self.rng.randrange(1, 9))] + delivery
+                self.report.hit("redelivery")
+            projector.apply_batch({0: delivery})
+            done = upto
+
     def check(self, views: Any, *, with_audit: bool) -> None:
         for name, acct in self.model.accounts.items():
             b = self.books.balance(name)
@@ -441,12 +462,26 @@ def run_seed(
             if i % 8 == 7:
                 sim.project(views)
         sim.project(views)
+        sim.kafka_views = SQLiteViewStore(
+            "memory", f"file:kv-{seed}-{time.monotonic_ns()}?mode=memory&cache=shared"
+        )
+        projector = KafkaProjector(
+            sim.kafka_views,
+            [BalancesView()],
+            bootstrap="",
+            topic="ledger",
+            group="sim",
+            consumer=object(),
+        )
+        sim.deliver(projector)
         sim.check(views, with_audit=seed % 10 == 0)
     except AssertionError as e:
         raise AssertionError(f"seed {seed} ({store}): {e}") from e
     except Exception as e:  # an unexpected error is a failure of the seed too
         raise AssertionError(f"seed {seed} ({store}): {type(e).__name__}: {e}") from e
     finally:
+        if sim.kafka_views is not None:
+            sim.kafka_views.close()
         sim.books.close()
         sim.rival.close()
         views.close()
