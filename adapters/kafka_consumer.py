@@ -80,6 +80,8 @@ class KafkaProjector:
         self.on_committed = on_committed
         self.applied = 0
         self.duplicates = 0
+        # checkpoints() may be called from another thread while run() works
+        self._views_lock = threading.Lock()
         if consumer is None:  # else an already configured consumer (tests, custom setups)
             config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
             consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, **config)
@@ -121,7 +123,7 @@ class KafkaProjector:
 
     def _apply(self, batches: dict[int, list[LogEvent]]) -> int:
         try:
-            with self.views.transaction() as w:
+            with self._views_lock, self.views.transaction() as w:
                 fresh: list[LogEvent] = []
                 ends: dict[int, int] = {}
                 for part in sorted(batches):
@@ -170,7 +172,7 @@ class KafkaProjector:
 
     def checkpoints(self) -> dict[int, int]:
         """The last position applied, per partition."""
-        with self.views.snapshot() as w:
+        with self._views_lock, self.views.snapshot() as w:
             rows = w.query(
                 "SELECT part, position FROM ledger_kafka_checkpoints WHERE grp = ? AND topic = ?",
                 (self.group, self.topic),

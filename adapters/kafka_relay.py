@@ -108,6 +108,8 @@ class KafkaRelay:
         self._producer: Any = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="ledger-relay-read")
         self._db = open_view_store(store)
+        # checkpoint() and lag() may be called from other threads while run() works
+        self._db_lock = threading.Lock()
         with self._db.transaction() as w:
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_relay_checkpoints ("
@@ -118,14 +120,14 @@ class KafkaRelay:
 
     def checkpoint(self) -> int:
         """The last log position the broker acknowledged (0 if none)."""
-        with self._db.snapshot() as w:
+        with self._db_lock, self._db.snapshot() as w:
             rows = w.query(
                 "SELECT position FROM ledger_relay_checkpoints WHERE name = ?", (self.name,)
             )
         return int(rows[0][0]) if rows else 0
 
     def _save(self, position: int) -> None:
-        with self._db.transaction() as w:
+        with self._db_lock, self._db.transaction() as w:
             w.execute(
                 "INSERT INTO ledger_relay_checkpoints (name, position, updated_at)"
                 " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"

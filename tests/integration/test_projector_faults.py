@@ -123,7 +123,15 @@ def test_projector_killed_mid_batch_many_times_while_writers_write() -> None:
         while writer.is_alive() or kills < 12:
             projector = ctx.Process(target=projector_main, args=(url,))
             projector.start()
-            time.sleep(rng.uniform(1.0, 2.2))  # start-up takes half a second, more under load
+            # kill it once it has made progress in this life (start-up takes a second or
+            # more under load), at a random point of its work
+            before = probe.checkpoint("balances")
+            deadline = time.monotonic() + 60
+            while probe.checkpoint("balances") == before and time.monotonic() < deadline:
+                if not writer.is_alive() and before >= books.store.max_position():
+                    break
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.3))
             assert projector.pid is not None
             os.kill(projector.pid, signal.SIGKILL)
             projector.join()

@@ -48,7 +48,7 @@ def the_list(n: int) -> list[PostEntry]:
 
 def writer(url: str, n: int) -> None:
     with Ledger.open(url, create_schema=False) as books:
-        books.submit_all(the_list(n), chunk_size=100)
+        books.submit_all(the_list(n), chunk_size=20)
 
 
 def serial_model(n: int) -> tuple[dict[str, int], set[str]]:
@@ -68,7 +68,7 @@ def test_writer_killed_mid_batch_many_times() -> None:
     url = require_postgres()
     Ledger.open(url).close()
     reset_postgres(url)
-    n = 6000
+    n = 12_000
     with Ledger.open(url) as books:
         books.open_account("bank", "USD", normal="debit")
         for w in range(WALLETS):
@@ -82,7 +82,14 @@ def test_writer_killed_mid_batch_many_times() -> None:
         while kills < 8:
             proc = ctx.Process(target=writer, args=(url, n))
             proc.start()
-            time.sleep(rng.uniform(1.0, 2.5))  # the spawn itself takes about a second
+            # kill it once it has committed something in this life (the spawn takes a
+            # second or more under load), at a random point after that
+            before = books.store.max_position()
+            deadline = time.monotonic() + 60
+            while books.store.max_position() == before and proc.is_alive():
+                assert time.monotonic() < deadline, "the writer made no progress"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.4))
             if not proc.is_alive():
                 break
             os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
