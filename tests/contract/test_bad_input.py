@@ -198,7 +198,7 @@ CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError], bool]] = [
 
 
 @pytest.mark.parametrize(("case", "call", "error", "key_free"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_typed_error_and_log_is_unchanged(
+def test_case_16_bad_input_gets_typed_error_and_log_is_unchanged(
     prepared: Ledger,
     case: str,
     call: Callable[[Ledger], Any],
@@ -228,7 +228,7 @@ def test_capture_beyond_an_open_hold_is_exceeds_hold(prepared: Ledger) -> None:
     assert log_of(prepared) == before
 
 
-def test_balance_overflow_is_rejected(books: Ledger) -> None:
+def test_case_18_limits_balance_overflow_is_rejected(books: Ledger) -> None:
     books.declare_asset("WEI", 0)
     books.open_account("a", "WEI")
     books.open_account("b", "WEI")
@@ -239,7 +239,7 @@ def test_balance_overflow_is_rejected(books: Ledger) -> None:
     assert log_of(books) == before
 
 
-def test_group_commit_over_the_batch_limit_is_refused(books: Ledger) -> None:
+def test_case_18_limits_group_commit_over_the_batch_limit_is_refused(books: Ledger) -> None:
     from ledger.commands import DeclareAsset
 
     commands = [DeclareAsset(key=f"k{i}", code="PTS", scale=0) for i in range(10_001)]

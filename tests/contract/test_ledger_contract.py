@@ -34,7 +34,7 @@ def setup_wallets(books: Ledger) -> None:
     books.transfer("fund-alice", debit="bank:usd", credit="alice", amount="100.00", asset="USD")
 
 
-def test_transfer_moves_money_and_balances_sum_to_zero(books: Ledger) -> None:
+def test_case_01_conservation_transfer_moves_money_and_balances_sum_to_zero(books: Ledger) -> None:
     setup_wallets(books)
     books.transfer("p1", debit="alice", credit="bob", amount="30.25", asset="USD")
     assert books.balance("alice").posted == Decimal("69.75")
@@ -43,7 +43,7 @@ def test_transfer_moves_money_and_balances_sum_to_zero(books: Ledger) -> None:
     assert books.balance("bank:usd").posted == Decimal("100.00")
 
 
-def test_overdraft_is_rejected_and_stays_rejected_for_its_key(books: Ledger) -> None:
+def test_case_08_failures_stay_failed_overdraft_stays_rejected_for_its_key(books: Ledger) -> None:
     setup_wallets(books)
     with pytest.raises(BalanceRuleViolated):
         books.transfer("big", debit="alice", credit="bob", amount="100.01", asset="USD")
@@ -62,7 +62,7 @@ def test_same_key_same_request_replays_without_applying_again(books: Ledger) -> 
     assert books.balance("bob").posted == Decimal("10.00")
 
 
-def test_same_key_different_request_is_a_conflict(books: Ledger) -> None:
+def test_case_07_key_mismatch_same_key_different_request_is_a_conflict(books: Ledger) -> None:
     setup_wallets(books)
     books.transfer("p1", debit="alice", credit="bob", amount="10", asset="USD")
     position = books.store.max_position()
@@ -205,7 +205,7 @@ def test_reverse_full_and_partial_never_beyond_posted(books: Ledger) -> None:
         books.reverse("r4", pay.entry_id)
 
 
-def test_atomic_batch_all_or_nothing(books: Ledger) -> None:
+def test_case_05_atomic_batch_all_or_nothing(books: Ledger) -> None:
     setup_wallets(books)
     position = books.store.max_position()
     good = PostEntry(
@@ -270,7 +270,9 @@ def test_group_commit_rejects_only_the_bad_commands(books: Ledger) -> None:
     assert all(o.replayed for o in replay)
 
 
-def test_pinned_version_mismatch_is_a_conflict_and_writes_nothing(books: Ledger) -> None:
+def test_case_04_optimistic_concurrency_pinned_version_mismatch_writes_nothing(
+    books: Ledger,
+) -> None:
     setup_wallets(books)
     version = books.balance("alice").version
     books.transfer(

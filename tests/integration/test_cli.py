@@ -125,7 +125,7 @@ def insert(raw: Raw) -> int:
 
 
 @pytest.mark.parametrize("tamper", [edit, delete, reorder, insert], ids=lambda f: f.__name__)
-def test_audit_detects_tampering_and_names_the_position(
+def test_case_17_tamper_evidence_audit_names_the_position(
     store_url: str, tamper: Any, tmp_path: Path
 ) -> None:
     seeded(store_url)

@@ -67,7 +67,9 @@ def all_kinds(url: str) -> None:
         books.decline_request("req2:no", declined.entry_id, description="no")
 
 
-def test_export_import_export_round_trip_with_all_kinds(store_url: str, tmp_path: Path) -> None:
+def test_case_14_replay_determinism_export_import_export_round_trip(
+    store_url: str, tmp_path: Path
+) -> None:
     all_kinds(store_url)
     first = tmp_path / "first.jsonl"
     assert ledger(store_url, "export", str(first)).returncode == 0

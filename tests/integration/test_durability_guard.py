@@ -11,7 +11,7 @@ from tests.conftest import require_postgres
 pytestmark = pytest.mark.postgres
 
 
-def test_synchronous_commit_off_is_refused_unless_allowed() -> None:
+def test_case_19_durability_guard_synchronous_commit_off_refused_unless_allowed() -> None:
     url = require_postgres()
     base, _, name = url.rpartition("/")
     unsafe = f"{name}_unsafe"

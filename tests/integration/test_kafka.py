@@ -140,7 +140,7 @@ def _write_until(url: str, stop: threading.Event) -> None:
             time.sleep(0.01)
 
 
-def test_relay_killed_mid_stream_loses_nothing() -> None:
+def test_case_15_relay_crash_killed_mid_stream_loses_nothing() -> None:
     bootstrap = require_kafka()
     url = require_postgres()
     fresh(url)
@@ -201,7 +201,7 @@ def test_relay_killed_mid_stream_loses_nothing() -> None:
         assert seen.setdefault(event.position, event.body) == event.body
 
 
-def test_broker_outage_is_caught_up_and_consumer_equals_replay() -> None:
+def test_case_15_kafka_outage_caught_up_and_consumer_equals_replay() -> None:
     url = require_postgres()
     fresh(url)
     views_url = fresh_pg(url, "kafka_outage_views")

@@ -82,7 +82,7 @@ def worker_main(url: str, worker: int, out_path: str) -> None:
     Path(out_path).write_text(json.dumps(results))
 
 
-def test_concurrent_writers_apply_each_key_once_and_lose_nothing(tmp_path: Path) -> None:
+def test_case_02_no_negatives_under_contention_each_key_once_nothing_lost(tmp_path: Path) -> None:
     url = require_postgres()
     Ledger.open(url).close()
     reset_postgres(url)

@@ -109,7 +109,7 @@ def assert_view_equals_replay(url: str) -> None:
         runner.close()
 
 
-def test_projector_killed_mid_batch_many_times_while_writers_write() -> None:
+def test_case_13_projector_crash_killed_mid_batch_many_times_while_writers_write() -> None:
     url = require_postgres()
     fresh(url)
     ctx = multiprocessing.get_context("spawn")
@@ -161,7 +161,7 @@ def append_in_session(
         before_commit()
 
 
-def test_commit_order_and_gaps_never_make_the_runner_skip() -> None:
+def test_case_12_no_skipped_positions_commit_order_and_gaps() -> None:
     url = require_postgres()
     fresh(url)
     with Ledger.open(url) as first, Ledger.open(url) as second:

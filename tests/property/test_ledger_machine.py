@@ -476,7 +476,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(total == 0 for total in totals.values()), totals
 
 
-def test_machine_on_sqlite() -> None:
+def test_case_01_conservation_machine_on_sqlite() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         counter = [0]
 
@@ -496,7 +496,7 @@ def test_machine_on_sqlite() -> None:
 
 
 @pytest.mark.postgres
-def test_machine_on_postgres() -> None:
+def test_case_01_conservation_machine_on_postgres() -> None:
     url = require_postgres()
 
     class Fresh(LedgerMachine):
