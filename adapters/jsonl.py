@@ -46,7 +46,7 @@ from ledger.assets import Asset, iso_currency, to_decimal, to_minor
 from ledger.errors import LedgerError, UnbalancedEntry, UnknownAsset
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ASSET_DECLARED, TOPIC_ENTRY, LogEvent
 from ledger.facade import Ledger
-from ledger.model import asset_stream_id, entry_id_for_key
+from ledger.model import entry_id_for_key
 
 __all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]
 
@@ -239,13 +239,10 @@ class _Assets:
 
     def scale(self, code: str) -> int:
         if code not in self.scales:
-            iso = iso_currency(code)
-            if iso is not None:
-                self.scales[code] = iso.scale
-            else:
-                sid = asset_stream_id(code)
-                found = self.books.store.load_streams([sid]).get(sid)
-                self.scales[code] = None if found is None else orjson.loads(found[0].state)["scale"]
+            try:
+                self.scales[code] = self.books.asset(code).scale
+            except UnknownAsset:
+                self.scales[code] = None
         scale = self.scales[code]
         if scale is None:
             raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from ledger import crypto, events
 from ledger.accounts import AccountBalance, balance_of
 from ledger.adapters.urls import open_store
+from ledger.assets import Asset, iso_currency
 from ledger.commands.executor import Executor
 from ledger.commands.models import (
     AtomicBatch,
@@ -32,8 +33,8 @@ from ledger.commands.models import (
     VoidHold,
 )
 from ledger.crypto import Keyring
-from ledger.errors import EntryNotFound, InvalidCommand, UnknownAccount
-from ledger.model import account_stream_id
+from ledger.errors import EntryNotFound, InvalidCommand, UnknownAccount, UnknownAsset
+from ledger.model import account_stream_id, asset_stream_id
 from ledger.outcome import Outcome
 from ledger.risk import RiskPolicy
 from ledger.store import EventStore
@@ -289,6 +290,18 @@ class Ledger:
         """Decline or cancel an open request; it can no longer be paid."""
 
         return self.execute(build(DeclineRequest, key=key, request_id=request_id, **fields))
+
+    def asset(self, code: str) -> Asset:
+        """An ISO 4217 currency or a declared asset, with its scale (UnknownAsset if
+        neither)."""
+        iso = iso_currency(code)
+        if iso is not None:
+            return iso
+        sid = asset_stream_id(code)
+        found = self.store.load_streams([sid]).get(sid)
+        if found is None:
+            raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
+        return Asset(code, int(events.decode(found[0].state)["scale"]))
 
     def request_status(self, request_id: uuid.UUID) -> str:
         """``open``, ``paid`` or ``declined``; EntryNotFound if there is no such request."""

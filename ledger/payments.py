@@ -29,11 +29,11 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 
 from ledger import events
-from ledger.assets import Asset, iso_currency, parse_decimal, to_decimal, to_minor
+from ledger.assets import parse_decimal, to_decimal, to_minor
 from ledger.commands.models import RequestPayment
-from ledger.errors import EntryNotFound, InvalidAmount, InvalidCommand, UnknownAsset
+from ledger.errors import EntryNotFound, InvalidAmount, InvalidCommand
 from ledger.facade import Ledger, build
-from ledger.model import EntryState, asset_stream_id, entry_id_for_key
+from ledger.model import EntryState, entry_id_for_key
 from ledger.outcome import Outcome
 
 __all__ = [
@@ -244,7 +244,7 @@ def split_bill(
         raise InvalidCommand("payers must be distinct and must not include the requester")
     if not payers:
         raise InvalidCommand("a split needs at least one payer")
-    token = _asset(books, asset)
+    token = books.asset(asset)
     total = to_minor(parse_decimal(amount), token)
     if total <= 0:
         raise InvalidAmount("a bill must be positive")
@@ -267,18 +267,6 @@ def split_bill(
     requests = tuple((cmd.payer, cmd.amount, entry_id_for_key(cmd.key)) for cmd in commands)
     mine = to_decimal(shares[-1], token) if include_requester else Decimal(0)
     return Split(outcome, requests, mine)
-
-
-def _asset(books: Ledger, code: str) -> Asset:
-    """An ISO currency or a declared asset, with its scale."""
-    iso = iso_currency(code)
-    if iso is not None:
-        return iso
-    sid = asset_stream_id(code)
-    found = books.store.load_streams([sid]).get(sid)
-    if found is None:
-        raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
-    return Asset(code, int(events.decode(found[0].state)["scale"]))
 
 
 # -- bank rails ---------------------------------------------------------------------------------
@@ -471,10 +459,12 @@ def payout(
         earlier = _recorded(books, key)
         if earlier is not None:
             return earlier.raise_for_status()
-        amount = books.balance(merchant).available
+    balance = books.balance(merchant)
+    if amount is None:
+        amount = balance.available
         if amount <= 0:
             raise InvalidAmount(f"{merchant!r} has no available balance to pay out")
-    asset = books.balance(merchant).asset
+    asset = balance.asset
     return books.hold(
         key,
         [(merchant, amount, asset), (rail, _neg(amount), asset)],
@@ -545,7 +535,7 @@ def fx_pay(
     if exact <= 0:
         raise InvalidAmount("the rate must be positive")
     paid = parse_decimal(amount)
-    target = _asset(books, receive_asset)
+    target = books.asset(receive_asset)
     received = (paid * exact).quantize(Decimal(1).scaleb(-target.scale), rounding=ROUND_DOWN)
     if received <= 0:
         raise InvalidAmount("the converted amount rounds to zero")
