@@ -27,6 +27,14 @@ from ledger.store import AppendConflict, KeyRecord, WriteBatch
 __all__ = ["SQLiteEventStore"]
 
 _CHUNK = 500
+#: Events per multi-row INSERT (4 parameters each; SQLite allows 32,766 per statement).
+#: One statement per thousands of rows, rather than ``executemany``, because the whole
+#: insert then runs in C without the GIL: ``executemany`` takes the GIL back after every
+#: row, and while the executor decides the next chunk in the main thread (see
+#: ``Executor.run_chunked``) each of those hand-overs waits for the interpreter's switch
+#: interval (measured: 17 us per row alone, 4.6 ms per row beside a busy thread).
+_ROWS_PER_INSERT = 8000
+_ROW_MARKS = ",".join(["(?,?,?,?)"] * _ROWS_PER_INSERT)
 _CACHE_KIB = 65536
 _PAGE_SIZE = 1024
 #: WAL pages before a commit also checkpoints (64 MiB): fewer, larger checkpoints
@@ -65,9 +73,9 @@ def _prepare_file(path: str) -> None:
         conn.close()
 
 
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 class SQLiteEventStore:
@@ -278,14 +286,16 @@ def _append(cur: sqlite3.Cursor, batch: WriteBatch) -> None:
     written = {e.originator_id for e in batch.events}
     _check_versions(cur, {s: v for s, v in batch.expect_versions.items() if s not in written})
     _check_keys_free(cur, batch.entry_keys)
-    cur.executemany(
-        "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
-        " VALUES (?, ?, ?, ?)",
-        [
-            (e.originator_id.hex, e.originator_version, e.topic, e.state)  # type: ignore[union-attr]
-            for e in batch.events
-        ],
-    )
+    for chunk in _chunks(batch.events, _ROWS_PER_INSERT):
+        cur.execute(
+            "INSERT INTO stored_events (originator_id, originator_version, topic, state)"
+            f" VALUES {_ROW_MARKS[: 10 * len(chunk) - 1]}",
+            [
+                value
+                for e in chunk
+                for value in (e.originator_id.hex, e.originator_version, e.topic, e.state)
+            ],
+        )
     cur.executemany(
         "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome) VALUES (?, ?, ?, ?)",
         [(k.key_id.hex, k.key, k.fingerprint, k.outcome) for k in batch.keys],

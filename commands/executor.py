@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import structlog
 from eventsourcing.persistence import StoredEvent
+from pydantic import BaseModel
 
 from ledger import events
 from ledger.accounts import balance_of
@@ -93,12 +94,26 @@ def fingerprint(command: Command) -> str:
     """A hash of the request without its key: equal requests, equal fingerprints.
 
     Amounts are normalised (``"10.0"`` and ``"10.00"`` are the same request).
-    ``ExpireHold`` is identified by its hold alone, so two sweeps agree.
+    ``ExpireHold`` is identified by its hold alone, so two sweeps agree. The hashed data
+    is the command's ``model_dump()`` (read straight from the fields: a third of the
+    cost on the write path; equality with ``model_dump`` is tested), as sorted JSON.
     """
-    exclude = {"key", "now"} if isinstance(command, ExpireHold) else {"key"}
-    body = command.model_dump(exclude=exclude)
+    body = _fields(command)
+    del body["key"]
+    if isinstance(command, ExpireHold):
+        del body["now"]
     data = orjson.dumps(body, default=_json_default, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(data).hexdigest()
+
+
+def _fields(model: BaseModel) -> dict[str, Any]:
+    """What ``model.model_dump()`` returns, for the command models (which have no
+    custom serialisers): nested models become dicts, other values stay as they are."""
+    body = dict(model.__dict__)
+    for name, value in body.items():
+        if type(value) is tuple and value and isinstance(value[0], BaseModel):
+            body[name] = [_fields(item) for item in value]
+    return body
 
 
 class StateCache:
@@ -316,12 +331,14 @@ class Executor:
                 self._vet(cmd, tx)
                 kind = HANDLERS[type(cmd)](cmd, tx, key_id)
         except CommandRejected as e:
+            tx.rollback()
             outcome = Outcome(cmd.key, "rejected", code=e.code, message=e.message)
             ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
             # The rejection holds only if no concurrent writer applied the same key.
             ws.read_versions.setdefault(key_id, 0)
             return outcome, sorted({name for name, _ in tx.touched})
         except LedgerError as e:
+            tx.rollback()
             return Outcome.from_error(cmd.key, e), []
         ws.merge(tx)
         has_entry = not isinstance(cmd, OpenAccount | DeclareAsset | AtomicBatch)
@@ -393,11 +410,19 @@ class Executor:
         possible: one for keys, entries, assets and named accounts together, and a
         second only for accounts of referenced holds and postings not yet known."""
         cache = self.cache
-        wanted_entries = {e for cmd in flat for e in referenced_entries(cmd)}
-        wanted_accounts = {a for cmd in flat for a in referenced_accounts(cmd)}
-        wanted_assets = {
-            code for cmd in flat for code in referenced_assets(cmd) if iso_currency(code) is None
-        }
+        wanted_entries: set[uuid.UUID] = set()
+        wanted_accounts: set[str] = set()
+        codes: set[str] = set()
+        for cmd in flat:
+            if type(cmd) is PostEntry:  # most of the volume: its legs name everything
+                for leg in cmd.legs:
+                    wanted_accounts.add(leg.account)
+                    codes.add(leg.asset)
+                continue
+            wanted_entries.update(referenced_entries(cmd))
+            wanted_accounts.update(referenced_accounts(cmd))
+            codes.update(referenced_assets(cmd))
+        wanted_assets = {code for code in codes if iso_currency(code) is None}
         by_id = {account_stream_id(a): a for a in wanted_accounts if a not in cache.accounts}
         ids: list[uuid.UUID] = [e for e in wanted_entries if e not in cache.entries]
         ids += [asset_stream_id(c) for c in wanted_assets if c not in cache.assets]
@@ -408,9 +433,9 @@ class Executor:
         for entry_id in wanted_entries:
             held = cache.entries.get(entry_id)
             if held is not None:
-                for leg in held.legs:
-                    if leg.account not in cache.accounts:
-                        second[account_stream_id(leg.account)] = leg.account
+                for held_leg in held.legs:
+                    if held_leg.account not in cache.accounts:
+                        second[account_stream_id(held_leg.account)] = held_leg.account
         if second:
             self._absorb_loaded(store.load_streams(list(second)), second)
         return records

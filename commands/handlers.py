@@ -397,8 +397,10 @@ def _entry_event(
     request: uuid.UUID | None = None,
     terms: Sequence[Leg] = (),
 ) -> Any:
+    # The fields as a dict: a missing attribute on a pydantic model is slow to refuse.
+    fields = cmd.__dict__
     # An expiry takes effect at the instant it was swept for.
-    effective = getattr(cmd, "effective_at", None) or getattr(cmd, "now", None) or tx.ws.now
+    effective = fields.get("effective_at") or fields.get("now") or tx.ws.now
     return events.entry_recorded(
         entry_id,
         kind=kind,
@@ -408,8 +410,8 @@ def _entry_event(
         releases=releases,
         effective_at=effective,
         recorded_at=tx.ws.now,
-        description=getattr(cmd, "description", ""),
-        metadata=getattr(cmd, "metadata", {}),
+        description=fields.get("description", ""),
+        metadata=fields.get("metadata", {}),
         hold=hold,
         reverses=reverses,
         expires_at=expires_at,

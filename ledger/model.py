@@ -7,11 +7,12 @@ in the cache.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ledger.assets import Asset
 
@@ -53,25 +54,42 @@ _NS_ENTRY = uuid.UUID("6f1c2d0e-3b7a-5c1e-9a4e-1d2b3c4d5e02")
 _NS_ASSET = uuid.UUID("6f1c2d0e-3b7a-5c1e-9a4e-1d2b3c4d5e03")
 
 
+_NS_ACCOUNT_BYTES = _NS_ACCOUNT.bytes
+_NS_ENTRY_BYTES = _NS_ENTRY.bytes
+_NS_ASSET_BYTES = _NS_ASSET.bytes
+# RFC 4122 name-based UUID, version 5: clear the version and variant bits, set 5 and 10.
+_V5_MASK = ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)
+_V5_BITS = (5 << 76) | (0x8000 << 48)
+
+
+def _uuid5(namespace: bytes, name: str) -> uuid.UUID:
+    """``uuid.uuid5`` for a namespace given as bytes, at a third of its cost (it runs
+    once per command on the write path; equality with ``uuid.uuid5`` is tested)."""
+    digest = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()
+    return uuid.UUID(int=int.from_bytes(digest[:16]) & _V5_MASK | _V5_BITS)
+
+
 @lru_cache(maxsize=262_144)
 def account_stream_id(account: str) -> uuid.UUID:
     """The event-stream id of an account."""
-    return uuid.uuid5(_NS_ACCOUNT, account)
+    return _uuid5(_NS_ACCOUNT_BYTES, account)
 
 
 def entry_id_for_key(key: str) -> uuid.UUID:
     """The entry id (and idempotency record id) of the command with this key."""
-    return uuid.uuid5(_NS_ENTRY, key)
+    return _uuid5(_NS_ENTRY_BYTES, key)
 
 
 def asset_stream_id(code: str) -> uuid.UUID:
     """The event-stream id of a declared asset."""
-    return uuid.uuid5(_NS_ASSET, code)
+    return _uuid5(_NS_ASSET_BYTES, code)
 
 
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """One line of an entry: a signed amount in minor units (debit > 0, credit < 0)."""
+class Leg(NamedTuple):
+    """One line of an entry: a signed amount in minor units (debit > 0, credit < 0).
+
+    A named tuple (immutable, and several times cheaper to create than a frozen
+    dataclass: every entry makes a few)."""
 
     account: str
     asset: str
