@@ -107,6 +107,24 @@ def ledger_commands(triples: list[tuple[int, int, int]], prefix: str) -> list[An
     return out
 
 
+def ledger_mappings(triples: list[tuple[int, int, int]], prefix: str) -> list[dict[str, Any]]:
+    """The same transfers as plain mappings (as decoded from JSON), validated in bulk."""
+    out = []
+    for i, (a, b, amount) in enumerate(triples):
+        value = Decimal(amount).scaleb(-2)
+        out.append(
+            {
+                "kind": "post_entry",
+                "key": f"{prefix}-{i}",
+                "legs": [
+                    {"account": f"acc:{a}", "amount": value, "asset": "USD"},
+                    {"account": f"acc:{b}", "amount": -value, "asset": "USD"},
+                ],
+            }
+        )
+    return out
+
+
 def ledger_setup(url: str) -> None:
     from ledger.commands import OpenAccount, PostEntry
 

@@ -9,15 +9,14 @@ makes the whole attempt start again from fresh state, up to ``attempts_max`` tim
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -62,6 +61,7 @@ from .models import (
     PayRequest,
     PlaceHold,
     PostEntry,
+    gc_paused,
 )
 from .working_set import Tx, WorkingSet
 
@@ -185,7 +185,7 @@ class Executor:
         """Apply ``commands`` in one transaction; one outcome per command, in order."""
         if len(commands) > BATCH_MAX:
             raise LimitExceeded(f"{len(commands)} commands in one batch; the limit is {BATCH_MAX}")
-        with _gc_paused() if len(commands) >= GC_PAUSE_MIN else nullcontext():
+        with gc_paused() if len(commands) >= GC_PAUSE_MIN else nullcontext():
             return self._run(commands)
 
     def _run(self, commands: Sequence[Command]) -> list[Outcome]:
@@ -247,7 +247,7 @@ class Executor:
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
         decided: dict[uuid.UUID, tuple[str, Outcome]] = {}
         outcomes: list[Outcome] = []
-        touched: list[list[str]] = []
+        touched: list[Sequence[tuple[str, uuid.UUID]]] = []
         for cmd, key_id, fp in prints:
             record = None if self.planted_bug_skip_replay else records.get(key_id)
             earlier = decided.get(key_id)
@@ -255,10 +255,10 @@ class Executor:
                 outcome = _replay(
                     cmd.key, fp, record.fingerprint, Outcome.from_record(cmd.key, record.outcome)
                 )
-                accounts: list[str] = []
+                accounts: Sequence[tuple[str, uuid.UUID]] = ()
             elif earlier is not None:
                 outcome = _replay(cmd.key, fp, earlier[0], earlier[1])
-                accounts = []
+                accounts = ()
             else:
                 outcome, accounts = self._decide(cmd, key_id, fp, ws, records)
                 if outcome.status in ("applied", "rejected"):
@@ -281,7 +281,7 @@ class Executor:
         keys = [cmd.key for cmd in _flatten(commands)]
         if len(chunks) < 2 or len(set(keys)) != len(keys):
             return [o for chunk in chunks for o in self.run(chunk)]
-        with _gc_paused():  # the whole pipeline: deciding, encoding, reading, writing
+        with gc_paused():  # the whole pipeline: deciding, encoding, reading, writing
             return self._run_pipelined(chunks)
 
     def _run_pipelined(self, chunks: list[Sequence[Command]]) -> list[Outcome]:
@@ -321,7 +321,8 @@ class Executor:
         fp: str,
         ws: WorkingSet,
         records: dict[uuid.UUID, KeyRecord],
-    ) -> tuple[Outcome, list[str]]:
+    ) -> tuple[Outcome, Sequence[tuple[str, uuid.UUID]]]:
+        """Decide one command; its outcome and the (account, entry) pairs it touched."""
         tx = Tx(ws)
         tx.fingerprint = fp
         try:
@@ -336,10 +337,10 @@ class Executor:
             ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
             # The rejection holds only if no concurrent writer applied the same key.
             ws.read_versions.setdefault(key_id, 0)
-            return outcome, sorted({name for name, _ in tx.touched})
+            return outcome, tx.touched
         except LedgerError as e:
             tx.rollback()
-            return Outcome.from_error(cmd.key, e), []
+            return Outcome.from_error(cmd.key, e), ()
         ws.merge(tx)
         has_entry = not isinstance(cmd, OpenAccount | DeclareAsset | AtomicBatch)
         outcome = Outcome(cmd.key, "applied", entry_id=key_id if has_entry else None, kind=kind)
@@ -347,7 +348,7 @@ class Executor:
             ws.entry_keys.append(key_id)
         else:
             ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
-        return outcome, sorted({name for name, _ in tx.touched})
+        return outcome, tx.touched
 
     def _atomic(self, batch: AtomicBatch, tx: Tx, records: dict[uuid.UUID, KeyRecord]) -> str:
         seen: set[str] = {batch.key}
@@ -462,32 +463,14 @@ class _Decision:
     """Outcomes of one attempt, and what it will append."""
 
     outcomes: list[Outcome]
-    touched: list[list[str]]
+    touched: list[Sequence[tuple[str, uuid.UUID]]]
     ws: WorkingSet
     batch: WriteBatch
 
     def log(self) -> None:
         if log.is_enabled_for(logging.INFO):
-            for outcome, accounts in zip(self.outcomes, self.touched, strict=True):
-                _log_outcome(outcome, accounts)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large batch is applied.
-
-    Deciding, encoding and writing allocate many small objects that live until the
-    batch ends; each generational collection would scan every cached account state
-    again (measured: about a fifth of the batch path's time). Reference counting still
-    frees memory meanwhile; the collector resumes afterwards.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+            for outcome, touched in zip(self.outcomes, self.touched, strict=True):
+                _log_outcome(outcome, sorted({name for name, _ in touched}))
 
 
 def _replay(key: str, fp: str, recorded_fp: str, recorded: Outcome) -> Outcome:

@@ -55,16 +55,16 @@ __all__ = ["HANDLERS", "referenced_accounts", "referenced_assets", "referenced_e
 def _legs(tx: Tx, given: Sequence[LegInput]) -> tuple[Leg, ...]:
     """Convert caller legs to minor units; refuse zero legs and imbalance per asset."""
     legs: list[Leg] = []
-    totals: dict[str, int] = defaultdict(int)
+    totals: dict[str, int] = {}
     for item in given:
         asset = tx.asset(item.asset)
         amount = to_minor(item.amount, asset)
         if amount == 0:
             raise InvalidAmount(f"leg on {item.account!r} has a zero amount")
         legs.append(Leg(item.account, asset.code, amount))
-        totals[asset.code] += amount
-    unbalanced = {code: total for code, total in totals.items() if total != 0}
-    if unbalanced:
+        totals[asset.code] = totals.get(asset.code, 0) + amount
+    if any(totals.values()):
+        unbalanced = {code: total for code, total in totals.items() if total != 0}
         detail = ", ".join(
             f"{code} off by {total} minor units" for code, total in unbalanced.items()
         )

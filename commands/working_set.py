@@ -132,14 +132,24 @@ class WorkingSet:
     def merge(self, tx: Tx) -> None:
         """Keep the changes of an applied command."""
         self.accounts.update(tx.accounts)
-        self.entries.update(tx.entries)
-        self.postings.update(tx.new_postings)
-        self.assets.update(tx.new_assets)
+        if tx.entries:
+            self.entries.update(tx.entries)
+        if tx.new_postings:
+            self.postings.update(tx.new_postings)
+        if tx.new_assets:
+            self.assets.update(tx.new_assets)
+        account_entries = self.account_entries
         for name, entry_id in tx.touched:
-            self.account_entries.setdefault(name, []).append(entry_id)
+            touched = account_entries.get(name)
+            if touched is None:
+                account_entries[name] = [entry_id]
+            else:
+                touched.append(entry_id)
         self.events.extend(tx.events)
-        self.holds_opened.extend(tx.holds_opened)
-        self.holds_closed.extend(tx.holds_closed)
+        if tx.holds_opened:
+            self.holds_opened.extend(tx.holds_opened)
+        if tx.holds_closed:
+            self.holds_closed.extend(tx.holds_closed)
 
     def finish(self) -> WriteBatch:
         """Emit one AccountChanged per touched account and return what to append."""
@@ -150,17 +160,18 @@ class WorkingSet:
             holds_opened=list(self.holds_opened),
             holds_closed=list(self.holds_closed),
         )
-        for name, entry_ids in self.account_entries.items():
-            state = self.accounts[name]
-            state.version += 1
-            event = events.account_changed(state, len(entry_ids))
-            state.last_hash = events.state_hash(event.state)
-            batch.events.append(event)
         # Link each event to the one before it in this write (stream hashes ignore the
-        # link, so the "prev" fields computed above stay valid).
+        # link, so the "prev" fields computed before stay valid).
         linked = batch.events[:1]
         for event in batch.events[1:]:
             linked.append(events.with_link(event, linked[-1]))
+        previous = linked[-1] if linked else None
+        for name, entry_ids in self.account_entries.items():
+            state = self.accounts[name]
+            state.version += 1
+            previous = events.account_changed(state, len(entry_ids), previous)
+            state.last_hash = events.state_hash(previous.state)
+            linked.append(previous)
         batch.events = linked
         # Every stream the decision read, written or not, must still be at the version
         # it saw (0 = absent, as for the stream of each new entry).
@@ -178,6 +189,20 @@ class Tx:
     are kept so that :meth:`rollback` restores them when the command fails. Entries are
     private copies until :meth:`WorkingSet.merge`.
     """
+
+    __slots__ = (
+        "_undo",
+        "accounts",
+        "entries",
+        "events",
+        "fingerprint",
+        "holds_closed",
+        "holds_opened",
+        "new_assets",
+        "new_postings",
+        "touched",
+        "ws",
+    )
 
     def __init__(self, ws: WorkingSet) -> None:
         self.ws = ws

@@ -99,11 +99,13 @@ _last_dt: list[tuple[datetime | None, str | None]] = [(None, None)]
 
 
 def _dt(value: datetime | None) -> str | None:
+    if value is None:
+        return None
     # A batch stamps every entry with the same instant: format it once.
     last = _last_dt[0]
     if value is last[0]:
         return last[1]
-    text = None if value is None else value.isoformat()
+    text = value.isoformat()
     _last_dt[0] = (value, text)
     return text
 
@@ -169,12 +171,16 @@ def account_opened(
     return _event(account.stream_id, 1, TOPIC_ACCOUNT_OPENED, seal_body(body, _PERSONAL))
 
 
-def account_changed(account: AccountState, entry_count: int) -> StoredEvent:
+def account_changed(
+    account: AccountState, entry_count: int, previous: StoredEvent | None = None
+) -> StoredEvent:
     """An account's balances after the entries that precede this event in the log.
 
     The entries a version applies are exactly the entries on this account recorded
     after its previous event, all in the same transaction, so they need not be listed:
     the audit replays them and checks the balances and ``entries`` count here.
+    ``previous`` is the event written just before this one in the same write, which it
+    links to (as :func:`with_link` does, without making the event twice).
     """
     body = {
         "account": account.account,
@@ -184,6 +190,8 @@ def account_changed(account: AccountState, entry_count: int) -> StoredEvent:
         "pending_in": str(account.pending_in),
         "prev": account.last_hash,
     }
+    if previous is not None:
+        body["link"] = link_hash(previous.state)
     return _event(account.stream_id, account.version, TOPIC_ACCOUNT_CHANGED, body)
 
 

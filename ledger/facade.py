@@ -19,6 +19,7 @@ from ledger.assets import Asset, iso_currency
 from ledger.commands.executor import Executor
 from ledger.commands.models import (
     AtomicBatch,
+    Command,
     DeclareAsset,
     DeclineRequest,
     ExpireHold,
@@ -31,6 +32,8 @@ from ledger.commands.models import (
     RequestPayment,
     ReverseEntry,
     VoidHold,
+    gc_paused,
+    parse_commands,
 )
 from ledger.crypto import Keyring
 from ledger.errors import EntryNotFound, InvalidCommand, UnknownAccount, UnknownAsset
@@ -148,19 +151,33 @@ class Ledger:
 
     # -- the general write path -----------------------------------------------------------
 
-    def submit_many(self, commands: Sequence[Any]) -> list[Outcome]:
+    def submit_many(self, commands: Sequence[Command | Mapping[str, Any]]) -> list[Outcome]:
         """Apply commands in one storage transaction (group commit); never raises for
-        a single command's rejection: each gets its own :class:`Outcome`."""
-        with self._lock:
-            return self._executor.run(commands)
+        a single command's rejection: each gets its own :class:`Outcome`.
 
-    def submit_all(self, commands: Sequence[Any], *, chunk_size: int = 2000) -> list[Outcome]:
-        """The throughput path for many commands: ``chunk_size`` per transaction, each
-        chunk decided while the previous one is written. Each command is atomic and
-        retry-safe under its key; the list as a whole is not one transaction (after a
-        crash, resubmit it: applied commands replay)."""
+        Commands are models or plain mappings with a ``kind`` (see
+        :func:`~ledger.commands.models.parse_commands`); an invalid mapping raises
+        :class:`~ledger.errors.InvalidCommand` and nothing is applied."""
+        parsed = parse_commands(commands)
         with self._lock:
-            return self._executor.run_chunked(commands, chunk_size)
+            return self._executor.run(parsed)
+
+    def submit_all(
+        self, commands: Sequence[Command | Mapping[str, Any]], *, chunk_size: int = 2000
+    ) -> list[Outcome]:
+        """The throughput path for many commands: ``chunk_size`` per transaction (at
+        most 10,000), each chunk decided while the previous one is written. Each command
+        is atomic and retry-safe under its key; the list as a whole is not one
+        transaction (after a crash, resubmit it: applied commands replay).
+
+        Commands may be given as plain mappings (``{"kind": "post_entry", "key": ...,
+        "legs": [...]}``): they are validated in bulk, which is faster than building
+        the models one by one. An invalid one raises
+        :class:`~ledger.errors.InvalidCommand` before anything is applied."""
+        with gc_paused():
+            parsed = parse_commands(commands)
+            with self._lock:
+                return self._executor.run_chunked(parsed, chunk_size)
 
     def submit(self, command: Any) -> Outcome:
         """Apply one command in its own transaction and return its outcome."""

@@ -6,9 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from ledger.commands import LegInput, PostEntry
 
 from ledger import Ledger
+from ledger.errors import InvalidCommand
 from ledger.store import AppendConflict, WriteBatch
 
 
@@ -68,3 +70,51 @@ def test_a_failed_chunk_is_redone_and_nothing_applies_twice(tmp_path: Any) -> No
         assert all(o.replayed for o in again)
         total = sum(books.balance(f"w{i}").posted for i in range(3))
         assert total == Decimal("5.00")
+
+
+def as_mapping(command: PostEntry) -> dict[str, Any]:
+    return {
+        "kind": "post_entry",
+        "key": command.key,
+        "legs": [
+            {"account": leg.account, "amount": str(leg.amount), "asset": leg.asset}
+            for leg in command.legs
+        ],
+    }
+
+
+def test_mappings_are_the_same_requests_as_models(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        setup(books)
+        models = transfers(12)
+        mixed: list[Any] = [as_mapping(c) if i % 2 else c for i, c in enumerate(models)]
+        first = books.submit_all(mixed, chunk_size=5)
+        assert {o.status for o in first} == {"applied"}
+        # The same requests as models: every one replays with its original outcome.
+        again = books.submit_all(models, chunk_size=5)
+        assert all(o.replayed for o in again)
+        assert [(o.status, o.code) for o in again] == [(o.status, o.code) for o in first]
+        # A mapping reusing a key for a different amount is a conflict.
+        changed = as_mapping(models[0])
+        changed["legs"][0]["amount"] = "2"
+        changed["legs"][1]["amount"] = "-2"
+        (conflict,) = books.submit_many([changed])
+        assert conflict.code == "idempotency_conflict"
+
+
+def test_an_invalid_mapping_is_named_and_nothing_applies(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        setup(books)
+        before = books.store.max_position()
+        good = [as_mapping(c) for c in transfers(3)]
+        floats = dict(good[2], legs=[{"account": "w0", "amount": 1.5, "asset": "USD"}] * 2)
+        for bad, reason in (
+            (floats, "float"),
+            ({"key": "x", "legs": []}, "kind"),
+            (dict(good[2], kind="no_such_command"), "kind"),
+            (dict(good[2], surprise=1), "surprise"),
+        ):
+            with pytest.raises(InvalidCommand, match=r"^command 2: .*") as raised:
+                books.submit_all([good[0], transfers(2)[1], bad], chunk_size=2)
+            assert reason in str(raised.value)
+        assert books.store.max_position() == before

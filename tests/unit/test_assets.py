@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 from hypothesis import given
@@ -58,3 +58,33 @@ def test_round_trip_through_decimal(minor: int, scale: int) -> None:
     asset = Asset("X", scale)
     assert to_minor(to_decimal(minor, asset), asset) == minor
     assert to_minor(str(to_decimal(minor, asset)), asset) == minor
+
+
+def _reference_minor(number: Decimal, scale: int) -> int | None:
+    """Minor units by Decimal scaling (the definition), or None if inexact."""
+    scaled = number.scaleb(scale, context=Context(prec=200))
+    if scaled != scaled.to_integral_value(context=Context(prec=200)):
+        return None
+    return int(scaled)
+
+
+@given(
+    digits=st.integers(-(10**42), 10**42),
+    exponent=st.integers(-60, 45),
+    scale=st.integers(0, 18),
+)
+def test_to_minor_agrees_with_decimal_scaling(digits: int, exponent: int, scale: int) -> None:
+    number = Decimal(digits).scaleb(exponent, context=Context(prec=200))
+    expected = _reference_minor(number, scale)
+    if expected is None or abs(expected) > AMOUNT_MAX_MINOR:
+        with pytest.raises(InvalidAmount):
+            to_minor(number, Asset("X", scale))
+    else:
+        assert to_minor(number, Asset("X", scale)) == expected
+
+
+@pytest.mark.parametrize("value", ["1E-1000000", "-1E-999999999", "1E+999999999"])
+def test_extreme_exponents_are_refused_at_once(value: str) -> None:
+    with pytest.raises(InvalidAmount):
+        to_minor(value, USD)
+    assert to_minor("0E-1000000", USD) == 0
