@@ -116,7 +116,7 @@ def to_minor(value: object, asset: Asset) -> int:
     number: Decimal = (
         value if type(value) is Decimal and value.is_finite() else parse_decimal(value)
     )
-    if number.adjusted() + asset.scale > 40:
+    if number and number.adjusted() + asset.scale > 40:
         raise InvalidAmount(
             f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units"
         )
