@@ -148,6 +148,17 @@ class StateCache:
         self.assets.update(ws.assets)
 
 
+_Print = tuple[Command, uuid.UUID, str]
+"""A command with its entry id (derived from its key) and its request fingerprint."""
+
+
+def _key_ids(prints: Sequence[_Print], flat: Sequence[Command]) -> set[uuid.UUID]:
+    """The ids of every key in a chunk: its commands' and their inner commands'."""
+    key_ids = {key_id for _, key_id, _ in prints}
+    key_ids.update(entry_id_for_key(cmd.key) for cmd in flat[len(prints) :])
+    return key_ids
+
+
 def _flatten(commands: Sequence[Command]) -> list[Command]:
     """The commands, then the inner commands of atomic batches."""
     flat: list[Command] = list(commands)
@@ -239,11 +250,16 @@ class Executor:
         prints: Sequence[tuple[Command, uuid.UUID, str]],
         flat: Sequence[Command],
         store: EventStore | StoreSession,
+        records: dict[uuid.UUID, KeyRecord] | None = None,
     ) -> _Decision:
-        """Read what the commands need and decide them all; append nothing yet."""
-        key_ids = {key_id for _, key_id, _ in prints}
-        key_ids.update(entry_id_for_key(cmd.key) for cmd in flat[len(prints) :])
-        records = self._read(key_ids, flat, store)
+        """Read what the commands need and decide them all; append nothing yet.
+
+        ``records``: the commands' key records when they were already looked up (the
+        pipeline looks up the next chunk's keys while it decides this one)."""
+        if records is None:
+            records = self._read(_key_ids(prints, flat), flat, store)
+        else:
+            self._read(set(), flat, store)
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
         decided: dict[uuid.UUID, tuple[str, Outcome]] = {}
         outcomes: list[Outcome] = []
@@ -286,15 +302,22 @@ class Executor:
 
     def _run_pipelined(self, chunks: list[Sequence[Command]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        with ThreadPoolExecutor(1, thread_name_prefix="ledger-append") as writer:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="ledger-append") as writer,
+            ThreadPoolExecutor(1, thread_name_prefix="ledger-keys") as reader,
+        ):
             inflight: tuple[Future[Sequence[int]], int, _Decision] | None = None
+            # The next chunk's idempotency records are looked up while this one is
+            # decided. Looking them up early is as safe as just before deciding: the
+            # append checks again, under the lock, that no key has been recorded since.
+            lookup = self._lookup_ahead(reader, chunks, 0)
             index = 0
             while index < len(chunks) or inflight is not None:
                 decision = None
-                if index < len(chunks):
-                    chunk = chunks[index]
-                    prints = [(c, entry_id_for_key(c.key), fingerprint(c)) for c in chunk]
-                    decision = self._decide_all(prints, _flatten(chunk), self.store)
+                if lookup is not None:
+                    prints, flat, records = lookup
+                    lookup = self._lookup_ahead(reader, chunks, index + 1)
+                    decision = self._decide_all(prints, flat, self.store, records.result())
                 if inflight is not None:
                     future, done_index, done = inflight
                     inflight = None
@@ -305,6 +328,7 @@ class Executor:
                         self.cache = StateCache()
                         outcomes.extend(self.run(chunks[done_index]))
                         index = done_index + 1
+                        lookup = self._lookup_ahead(reader, chunks, index)
                         continue
                     done.log()
                     outcomes.extend(done.outcomes)
@@ -313,6 +337,17 @@ class Executor:
                     inflight = (writer.submit(self.store.append, decision.batch), index, decision)
                     index += 1
         return outcomes
+
+    def _lookup_ahead(
+        self, reader: ThreadPoolExecutor, chunks: list[Sequence[Command]], index: int
+    ) -> tuple[list[_Print], list[Command], Future[dict[uuid.UUID, KeyRecord]]] | None:
+        """Start looking up the key records of chunk ``index`` (None past the end)."""
+        if index >= len(chunks):
+            return None
+        chunk = chunks[index]
+        prints = [(c, entry_id_for_key(c.key), fingerprint(c)) for c in chunk]
+        flat = _flatten(chunk)
+        return prints, flat, reader.submit(self.store.lookup_keys, _key_ids(prints, flat))
 
     def _decide(
         self,
@@ -343,7 +378,10 @@ class Executor:
             return Outcome.from_error(cmd.key, e), ()
         ws.merge(tx)
         has_entry = not isinstance(cmd, OpenAccount | DeclareAsset | AtomicBatch)
-        outcome = Outcome(cmd.key, "applied", entry_id=key_id if has_entry else None, kind=kind)
+        # Positional: the hot path of every batch (keywords cost three times more).
+        outcome = Outcome(
+            cmd.key, "applied", key_id if has_entry else None, None, None, False, kind
+        )
         if has_entry:
             ws.entry_keys.append(key_id)
         else:
@@ -428,8 +466,11 @@ class Executor:
         ids: list[uuid.UUID] = [e for e in wanted_entries if e not in cache.entries]
         ids += [asset_stream_id(c) for c in wanted_assets if c not in cache.assets]
         ids += list(by_id)
-        records, loaded = store.read(key_ids, ids)
-        self._absorb_loaded(loaded, by_id)
+        if key_ids or ids:
+            records, loaded = store.read(key_ids, ids)
+            self._absorb_loaded(loaded, by_id)
+        else:
+            records = {}
         second: dict[uuid.UUID, str] = {}
         for entry_id in wanted_entries:
             held = cache.entries.get(entry_id)

@@ -92,9 +92,11 @@ class WorkingSet:
         state = self.accounts.get(name)
         if state is not None:
             return state
-        base = self.current_account(name)
+        base = self._base_accounts.get(name)
         if base is None:
+            self.read_versions.setdefault(account_stream_id(name), 0)
             return None
+        self.read_versions.setdefault(base.stream_id, base.version)
         state = self.accounts[name] = base.copy()
         return state
 
@@ -292,11 +294,13 @@ class Tx:
         self, entry_id: uuid.UUID, legs: tuple[Leg, ...], *, pending: bool, sign: int = 1
     ) -> None:
         """Apply legs to balances: posted, or as holds (``pending``); ``sign=-1`` releases."""
+        touched = self.touched
         for leg in legs:
-            state = self.require_account(leg.account)
+            name = leg.account
+            state = self.accounts.get(name) or self.require_account(name)
             if state.asset.code != leg.asset:
                 raise AssetMismatch(
-                    f"leg in {leg.asset} on account {leg.account!r} which holds {state.asset.code}"
+                    f"leg in {leg.asset} on account {name!r} which holds {state.asset.code}"
                 )
             posted, pending_out, pending_in = leg_effect(
                 state.sign, leg.amount, pending=pending, sign=sign
@@ -304,16 +308,20 @@ class Tx:
             state.posted += posted
             state.pending_out += pending_out
             state.pending_in += pending_in
-            if (leg.account, entry_id) not in self.touched:
-                self.touched.append((leg.account, entry_id))
+            pair = (name, entry_id)
+            if pair not in touched:
+                touched.append(pair)
 
     def check_rules(self) -> None:
         """Raise if any account changed by this command breaks a rule or bound."""
         for name, _ in self.touched:
             state = self.accounts[name]
-            for value in (state.posted, state.pending_out, state.pending_in):
-                if abs(value) > BALANCE_MAX_MINOR:
-                    raise BalanceOverflow(f"a balance of account {name!r} would exceed the maximum")
+            if (
+                abs(state.posted) > BALANCE_MAX_MINOR
+                or abs(state.pending_out) > BALANCE_MAX_MINOR
+                or abs(state.pending_in) > BALANCE_MAX_MINOR
+            ):
+                raise BalanceOverflow(f"a balance of account {name!r} would exceed the maximum")
             if state.min_balance is not None and state.available < state.min_balance:
                 raise BalanceRuleViolated(
                     f"account {name!r} would have an available balance of "

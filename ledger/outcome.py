@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -22,9 +21,9 @@ __all__ = ["Outcome", "Status"]
 Status = Literal["applied", "rejected", "invalid", "conflict"]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one command.
+class Outcome(NamedTuple):
+    """What happened to one command (an immutable record: a named tuple, several times
+    cheaper to make than a frozen dataclass; a batch makes one per command).
 
     * ``applied``: the command took effect (``entry_id`` names its entry, if any).
     * ``rejected``: refused by the ledger's state; recorded under the key forever.
