@@ -163,7 +163,7 @@ class Ledger:
             return self._executor.run(parsed)
 
     def submit_all(
-        self, commands: Sequence[Command | Mapping[str, Any]], *, chunk_size: int = 2000
+        self, commands: Sequence[Command | Mapping[str, Any]], *, chunk_size: int = 10_000
     ) -> list[Outcome]:
         """The throughput path for many commands: ``chunk_size`` per transaction (at
         most 10,000), each chunk decided while the previous one is written. Each command
