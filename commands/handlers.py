@@ -130,7 +130,7 @@ def post_entry(cmd: PostEntry, tx: Tx, entry_id: uuid.UUID) -> str:
     _check_pins(tx, cmd.expected_versions)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
-    tx.emit(_entry_event(cmd, tx, entry_id, "posted", legs))
+    _emit_entry(cmd, tx, entry_id, "posted", legs)
     _remember_posting(tx, entry_id, "posted", legs)
     return "posted"
 
@@ -151,7 +151,7 @@ def place_hold(cmd: PlaceHold, tx: Tx, entry_id: uuid.UUID) -> str:
     _check_pins(tx, cmd.expected_versions)
     tx.apply_legs(entry_id, legs, pending=True)
     tx.check_rules()
-    tx.emit(_entry_event(cmd, tx, entry_id, "pending", legs, expires_at=cmd.expires_at))
+    _emit_entry(cmd, tx, entry_id, "pending", legs, expires_at=cmd.expires_at)
     tx.holds_opened.append((entry_id, cmd.expires_at))
     tx.entries[entry_id] = EntryState(
         entry_id=entry_id,
@@ -202,9 +202,7 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
-    tx.emit(
-        _entry_event(cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id)
-    )
+    _emit_entry(cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id)
     _remember_posting(tx, entry_id, "capture", legs)
     hold.status = "posted"
     tx.update_entry(hold, entry_id)
@@ -237,7 +235,7 @@ def _release(
 ) -> str:
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
     tx.check_rules()
-    tx.emit(_entry_event(cmd, tx, entry_id, kind, (), releases=hold.legs, hold=hold.entry_id))
+    _emit_entry(cmd, tx, entry_id, kind, (), releases=hold.legs, hold=hold.entry_id)
     hold.status = status
     tx.update_entry(hold, entry_id)
     tx.holds_closed.append(hold.entry_id)
@@ -270,7 +268,7 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
         _consume_reversible(original, legs)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
-    tx.emit(_entry_event(cmd, tx, entry_id, "reversal", legs, reverses=original.entry_id))
+    _emit_entry(cmd, tx, entry_id, "reversal", legs, reverses=original.entry_id)
     tx.update_entry(original, entry_id)
     return "reversal"
 
@@ -339,7 +337,7 @@ def request_payment(cmd: RequestPayment, tx: Tx, entry_id: uuid.UUID) -> str:
                 f"request in {asset.code} names account {name!r} which holds {state.asset.code}"
             )
     terms = (Leg(cmd.payer, asset.code, minor), Leg(cmd.requester, asset.code, -minor))
-    tx.emit(_entry_event(cmd, tx, entry_id, "request", (), terms=terms))
+    _emit_entry(cmd, tx, entry_id, "request", (), terms=terms)
     tx.entries[entry_id] = EntryState(
         entry_id=entry_id,
         kind="request",
@@ -367,7 +365,7 @@ def pay_request(cmd: PayRequest, tx: Tx, entry_id: uuid.UUID) -> str:
     request = _open_request(tx, cmd.request_id)
     tx.apply_legs(entry_id, request.legs, pending=False)
     tx.check_rules()
-    tx.emit(_entry_event(cmd, tx, entry_id, "posted", request.legs, request=request.entry_id))
+    _emit_entry(cmd, tx, entry_id, "posted", request.legs, request=request.entry_id)
     _remember_posting(tx, entry_id, "posted", request.legs)
     request.status = "paid"
     tx.update_entry(request, entry_id)
@@ -377,13 +375,13 @@ def pay_request(cmd: PayRequest, tx: Tx, entry_id: uuid.UUID) -> str:
 def decline_request(cmd: DeclineRequest, tx: Tx, entry_id: uuid.UUID) -> str:
     """Close an open request without paying it."""
     request = _open_request(tx, cmd.request_id)
-    tx.emit(_entry_event(cmd, tx, entry_id, "decline", (), request=request.entry_id))
+    _emit_entry(cmd, tx, entry_id, "decline", (), request=request.entry_id)
     request.status = "declined"
     tx.update_entry(request, entry_id)
     return "decline"
 
 
-def _entry_event(
+def _emit_entry(
     cmd: Command,
     tx: Tx,
     entry_id: uuid.UUID,
@@ -396,12 +394,14 @@ def _entry_event(
     expires_at: Any = None,
     request: uuid.UUID | None = None,
     terms: Sequence[Leg] = (),
-) -> Any:
+) -> None:
+    """Record the command's journal entry (linked to the event before it in the write)."""
     # The fields as a dict: a missing attribute on a pydantic model is slow to refuse.
     fields = cmd.__dict__
     # An expiry takes effect at the instant it was swept for.
     effective = fields.get("effective_at") or fields.get("now") or tx.ws.now
-    return events.entry_recorded(
+    previous = tx.last_event()
+    event = events.entry_recorded(
         entry_id,
         kind=kind,
         key=cmd.key,
@@ -417,7 +417,9 @@ def _entry_event(
         expires_at=expires_at,
         request=request,
         terms=terms,
+        previous=previous,
     )
+    tx.emit(event, linked_to=previous)
 
 
 Handler = Callable[[Any, Tx, uuid.UUID], str]

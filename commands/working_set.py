@@ -87,6 +87,10 @@ class WorkingSet:
             self.read_versions[sid] = 0 if state is None else state.version
         return state
 
+    def last_event(self) -> StoredEvent | None:
+        """The latest event of the commands applied so far in this batch."""
+        return self.events[-1] if self.events else None
+
     def writable_account(self, name: str) -> AccountState | None:
         """The batch's own copy of the account (made on first use), to change in place."""
         state = self.accounts.get(name)
@@ -162,12 +166,10 @@ class WorkingSet:
             holds_opened=list(self.holds_opened),
             holds_closed=list(self.holds_closed),
         )
-        # Link each event to the one before it in this write (stream hashes ignore the
-        # link, so the "prev" fields computed before stay valid).
-        linked = batch.events[:1]
-        for event in batch.events[1:]:
-            linked.append(events.with_link(event, linked[-1]))
-        previous = linked[-1] if linked else None
+        # Each event links to the one before it in this write (see Tx.emit); the
+        # account events come last.
+        linked = batch.events
+        previous = self.last_event()
         for name, entry_ids in self.account_entries.items():
             state = self.accounts[name]
             state.version += 1
@@ -279,16 +281,34 @@ class Tx:
 
     # -- changing ----------------------------------------------------------------------
 
-    def emit(self, event: StoredEvent) -> None:
-        """Append an event of this command (entries, openings, entry updates)."""
+    def last_event(self) -> StoredEvent | None:
+        """The event the next one this command emits comes after in the write."""
+        return self.events[-1] if self.events else self.ws.last_event()
+
+    def emit(self, event: StoredEvent, *, linked_to: StoredEvent | None = None) -> None:
+        """Append an event of this command (entries, openings, entry updates).
+
+        Every event of a write links to the one before it (stream hashes ignore the
+        link). An event made already linked (cheaper: made once) names the event it
+        links to as ``linked_to``, which must be :meth:`last_event`; any other event is
+        linked here. A command's events only reach the write if it applies, and
+        commands are decided one after another, so the order is final.
+        """
+        previous = self.last_event()
+        if linked_to is None:
+            if previous is not None:
+                event = events.with_link(event, previous)
+        elif linked_to is not previous:
+            raise AssertionError("an event was linked to another event than the one before it")
         self.events.append(event)
 
     def update_entry(self, entry: EntryState, by: uuid.UUID) -> None:
         """Record a new version of ``entry`` (hold resolved or reversal applied)."""
         entry.version += 1
-        event = events.entry_updated(entry, by)
+        previous = self.last_event()
+        event = events.entry_updated(entry, by, previous)
         entry.last_hash = events.state_hash(event.state)
-        self.emit(event)
+        self.emit(event, linked_to=previous)
 
     def apply_legs(
         self, entry_id: uuid.UUID, legs: tuple[Leg, ...], *, pending: bool, sign: int = 1
