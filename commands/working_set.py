@@ -168,15 +168,13 @@ class WorkingSet:
         )
         # Each event links to the one before it in this write (see Tx.emit); the
         # account events come last.
-        linked = batch.events
         previous = self.last_event()
         for name, entry_ids in self.account_entries.items():
             state = self.accounts[name]
             state.version += 1
             previous = events.account_changed(state, len(entry_ids), previous)
             state.last_hash = events.state_hash(previous.state)
-            linked.append(previous)
-        batch.events = linked
+            batch.events.append(previous)
         # Every stream the decision read, written or not, must still be at the version
         # it saw (0 = absent, as for the stream of each new entry).
         batch.expect_versions = dict(self.read_versions)
