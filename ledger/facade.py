@@ -177,7 +177,10 @@ class Ledger:
         with gc_paused():
             parsed = parse_commands(commands)
             with self._lock:
-                return self._executor.run_chunked(parsed, chunk_size)
+                outcomes = self._executor.run_chunked(parsed, chunk_size)
+            # Freed while the collector still sleeps: it need not scan them once more.
+            del parsed
+        return outcomes
 
     def submit(self, command: Any) -> Outcome:
         """Apply one command in its own transaction and return its outcome."""
