@@ -66,7 +66,21 @@ def _uuid5(namespace: bytes, name: str) -> uuid.UUID:
     """``uuid.uuid5`` for a namespace given as bytes, at a third of its cost (it runs
     once per command on the write path; equality with ``uuid.uuid5`` is tested)."""
     digest = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()
-    return uuid.UUID(int=int.from_bytes(digest[:16]) & _V5_MASK | _V5_BITS)
+    return uuid_from_int(int.from_bytes(digest[:16]) & _V5_MASK | _V5_BITS)
+
+
+def uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a value known to fit in 128 bits, without the
+    constructor's argument checks (a third of its cost; the write path makes one per
+    command). The fields are the ones the constructor sets."""
+    made = _new_object(uuid.UUID)
+    _set_field(made, "int", value)
+    _set_field(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
+
+
+_new_object = object.__new__
+_set_field = object.__setattr__
 
 
 @lru_cache(maxsize=262_144)
