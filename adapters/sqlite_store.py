@@ -26,7 +26,10 @@ from ledger.store import AppendConflict, KeyRecord, WriteBatch
 
 __all__ = ["SQLiteEventStore"]
 
-_CHUNK = 500
+#: Keys looked up per statement. Each statement hands the GIL over and takes it back,
+#: which beside the busy deciding thread waits up to the interpreter's switch interval:
+#: a few large statements, not many small ones (SQLite allows 32,766 parameters).
+_CHUNK = 16_000
 #: Events per multi-row INSERT (4 parameters each; SQLite allows 32,766 per statement).
 #: One statement per thousands of rows, rather than ``executemany``, because the whole
 #: insert then runs in C without the GIL: ``executemany`` takes the GIL back after every
