@@ -79,7 +79,7 @@ def _prepare_file(path: str) -> None:
         conn.close()
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -265,7 +265,7 @@ def _load_streams(
 
 def _lookup_keys(cur: sqlite3.Cursor, key_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, KeyRecord]:
     found: dict[uuid.UUID, KeyRecord] = {}
-    for chunk in _chunks([k.hex for k in key_ids]):
+    for chunk in _chunks([k.hex for k in key_ids], _CHUNK):
         marks = ",".join("?" * len(chunk))
         cur.execute(
             f"SELECT key_id, key, fingerprint, outcome FROM ledger_keys WHERE key_id IN ({marks})",
