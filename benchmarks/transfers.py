@@ -62,7 +62,7 @@ class Plan:
     batch_size: int = 10_000
     naive: int = 2_000
     es: int = 1_500
-    runs: int = 3
+    runs: int = 5
 
 
 def quiet() -> None:
@@ -401,7 +401,7 @@ def bench_store(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     parser.add_argument("--out", default="benchmarks/results/transfers.json")
     args = parser.parse_args()
