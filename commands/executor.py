@@ -9,7 +9,6 @@ makes the whole attempt start again from fresh state, up to ``attempts_max`` tim
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -40,6 +39,7 @@ from ledger.errors import (
     PaymentVetoed,
     StoreUnavailable,
 )
+from ledger.hashing import sha256_hex
 from ledger.model import (
     AccountState,
     EntryState,
@@ -103,7 +103,7 @@ def fingerprint(command: Command) -> str:
     if isinstance(command, ExpireHold):
         del body["now"]
     data = orjson.dumps(body, default=_json_default, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(data).hexdigest()
+    return sha256_hex(data)
 
 
 def _fields(model: BaseModel) -> dict[str, Any]:

@@ -18,7 +18,6 @@ Streams and their events:
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 
 from ledger.assets import Asset
 from ledger.crypto import SEALED, open_body, seal_body
+from ledger.hashing import sha256_hex
 from ledger.model import AccountState, EntryKind, EntryState, HoldStatus, Leg
 from ledger.outcome import Outcome
 from ledger.store import KeyRecord
@@ -80,12 +80,12 @@ def core(state: bytes) -> bytes:
 
 def state_hash(state: bytes) -> str:
     """The stream-chain hash of one stored event (its state without the write link)."""
-    return hashlib.sha256(core(state)).hexdigest()[:32]
+    return sha256_hex(core(state))[:32]
 
 
 def link_hash(state: bytes) -> str:
     """The hash the next event of the same write carries as its ``link``."""
-    return hashlib.sha256(state).hexdigest()[:32]
+    return sha256_hex(state)[:32]
 
 
 def with_link(event: StoredEvent, previous: StoredEvent) -> StoredEvent:

@@ -7,7 +7,6 @@ in the cache.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +14,7 @@ from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from ledger.assets import Asset
+from ledger.hashing import sha1_digest
 
 __all__ = [
     "ENTRY_KINDS",
@@ -65,7 +65,7 @@ _V5_BITS = (5 << 76) | (0x8000 << 48)
 def _uuid5(namespace: bytes, name: str) -> uuid.UUID:
     """``uuid.uuid5`` for a namespace given as bytes, at a third of its cost (it runs
     once per command on the write path; equality with ``uuid.uuid5`` is tested)."""
-    digest = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()
+    digest = sha1_digest(namespace + name.encode())
     return uuid_from_int(int.from_bytes(digest[:16]) & _V5_MASK | _V5_BITS)
 
 
