@@ -346,7 +346,9 @@ def parse_commands(items: Sequence[object]) -> list[Command]:
     new objects again and again). Raises :class:`~ledger.errors.InvalidCommand` naming
     the first invalid item; nothing is applied then.
     """
-    positions = [i for i, item in enumerate(items) if not isinstance(item, Command)]
+    positions = [
+        i for i, item in enumerate(items) if type(item) is dict or not isinstance(item, Command)
+    ]
     if not positions:
         return cast(list[Command], list(items))
     with gc_paused():
