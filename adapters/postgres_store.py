@@ -34,7 +34,7 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
-from ledger.store import AppendConflict, KeyRecord, WriteBatch
+from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
@@ -279,14 +279,14 @@ class PostgresEventStore:
         for row in key_rows:
             kid = row["key_id"]
             if row["fingerprint"] is None:  # an entry recorded under the key
-                event = StoredEvent(kid, 1, TOPIC_ENTRY, bytes(row["outcome"]))
+                event = stored_event(kid, 1, TOPIC_ENTRY, bytes(row["outcome"]))
                 keys[kid] = key_record_from_entry(event)
             else:
                 keys[kid] = KeyRecord(kid, row["key"], row["fingerprint"], bytes(row["outcome"]))
         found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
         for row in head_rows:
             sid = row["originator_id"]
-            event = StoredEvent(sid, row["originator_version"], row["topic"], bytes(row["state"]))
+            event = stored_event(sid, row["originator_version"], row["topic"], bytes(row["state"]))
             first = found.get(sid)
             found[sid] = (first[0] if first else event, event)
         return keys, found

@@ -22,7 +22,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
-from ledger.store import AppendConflict, KeyRecord, WriteBatch
+from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
 
 __all__ = ["SQLiteEventStore"]
 
@@ -247,7 +247,7 @@ def _load_streams(
         first_row = cur.fetchone()
         if first_row is None:
             continue
-        first = StoredEvent(sid, first_row[0], first_row[1], bytes(first_row[2]))
+        first = stored_event(sid, first_row[0], first_row[1], bytes(first_row[2]))
         cur.execute(
             "SELECT originator_version, topic, state FROM stored_events WHERE originator_id = ?"
             " ORDER BY originator_version DESC LIMIT 1",
@@ -257,7 +257,7 @@ def _load_streams(
         last = (
             first
             if last_row[0] == 1
-            else StoredEvent(sid, last_row[0], last_row[1], bytes(last_row[2]))
+            else stored_event(sid, last_row[0], last_row[1], bytes(last_row[2]))
         )
         found[sid] = (first, last)
     return found
@@ -281,7 +281,7 @@ def _lookup_keys(cur: sqlite3.Cursor, key_ids: Collection[uuid.UUID]) -> dict[uu
         )
         for sid, topic, state in cur.fetchall():
             entry_id = uuid.UUID(sid)
-            found[entry_id] = key_record_from_entry(StoredEvent(entry_id, 1, topic, bytes(state)))
+            found[entry_id] = key_record_from_entry(stored_event(entry_id, 1, topic, bytes(state)))
     return found
 
 

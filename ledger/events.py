@@ -32,7 +32,7 @@ from ledger.crypto import SEALED, open_body, seal_body
 from ledger.hashing import sha256_hex
 from ledger.model import AccountState, EntryKind, EntryState, HoldStatus, Leg
 from ledger.outcome import Outcome
-from ledger.store import KeyRecord
+from ledger.store import KeyRecord, stored_event
 
 __all__ = [
     "TOPIC_ACCOUNT_CHANGED",
@@ -92,7 +92,9 @@ def with_link(event: StoredEvent, previous: StoredEvent) -> StoredEvent:
     """``event`` carrying ``link``: the hash of the event before it in the same write,
     so that within a write no event can be removed, inserted or moved unnoticed."""
     state = event.state[:-1] + _LINK_OPEN + link_hash(previous.state).encode() + b'"}'
-    return StoredEvent(event.originator_id, event.originator_version, event.topic, state)
+    return stored_event(
+        cast(uuid.UUID, event.originator_id), event.originator_version, event.topic, state
+    )
 
 
 _last_dt: list[tuple[datetime | None, str | None]] = [(None, None)]
@@ -125,7 +127,7 @@ def _event(
     without making the event twice): the link is the body's last field."""
     if previous is not None:
         body["link"] = link_hash(previous.state)
-    return StoredEvent(stream_id, version, topic, _kept(orjson.dumps(body)))
+    return stored_event(stream_id, version, topic, _kept(orjson.dumps(body)))
 
 
 def _kept(data: bytes) -> bytes:

@@ -20,7 +20,7 @@ caller reloads and decides again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +28,55 @@ from typing import Protocol
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-__all__ = ["AppendConflict", "EventStore", "KeyRecord", "StoreSession", "WriteBatch"]
+__all__ = [
+    "AppendConflict",
+    "EventStore",
+    "KeyRecord",
+    "StoreSession",
+    "WriteBatch",
+    "stored_event",
+]
+
+_FIELDS = ("originator_id", "originator_version", "topic", "state")
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _stored_event(
+    originator_id: uuid.UUID, originator_version: int, topic: str, state: bytes
+) -> StoredEvent:
+    event = _new(StoredEvent)
+    _set(
+        event,
+        "__dict__",
+        {
+            "originator_id": originator_id,
+            "originator_version": originator_version,
+            "topic": topic,
+            "state": state,
+        },
+    )
+    return event
+
+
+def _fills_dict() -> bool:
+    """Whether a StoredEvent is its four fields in its ``__dict__`` (eventsourcing 9)."""
+    values = (uuid.UUID(int=0), 1, "topic", b"{}")
+    fields = tuple(getattr(StoredEvent, "__dataclass_fields__", ()))
+    made = StoredEvent(*values)
+    return fields == _FIELDS and getattr(made, "__dict__", None) == dict(
+        zip(_FIELDS, values, strict=True)
+    )
+
+
+stored_event: Callable[[uuid.UUID, int, str, bytes], StoredEvent] = (
+    _stored_event if _fills_dict() else StoredEvent
+)
+"""``StoredEvent(originator_id, originator_version, topic, state)``, made without the
+frozen dataclass's ``__init__`` (which sets each field with ``object.__setattr__``:
+1.0 us, twice what this costs; about two events are made per transfer). Equal to the
+constructor's in value, hash, repr and pickling (tested). Falls back to the constructor
+if a future eventsourcing lays the class out otherwise."""
 
 
 class AppendConflict(Exception):
