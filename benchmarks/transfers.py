@@ -9,6 +9,8 @@ same disk (SQLite), on tables that already hold history, median of ``--runs`` ru
   (the most one transaction takes), each chunk decided while the previous one is
   written and the next one's keys are looked up; once with the commands as plain
   mappings (validated in bulk, the fast form) and once as command models.
+* ``ceiling``        - the batch path with mappings on a store whose appends write
+  nothing (reads are real): what the Python side alone allows on this machine.
 * ``naive SQL``      - BEGIN; SELECT ... FOR UPDATE both accounts; UPDATE both;
   INSERT the transfer with a UNIQUE key; COMMIT (SQLite: BEGIN IMMEDIATE, no FOR UPDATE).
 * ``eventsourcing``  - the eventsourcing library's bank-account pattern: two account
@@ -160,17 +162,28 @@ def ledger_setup(url: str) -> None:
 
 
 def ledger_run(
-    url: str, n: int, batch_size: int, seed: int, prefix: str, mappings: bool = False
+    url: str,
+    n: int,
+    batch_size: int,
+    seed: int,
+    prefix: str,
+    mappings: bool = False,
+    writes: bool = True,
 ) -> float:
     """Post ``n`` transfers (building the commands is part of the work); return seconds.
 
     ``mappings``: give the batch path plain mappings (validated in bulk by the ledger)
-    instead of command models built one by one."""
+    instead of command models built one by one. ``writes=False`` measures the ceiling
+    of the Python side: everything runs (reads, decisions, events) except that appends
+    write nothing."""
+    from ledger.adapters.urls import open_store
+
     from ledger import Ledger
 
     quiet()
     triples = pairs(random.Random(seed), n)
-    with Ledger.open(url, create_schema=False) as books:
+    store = open_store(url)
+    with Ledger(store if writes else _NoWrites(store)) as books:
         books.balance("acc:0")  # connect before the clock starts
         started = time.perf_counter()
         commands: list[Any] = (ledger_mappings if mappings else ledger_commands)(triples, prefix)
@@ -180,6 +193,20 @@ def ledger_run(
         else:
             books.submit_all(commands, chunk_size=batch_size)
         return time.perf_counter() - started
+
+
+class _NoWrites:
+    """A store whose appends write nothing (every other call is the real store's):
+    the ceiling row, not a ledger."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def append(self, batch: Any) -> list[int]:
+        return []
 
 
 # -- naive SQL --------------------------------------------------------------------------------
@@ -320,11 +347,12 @@ def es_run(url: str, n: int, seed: int) -> float:
 def in_processes(
     clients: int, fn: Callable[..., float], args_for: Callable[[int], tuple[Any, ...]]
 ) -> float:
-    """Run ``fn`` in ``clients`` processes at once; return the wall time of the slowest."""
-    if clients == 1:
-        return fn(*args_for(0))
+    """Run ``fn`` in ``clients`` fresh processes at once; return the wall time of the
+    slowest (one client: the time ``fn`` measured itself)."""
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(clients) as pool:
+        if clients == 1:
+            return float(pool.apply(fn, args_for(0)))
         started = time.perf_counter()
         pool.starmap(fn, [args_for(c) for c in range(clients)])
         return time.perf_counter() - started
@@ -340,7 +368,7 @@ def measure(name: str, n_total: int, run: Callable[[int], float], runs: int) -> 
         "transfers_per_s": round(statistics.median(rates)),
         "runs": [round(x) for x in rates],
     }
-    print(f"  {name:<34} {result['transfers_per_s']:>8}/s  runs={result['runs']}", flush=True)
+    print(f"  {name:<50} {result['transfers_per_s']:>8}/s  runs={result['runs']}", flush=True)
     return result
 
 
@@ -382,16 +410,22 @@ def bench_store(
     es_rates = measure(
         "eventsourcing pattern, 1 client",
         plan.es,
-        lambda r: es_run(es, plan.es, SEED + 7 * r),
+        lambda r: in_processes(1, es_run, lambda k: (es, plan.es, SEED + 7 * r)),
         plan.runs,
     )
     results.append({"store": store, "clients": 1, **es_rates})
-    for form, mappings in (("mappings", True), ("models", False)):
+    for name, mappings, writes in (
+        (f"ledger batch, mappings ({plan.batch_size}/tx)", True, True),
+        (f"ledger batch, models ({plan.batch_size}/tx)", False, True),
+        ("ceiling: batch, mappings, no writes", True, False),
+    ):
         batch_rates = measure(
-            f"ledger batch, {form} ({plan.batch_size}/tx), 1 client",
+            f"{name}, 1 client",
             plan.batch,
-            lambda r, m=mappings, f=form: ledger_run(
-                lib, plan.batch, plan.batch_size, SEED + 11 * r, f"b{f}{r}", m
+            lambda r, m=mappings, w=writes: in_processes(
+                1,
+                ledger_run,
+                lambda k: (lib, plan.batch, plan.batch_size, SEED + 11 * r, f"b{m}{w}{r}", m, w),
             ),
             plan.runs,
         )
@@ -457,7 +491,7 @@ def print_ratios(results: list[dict[str, Any]]) -> None:
         for name, rate in rows.items():
             if naive1:
                 ratio = rate / naive1
-                print(f"  {store:<11} {name:<34} {rate:>8}/s  x{ratio:.2f} of naive SQL (1 client)")
+                print(f"  {store:<11} {name:<50} {rate:>8}/s  x{ratio:.2f} of naive SQL (1 client)")
 
 
 if __name__ == "__main__":
