@@ -169,7 +169,10 @@ class KafkaRelay:
                     n.id, n.originator_id, n.originator_version, n.topic, n.state
                 )
                 futures.append(producer.send(self.topic, value=value, key=key, headers=headers))
-            producer.flush()
+            # Bounded: after a broker restart kafka-python can leave a batch that never
+            # completes; the timeout sends the relay through its retry (a fresh
+            # producer session from the checkpoint) instead of waiting forever.
+            producer.flush(timeout=self._flush_timeout_s())
             for future in futures:
                 future.get(timeout=0)  # raises the delivery error, if any
             last = batch[-1].id
@@ -179,6 +182,11 @@ class KafkaRelay:
             done += len(batch)
             self.published += len(batch)
             log.debug("ledger.relayed", position=last, events=len(batch), topic=self.topic)
+
+    def _flush_timeout_s(self) -> float:
+        """How long a batch may take to be acknowledged: the producer's own delivery
+        timeout, plus a margin."""
+        return float(self.config["delivery_timeout_ms"]) / 1000 + 5.0
 
     def run(self, stop: threading.Event, *, poll_s: float = 0.1) -> None:
         """Publish until ``stop`` is set, polling the log when idle. A broker or
