@@ -21,15 +21,18 @@ pytestmark = pytest.mark.postgres
 
 
 class CommitCutter:
-    """A TCP proxy to PostgreSQL. When armed, it forwards the next client message
-    that contains COMMIT to the server, then closes both sides instead of forwarding
-    the server's answer: the transaction is committed, its acknowledgement lost."""
+    """A TCP proxy to PostgreSQL. When armed with a marker, it forwards the next client
+    message that contains it to the server, then closes both sides instead of
+    forwarding the server's answer. The marker is text of the write's own data (a key,
+    which the append's parameters carry): the append is one statement that commits on
+    its own, so the transaction is committed and its acknowledgement lost."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.armed = threading.Event()
+        self.marker = b""
         self.cuts = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -47,7 +50,7 @@ class CommitCutter:
     def _up(self, client: socket.socket, server: socket.socket, link: dict[str, bool]) -> None:
         try:
             while data := client.recv(65536):
-                if self.armed.is_set() and b"COMMIT" in data.upper():
+                if self.armed.is_set() and self.marker in data:
                     self.armed.clear()
                     link["cut"] = True
                 server.sendall(data)
@@ -71,6 +74,10 @@ class CommitCutter:
 
     def close(self) -> None:
         self.listener.close()
+
+    def arm(self, marker: bytes) -> None:
+        self.marker = marker
+        self.armed.set()
 
 
 def _hang_up(*sockets: socket.socket) -> None:
@@ -107,7 +114,7 @@ def test_lost_ack_after_commit_is_retried_to_the_original_result() -> None:
     try:
         with Ledger.open(proxied(url, cutter.port), create_schema=False) as books:
             books.balance("alice")  # connected through the proxy
-            cutter.armed.set()
+            cutter.arm(b"pay-1")
             out = books.transfer("pay-1", debit="bank", credit="alice", amount="10", asset="USD")
             assert cutter.cuts == 1  # the acknowledgement of the commit was lost
             # the ledger retried on a new connection and found its own commit
@@ -131,7 +138,7 @@ def test_lost_ack_of_a_batch_applies_each_command_once() -> None:
     try:
         with Ledger.open(proxied(url, cutter.port), create_schema=False) as books:
             books.balance("alice")
-            cutter.armed.set()
+            cutter.arm(b"b-over")
             outcomes = books.submit_many(
                 [books_transfer(f"b-{i}", "bank", "alice", "1") for i in range(50)]
                 + [books_transfer("b-over", "alice", "bank", "1000")]
