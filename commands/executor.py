@@ -9,6 +9,7 @@ makes the whole attempt start again from fresh state, up to ``attempts_max`` tim
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -37,6 +38,7 @@ from ledger.errors import (
     LedgerError,
     LimitExceeded,
     PaymentVetoed,
+    RiskPolicyFailed,
     StoreUnavailable,
 )
 from ledger.hashing import sha256_hex
@@ -65,7 +67,16 @@ from .models import (
 )
 from .working_set import Tx, WorkingSet
 
-__all__ = ["Executor", "StateCache", "fingerprint"]
+__all__ = [
+    "Decision",
+    "Executor",
+    "Print",
+    "StateCache",
+    "fingerprint",
+    "flatten",
+    "key_ids_of",
+    "prints_of",
+]
 
 log = structlog.get_logger("ledger")
 
@@ -82,6 +93,8 @@ BACKOFF_MAX_S = 0.1
 BATCH_MAX = 10_000
 #: States kept in memory before the cache is emptied (it refills from the store).
 CACHE_STREAMS_MAX = 1_000_000
+#: Committed outcomes kept in memory for replays without a lookup (the oldest go).
+CACHE_KEYS_MAX = 100_000
 
 
 def _json_default(value: object) -> str:
@@ -132,6 +145,19 @@ class StateCache:
         self.accounts: dict[str, AccountState] = {}
         self.entries: dict[uuid.UUID, EntryState] = {}
         self.assets: dict[str, Asset] = {}
+        #: Outcomes this process committed, by key id (fingerprint, outcome): a retry
+        #: that reaches this process replays without a lookup. Only committed outcomes
+        #: are kept, and a key's outcome never changes, so they cannot be stale.
+        self.keys: dict[uuid.UUID, tuple[str, Outcome]] = {}
+
+    def remember(self, decided: dict[uuid.UUID, tuple[str, Outcome]]) -> None:
+        """Keep the outcomes of a committed decision (the oldest go beyond the cap)."""
+        keys = self.keys
+        keys.update(decided)
+        excess = len(keys) - CACHE_KEYS_MAX
+        if excess > 0:
+            for key_id in list(itertools.islice(keys, excess)):
+                del keys[key_id]
 
     def forget(self, accounts: Iterable[str], entries: Iterable[uuid.UUID]) -> None:
         """Drop states so the next attempt reads them from the store."""
@@ -157,18 +183,24 @@ class StateCache:
 #: models are final: the executor dispatches on exact types (see ``HANDLERS``).
 _NO_ENTRY: frozenset[type[Command]] = frozenset({OpenAccount, DeclareAsset, AtomicBatch})
 
-_Print = tuple[Command, uuid.UUID, str]
+
+Print = tuple[Command, uuid.UUID, str]
 """A command with its entry id (derived from its key) and its request fingerprint."""
 
 
-def _key_ids(prints: Sequence[_Print], flat: Sequence[Command]) -> set[uuid.UUID]:
+def prints_of(commands: Sequence[Command]) -> list[Print]:
+    """Each command with its entry id and request fingerprint."""
+    return [(cmd, entry_id_for_key(cmd.key), fingerprint(cmd)) for cmd in commands]
+
+
+def key_ids_of(prints: Sequence[Print], flat: Sequence[Command]) -> set[uuid.UUID]:
     """The ids of every key in a chunk: its commands' and their inner commands'."""
     key_ids = {key_id for _, key_id, _ in prints}
     key_ids.update(entry_id_for_key(cmd.key) for cmd in flat[len(prints) :])
     return key_ids
 
 
-def _flatten(commands: Sequence[Command]) -> list[Command]:
+def flatten(commands: Sequence[Command]) -> list[Command]:
     """The commands, then the inner commands of atomic batches."""
     flat: list[Command] = list(commands)
     for cmd in commands:
@@ -208,9 +240,44 @@ class Executor:
         with gc_paused() if len(commands) >= GC_PAUSE_MIN else nullcontext():
             return self._run(commands)
 
+    def decide(
+        self,
+        prints: Sequence[Print],
+        flat: Sequence[Command],
+        *,
+        trust_cache: bool = False,
+        refresh: bool = False,
+    ) -> Decision:
+        """Read what the commands need and decide them; append nothing (the caller
+        appends the decision's batch, then calls :meth:`accept`). See
+        :mod:`ledger.commands.group_commit`.
+
+        ``trust_cache``: when every state the commands need is cached, read nothing,
+        not even the keys: a key is taken as new unless this process committed it.
+        The append's guard and primary keys catch a key or state that another process
+        wrote (the append fails; run the commands again with :meth:`run`).
+        ``refresh``: read every state the commands use again (the cache may be stale
+        because other processes write)."""
+        if refresh:
+            self.forget(flat)
+        return self._decide_all(prints, flat, self.store, trust_cache=trust_cache)
+
+    def accept(self, decision: Decision) -> None:
+        """Keep the states and outcomes of a decision whose append committed."""
+        self.cache.absorb(decision.ws)
+        self.cache.remember(decision.decided)
+
+    def forget(self, flat: Sequence[Command]) -> None:
+        """Forget the cached states the commands use (they are read again)."""
+        self._forget(flat)
+
+    def reset(self) -> None:
+        """Forget every cached state (they are read again from the store)."""
+        self.cache = StateCache()
+
     def _run(self, commands: Sequence[Command]) -> list[Outcome]:
-        prints = [(cmd, entry_id_for_key(cmd.key), fingerprint(cmd)) for cmd in commands]
-        flat = _flatten(commands)
+        prints = prints_of(commands)
+        flat = flatten(commands)
         failure: LedgerError | None = None
         for attempt in range(self.attempts_max):
             try:
@@ -243,39 +310,45 @@ class Executor:
 
     def _attempt(
         self,
-        prints: Sequence[tuple[Command, uuid.UUID, str]],
+        prints: Sequence[Print],
         flat: Sequence[Command],
         store: EventStore | StoreSession,
     ) -> list[Outcome]:
         decision = self._decide_all(prints, flat, store)
         if decision.batch.events or decision.batch.keys:
             store.append(decision.batch)
-        self.cache.absorb(decision.ws)
+        self.accept(decision)
         decision.log()
         return decision.outcomes
 
     def _decide_all(
         self,
-        prints: Sequence[tuple[Command, uuid.UUID, str]],
+        prints: Sequence[Print],
         flat: Sequence[Command],
         store: EventStore | StoreSession,
         records: dict[uuid.UUID, KeyRecord] | None = None,
-    ) -> _Decision:
+        *,
+        trust_cache: bool = False,
+    ) -> Decision:
         """Read what the commands need and decide them all; append nothing yet.
 
         ``records``: the commands' key records when they were already looked up (the
-        pipeline looks up the next chunk's keys while it decides this one)."""
+        pipeline looks up the next chunk's keys while it decides this one). For
+        ``trust_cache`` see :meth:`decide`."""
         if records is None:
-            records = self._read(_key_ids(prints, flat), flat, store)
+            records = self._read(key_ids_of(prints, flat), flat, store, trust_cache=trust_cache)
         else:
             self._read(set(), flat, store)
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
         decided: dict[uuid.UUID, tuple[str, Outcome]] = {}
+        known = self.cache.keys
         outcomes: list[Outcome] = []
         touched: list[Sequence[tuple[str, uuid.UUID]]] = []
         for cmd, key_id, fp in prints:
             record = None if self.planted_bug_skip_replay else records.get(key_id)
             earlier = decided.get(key_id)
+            if earlier is None and record is None and not self.planted_bug_skip_replay:
+                earlier = known.get(key_id)
             if record is not None:
                 outcome = _replay(
                     cmd.key, fp, record.fingerprint, Outcome.from_record(cmd.key, record.outcome)
@@ -290,7 +363,7 @@ class Executor:
                     decided[key_id] = (fp, outcome)
             outcomes.append(outcome)
             touched.append(accounts)
-        return _Decision(outcomes, touched, ws, ws.finish())
+        return Decision(outcomes, touched, ws, ws.finish(), decided)
 
     def run_chunked(self, commands: Sequence[Command], chunk_size: int) -> list[Outcome]:
         """Apply many commands, ``chunk_size`` per transaction, deciding each chunk while
@@ -303,7 +376,7 @@ class Executor:
         retry-safe under its key.
         """
         chunks = [commands[i : i + chunk_size] for i in range(0, len(commands), chunk_size)]
-        keys = [cmd.key for cmd in _flatten(commands)]
+        keys = [cmd.key for cmd in flatten(commands)]
         if len(chunks) < 2 or len(set(keys)) != len(keys):
             return [o for chunk in chunks for o in self.run(chunk)]
         with gc_paused():  # the whole pipeline: deciding, encoding, reading, writing
@@ -315,7 +388,7 @@ class Executor:
             ThreadPoolExecutor(1, thread_name_prefix="ledger-append") as writer,
             ThreadPoolExecutor(1, thread_name_prefix="ledger-keys") as reader,
         ):
-            inflight: tuple[Future[Sequence[int]], int, _Decision] | None = None
+            inflight: tuple[Future[Sequence[int]], int, Decision] | None = None
             # The next chunk's idempotency records are looked up while this one is
             # decided. Looking them up early is as safe as just before deciding: the
             # append checks again, under the lock, that no key has been recorded since.
@@ -334,7 +407,7 @@ class Executor:
                         future.result()
                     except (AppendConflict, StoreUnavailable):
                         # The speculative states of this chunk and the next are invalid.
-                        self.cache = StateCache()
+                        self.reset()
                         outcomes.extend(self.run(chunks[done_index]))
                         index = done_index + 1
                         lookup = self._lookup_ahead(reader, chunks, index)
@@ -349,14 +422,14 @@ class Executor:
 
     def _lookup_ahead(
         self, reader: ThreadPoolExecutor, chunks: list[Sequence[Command]], index: int
-    ) -> tuple[list[_Print], list[Command], Future[dict[uuid.UUID, KeyRecord]]] | None:
+    ) -> tuple[list[Print], list[Command], Future[dict[uuid.UUID, KeyRecord]]] | None:
         """Start looking up the key records of chunk ``index`` (None past the end)."""
         if index >= len(chunks):
             return None
         chunk = chunks[index]
-        prints = [(c, entry_id_for_key(c.key), fingerprint(c)) for c in chunk]
-        flat = _flatten(chunk)
-        return prints, flat, reader.submit(self.store.lookup_keys, _key_ids(prints, flat))
+        prints = prints_of(chunk)
+        flat = flatten(chunk)
+        return prints, flat, reader.submit(self.store.lookup_keys, key_ids_of(prints, flat))
 
     def _decide(
         self,
@@ -448,16 +521,28 @@ class Executor:
             state = tx.ws.current_account(account)
             if state is not None:
                 balances[account] = balance_of(state)
-        reason = self.risk(RiskCheck(cmd, legs, balances))
+        try:
+            reason = self.risk(RiskCheck(cmd, legs, balances))
+        except Exception as e:
+            # The policy is the application's code: its failure refuses this command
+            # only (unrecorded), never the commands decided beside it.
+            raise RiskPolicyFailed(f"the risk policy raised {type(e).__name__}: {e}") from e
         if reason is not None:
             raise PaymentVetoed(f"vetoed by the risk policy: {reason}")
 
     def _read(
-        self, key_ids: set[uuid.UUID], flat: Sequence[Command], store: EventStore | StoreSession
+        self,
+        key_ids: set[uuid.UUID],
+        flat: Sequence[Command],
+        store: EventStore | StoreSession,
+        *,
+        trust_cache: bool = False,
     ) -> dict[uuid.UUID, KeyRecord]:
         """Fetch the keys' records and every missing state in as few round trips as
         possible: one for keys, entries, assets and named accounts together, and a
-        second only for accounts of referenced holds and postings not yet known."""
+        second only for accounts of referenced holds and postings not yet known.
+        With ``trust_cache`` and every state cached, nothing is read (see
+        :meth:`decide`)."""
         cache = self.cache
         wanted_entries: set[uuid.UUID] = set()
         wanted_accounts: set[str] = set()
@@ -476,6 +561,8 @@ class Executor:
         ids: list[uuid.UUID] = [e for e in wanted_entries if e not in cache.entries]
         ids += [asset_stream_id(c) for c in wanted_assets if c not in cache.assets]
         ids += list(by_id)
+        if trust_cache and not ids:
+            key_ids = set()  # taken as new; the append's guard checks them
         if key_ids or ids:
             records, loaded = store.read(key_ids, ids)
             self._absorb_loaded(loaded, by_id)
@@ -510,13 +597,15 @@ class Executor:
 
 
 @dataclass(slots=True)
-class _Decision:
+class Decision:
     """Outcomes of one attempt, and what it will append."""
 
     outcomes: list[Outcome]
     touched: list[Sequence[tuple[str, uuid.UUID]]]
     ws: WorkingSet
     batch: WriteBatch
+    #: The outcomes decided here that a retry of their key replays.
+    decided: dict[uuid.UUID, tuple[str, Outcome]]
 
     def log(self) -> None:
         if log.is_enabled_for(logging.INFO):

@@ -12,6 +12,7 @@ Quick start::
         print(books.balance("users:1:wallet").available)   # Decimal('25.00')
 """
 
+from ledger.aio import AsyncLedger
 from ledger.assets import AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR, SCALE_MAX, Asset
 from ledger.errors import (
     AccountExists,
@@ -31,8 +32,10 @@ from ledger.errors import (
     InvalidCommand,
     LedgerError,
     LimitExceeded,
+    Overloaded,
     PaymentVetoed,
     RequestNotOpen,
+    RiskPolicyFailed,
     StoreError,
     StoreUnavailable,
     UnbalancedEntry,
@@ -51,6 +54,7 @@ __all__ = [
     "Asset",
     "AssetExists",
     "AssetMismatch",
+    "AsyncLedger",
     "BalanceOverflow",
     "BalanceRuleViolated",
     "CommandRejected",
@@ -67,8 +71,10 @@ __all__ = [
     "LedgerError",
     "LimitExceeded",
     "Outcome",
+    "Overloaded",
     "PaymentVetoed",
     "RequestNotOpen",
+    "RiskPolicyFailed",
     "StoreError",
     "StoreUnavailable",
     "UnbalancedEntry",

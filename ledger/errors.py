@@ -37,8 +37,10 @@ __all__ = [
     "InvalidCommand",
     "LedgerError",
     "LimitExceeded",
+    "Overloaded",
     "PaymentVetoed",
     "RequestNotOpen",
+    "RiskPolicyFailed",
     "StoreError",
     "StoreUnavailable",
     "UnbalancedEntry",
@@ -219,6 +221,21 @@ class ConcurrencyConflict(LedgerError):
     """A pinned account version did not match, or retries were exhausted under contention."""
 
     code = "concurrency_conflict"
+
+
+class RiskPolicyFailed(LedgerError):
+    """The risk policy raised instead of answering; nothing is recorded for the command
+    (its key is not burned), and the other commands of its group are unaffected. The
+    policy's exception is named in the message."""
+
+    code = "risk_policy_failed"
+
+
+class Overloaded(LedgerError):
+    """The ledger's write queue is full; nothing was queued or recorded. Retry after a
+    short pause (the key is not burned)."""
+
+    code = "overloaded"
 
 
 # -- storage ---------------------------------------------------------------------------------

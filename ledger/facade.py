@@ -2,81 +2,29 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any, Literal
 
 from ledger import crypto, events
 from ledger.accounts import AccountBalance, balance_of
 from ledger.adapters.urls import open_store
 from ledger.assets import Asset, iso_currency
+from ledger.commands import builders
+from ledger.commands.builders import AmountLike, LegLike, build, leg
 from ledger.commands.executor import Executor
-from ledger.commands.models import (
-    AtomicBatch,
-    Command,
-    DeclareAsset,
-    DeclineRequest,
-    ExpireHold,
-    LegInput,
-    OpenAccount,
-    PayRequest,
-    PlaceHold,
-    PostEntry,
-    PostHold,
-    RequestPayment,
-    ReverseEntry,
-    VoidHold,
-    gc_paused,
-    parse_commands,
-)
+from ledger.commands.group_commit import GroupCommitStats, GroupCommitter
+from ledger.commands.models import Command, ExpireHold, gc_paused, parse_commands
 from ledger.crypto import Keyring
-from ledger.errors import EntryNotFound, InvalidCommand, UnknownAccount, UnknownAsset
-from ledger.model import account_stream_id, asset_stream_id
+from ledger.errors import EntryNotFound, UnknownAccount, UnknownAsset
+from ledger.model import EntryState, account_stream_id, asset_stream_id, entry_id_for_key
 from ledger.outcome import Outcome
 from ledger.risk import RiskPolicy
 from ledger.store import EventStore
 
-__all__ = ["AccountBalance", "Ledger", "leg"]
-
-M = TypeVar("M", bound=BaseModel)
-LegLike = Any  # LegInput, a mapping, or an (account, amount, asset) tuple
-
-
-def build(model: type[M], **data: Any) -> M:
-    """Validate ``data`` into ``model``, turning pydantic errors into InvalidCommand."""
-    try:
-        return model(**data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or model.__name__
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise InvalidCommand(f"{where}: {first['msg']}{more}") from None
-
-
-def leg(account: str, amount: Decimal | str | int, asset: str) -> Any:
-    """One entry leg: positive ``amount`` debits ``account``, negative credits it."""
-
-    return build(LegInput, account=account, amount=amount, asset=asset)
-
-
-def _legs(legs: Iterable[LegLike]) -> tuple[Any, ...]:
-
-    out: list[Any] = []
-    for item in legs:
-        if isinstance(item, LegInput):
-            out.append(item)
-        elif isinstance(item, Mapping):
-            out.append(build(LegInput, **item))
-        else:
-            account, amount, asset = item
-            out.append(leg(account, amount, asset))
-    return tuple(out)
+__all__ = ["AccountBalance", "Ledger", "build", "leg"]
 
 
 class Ledger:
@@ -86,9 +34,11 @@ class Ledger:
     request return the original outcome without applying anything again; the same key
     with another request raises :class:`~ledger.errors.IdempotencyConflict`.
 
-    Thread-safe: writes are serialised per ``Ledger`` object; use one object per
-    process (or several, with any number of processes: optimistic concurrency keeps
-    them correct).
+    Thread-safe, and made to be shared: use one object per process. Writes from
+    concurrent threads (and from :class:`~ledger.AsyncLedger` tasks on it) share
+    transactions (group commit, see :mod:`ledger.commands.group_commit`): each caller
+    returns once its own command has committed. Any number of processes may write to
+    the same store; optimistic concurrency keeps them correct.
     """
 
     def __init__(
@@ -97,11 +47,21 @@ class Ledger:
         *,
         clock: Callable[[], datetime] | None = None,
         risk: RiskPolicy | None = None,
+        group_commands_max: int | None = None,
+        queue_commands_max: int | None = None,
     ) -> None:
         self.store = store
         self._executor = Executor(store, clock=clock, risk=risk)
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._lock = threading.Lock()
+        limits = {
+            name: value
+            for name, value in (
+                ("group_commands_max", group_commands_max),
+                ("queue_commands_max", queue_commands_max),
+            )
+            if value is not None
+        }
+        self._committer = GroupCommitter(self._executor, store, **limits)
 
     @classmethod
     def open(
@@ -113,6 +73,8 @@ class Ledger:
         clock: Callable[[], datetime] | None = None,
         risk: RiskPolicy | None = None,
         keyring: Keyring | None = None,
+        group_commands_max: int | None = None,
+        queue_commands_max: int | None = None,
     ) -> Ledger:
         """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``).
 
@@ -121,7 +83,10 @@ class Ledger:
         ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
         ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
         ``keyring`` encrypts descriptions, notes and metadata at rest from now on, for
-        this process (see :mod:`ledger.crypto`).
+        this process (see :mod:`ledger.crypto`). ``group_commands_max`` (default 1,000)
+        caps the commands one group commit carries; ``queue_commands_max`` (default
+        50,000) the commands waiting for one, beyond which a write raises
+        :class:`~ledger.errors.Overloaded`.
         """
         if keyring is not None:
             crypto.configure(keyring)
@@ -132,10 +97,17 @@ class Ledger:
         except BaseException:
             store.close()
             raise
-        return cls(store, clock=clock, risk=risk)
+        return cls(
+            store,
+            clock=clock,
+            risk=risk,
+            group_commands_max=group_commands_max,
+            queue_commands_max=queue_commands_max,
+        )
 
     def close(self) -> None:
-        """Release the store's connections."""
+        """Finish the writes already submitted, then release the store's connections."""
+        self._committer.close()
         self.store.close()
 
     def __enter__(self) -> Ledger:
@@ -149,18 +121,23 @@ class Ledger:
     ) -> None:
         self.close()
 
+    @property
+    def group_commit_stats(self) -> GroupCommitStats:
+        """Counters of the group-commit path (transactions, commands, fairness)."""
+        return self._committer.stats
+
     # -- the general write path -----------------------------------------------------------
 
     def submit_many(self, commands: Sequence[Command | Mapping[str, Any]]) -> list[Outcome]:
-        """Apply commands in one storage transaction (group commit); never raises for
-        a single command's rejection: each gets its own :class:`Outcome`.
+        """Apply commands in one storage transaction; never raises for a single
+        command's rejection: each gets its own :class:`Outcome`.
 
-        Commands are models or plain mappings with a ``kind`` (see
-        :func:`~ledger.commands.models.parse_commands`); an invalid mapping raises
-        :class:`~ledger.errors.InvalidCommand` and nothing is applied."""
-        parsed = parse_commands(commands)
-        with self._lock:
-            return self._executor.run(parsed)
+        The transaction may also carry commands of other callers (group commit); each
+        command is still all-or-nothing on its own. Commands are models or plain
+        mappings with a ``kind`` (see :func:`~ledger.commands.models.parse_commands`);
+        an invalid mapping raises :class:`~ledger.errors.InvalidCommand` and nothing
+        is applied."""
+        return self._committer.run(parse_commands(commands))
 
     def submit_all(
         self, commands: Sequence[Command | Mapping[str, Any]], *, chunk_size: int = 10_000
@@ -168,7 +145,8 @@ class Ledger:
         """The throughput path for many commands: ``chunk_size`` per transaction (at
         most 10,000), each chunk decided while the previous one is written. Each command
         is atomic and retry-safe under its key; the list as a whole is not one
-        transaction (after a crash, resubmit it: applied commands replay).
+        transaction (after a crash, resubmit it: applied commands replay). Other
+        writers of this object wait until it returns.
 
         Commands may be given as plain mappings (``{"kind": "post_entry", "key": ...,
         "legs": [...]}``): they are validated in bulk, which is faster than building
@@ -176,26 +154,25 @@ class Ledger:
         :class:`~ledger.errors.InvalidCommand` before anything is applied."""
         with gc_paused():
             parsed = parse_commands(commands)
-            with self._lock:
-                outcomes = self._executor.run_chunked(parsed, chunk_size)
+            with self._committer.exclusive() as executor:
+                outcomes = executor.run_chunked(parsed, chunk_size)
             # Freed while the collector still sleeps: it need not scan them once more.
             del parsed
         return outcomes
 
-    def submit(self, command: Any) -> Outcome:
-        """Apply one command in its own transaction and return its outcome."""
+    def submit(self, command: Command | Mapping[str, Any]) -> Outcome:
+        """Apply one command and return its outcome."""
         return self.submit_many([command])[0]
 
-    def execute(self, command: Any) -> Outcome:
+    def execute(self, command: Command | Mapping[str, Any]) -> Outcome:
         """Apply one command; raise its typed error unless it applied."""
         return self.submit(command).raise_for_status()
 
-    # -- convenience commands (raise typed errors) ---------------------------------------
+    # -- convenience commands (raise typed errors; see ledger.commands.builders) ---------
 
     def declare_asset(self, code: str, scale: int, *, key: str | None = None) -> Outcome:
         """Declare a user-defined asset with ``scale`` decimals (0-18)."""
-
-        return self.execute(build(DeclareAsset, key=key or f"asset:{code}", code=code, scale=scale))
+        return self.execute(builders.declare_asset(code, scale, key=key))
 
     def open_account(
         self,
@@ -204,63 +181,52 @@ class Ledger:
         *,
         key: str | None = None,
         normal: Literal["debit", "credit"] = "credit",
-        min_balance: Decimal | str | int | None = None,
-        max_balance: Decimal | str | int | None = None,
+        min_balance: AmountLike | None = None,
+        max_balance: AmountLike | None = None,
         owner: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Open an account (see :class:`~ledger.commands.models.OpenAccount` for rules)."""
-
         return self.execute(
-            build(
-                OpenAccount,
-                key=key or f"account:{account}",
-                account=account,
-                asset=asset,
+            builders.open_account(
+                account,
+                asset,
+                key=key,
                 normal=normal,
                 min_balance=min_balance,
                 max_balance=max_balance,
                 owner=owner,
-                metadata=dict(metadata or {}),
+                metadata=metadata,
             )
         )
 
     def post(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
         """Post a balanced entry. ``fields``: effective_at, description, metadata,
         expected_versions."""
-
-        return self.execute(build(PostEntry, key=key, legs=_legs(legs), **fields))
+        return self.execute(builders.post(key, legs, **fields))
 
     def transfer(
-        self,
-        key: str,
-        *,
-        debit: str,
-        credit: str,
-        amount: Decimal | str | int,
-        asset: str,
-        **fields: Any,
+        self, key: str, *, debit: str, credit: str, amount: AmountLike, asset: str, **fields: Any
     ) -> Outcome:
-        """Post a two-leg entry debiting ``debit`` and crediting ``credit``."""
-        return self.post(key, [(debit, amount, asset), (credit, f"-{amount}", asset)], **fields)
+        """Post a two-leg entry debiting ``debit`` and crediting ``credit`` with a
+        positive ``amount``."""
+        return self.execute(
+            builders.transfer(key, debit=debit, credit=credit, amount=amount, asset=asset, **fields)
+        )
 
     def hold(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
         """Reserve amounts as a pending entry; ``fields`` may include expires_at."""
-
-        return self.execute(build(PlaceHold, key=key, legs=_legs(legs), **fields))
+        return self.execute(builders.hold(key, legs, **fields))
 
     def post_hold(
         self, key: str, hold_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
     ) -> Outcome:
         """Post a hold in full, or in part with ``legs``; the rest is released."""
-
-        given = None if legs is None else _legs(legs)
-        return self.execute(build(PostHold, key=key, hold_id=hold_id, legs=given, **fields))
+        return self.execute(builders.post_hold(key, hold_id, legs, **fields))
 
     def void_hold(self, key: str, hold_id: uuid.UUID, **fields: Any) -> Outcome:
         """Release a hold without posting."""
-
-        return self.execute(build(VoidHold, key=key, hold_id=hold_id, **fields))
+        return self.execute(builders.void_hold(key, hold_id, **fields))
 
     def reverse(
         self, key: str, entry_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
@@ -268,14 +234,11 @@ class Ledger:
         """Reverse a posting fully, or partly with ``legs`` or with ``amount=`` and
         ``account=`` (see :class:`~ledger.commands.models.ReverseEntry`); never beyond
         what was posted."""
-
-        given = None if legs is None else _legs(legs)
-        return self.execute(build(ReverseEntry, key=key, entry_id=entry_id, legs=given, **fields))
+        return self.execute(builders.reverse(key, entry_id, legs, **fields))
 
     def atomic(self, key: str, commands: Sequence[Any]) -> Outcome:
         """Apply ``commands`` all-or-nothing under one key."""
-
-        return self.execute(build(AtomicBatch, key=key, commands=tuple(commands)))
+        return self.execute(builders.atomic(key, commands))
 
     def request_payment(
         self,
@@ -283,33 +246,38 @@ class Ledger:
         *,
         requester: str,
         payer: str,
-        amount: Decimal | str | int,
+        amount: AmountLike,
         asset: str,
         **fields: Any,
     ) -> Outcome:
         """Ask ``payer`` to pay ``requester``; the outcome's ``entry_id`` is the request id."""
-
         return self.execute(
-            build(
-                RequestPayment,
-                key=key,
-                requester=requester,
-                payer=payer,
-                amount=amount,
-                asset=asset,
-                **fields,
+            builders.request_payment(
+                key, requester=requester, payer=payer, amount=amount, asset=asset, **fields
             )
         )
 
     def pay_request(self, key: str, request_id: uuid.UUID, **fields: Any) -> Outcome:
         """Pay an open request in full (at most once)."""
-
-        return self.execute(build(PayRequest, key=key, request_id=request_id, **fields))
+        return self.execute(builders.pay_request(key, request_id, **fields))
 
     def decline_request(self, key: str, request_id: uuid.UUID, **fields: Any) -> Outcome:
         """Decline or cancel an open request; it can no longer be paid."""
+        return self.execute(builders.decline_request(key, request_id, **fields))
 
-        return self.execute(build(DeclineRequest, key=key, request_id=request_id, **fields))
+    def expire_due(self, now: datetime | None = None, *, limit: int = 1000) -> list[Outcome]:
+        """Release every hold whose deadline is at or before ``now`` (idempotent)."""
+        commands = self.due_expiries(now, limit=limit)
+        return self.submit_many(commands) if commands else []
+
+    def due_expiries(self, now: datetime | None = None, *, limit: int = 1000) -> list[ExpireHold]:
+        """The commands that release the holds due at ``now`` (what :meth:`expire_due`
+        submits)."""
+        at = now or self._clock()
+        due = self.store.due_holds(at, limit)
+        return [build(ExpireHold, key=f"expire:{hold}", hold_id=hold, now=at) for hold in due]
+
+    # -- reads from the write side -----------------------------------------------------------
 
     def asset(self, code: str) -> Asset:
         """An ISO 4217 currency or a declared asset, with its scale (UnknownAsset if
@@ -331,15 +299,19 @@ class Ledger:
             raise EntryNotFound(f"no request with id {request_id}")
         return state.status
 
-    def expire_due(self, now: datetime | None = None, *, limit: int = 1000) -> list[Outcome]:
-        """Release every hold whose deadline is at or before ``now`` (idempotent)."""
+    def entry(self, entry_id: uuid.UUID) -> EntryState | None:
+        """The entry's current state (kind, legs, hold status, what remains
+        reversible), read from the store; None if there is no such entry."""
+        found = self.store.load_streams([entry_id]).get(entry_id)
+        return None if found is None else events.entry_state_from(*found)
 
-        at = now or self._clock()
-        due = self.store.due_holds(at, limit)
-        commands = [build(ExpireHold, key=f"expire:{hold}", hold_id=hold, now=at) for hold in due]
-        return self.submit_many(commands) if commands else []
-
-    # -- reads from the write side -----------------------------------------------------------
+    def recorded(self, key: str) -> Outcome | None:
+        """The outcome recorded under idempotency ``key`` (marked replayed), or None if
+        the key was never used (or its command was invalid: that burns no key)."""
+        key_id = entry_id_for_key(key)
+        records, _ = self.store.read({key_id}, [])
+        record = records.get(key_id)
+        return None if record is None else Outcome.from_record(key, record.outcome)
 
     def balance(self, account: str) -> AccountBalance:
         """The account's current balances, read from the store (not from a cache)."""

@@ -8,6 +8,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from ledger.errors import (
+    CommandRejected,
     ConcurrencyConflict,
     IdempotencyConflict,
     InvalidCommand,
@@ -53,6 +54,9 @@ class Outcome(NamedTuple):
             return self
         message = self.message or self.code or self.status
         if self.status == "rejected":
+            unrecorded = error_from_code(self.code or "rejected", message)
+            if not isinstance(unrecorded, CommandRejected) and type(unrecorded) is not LedgerError:
+                raise unrecorded  # refused without being recorded (e.g. RiskPolicyFailed)
             raise rejection_from_code(self.code or "rejected", message, replayed=self.replayed)
         if self.status == "invalid":
             error = error_from_code(self.code or InvalidCommand.code, message)

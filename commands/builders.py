@@ -1,0 +1,208 @@
+"""Commands from keyword arguments: what the ledger's convenience methods submit.
+
+Each function validates its arguments into one frozen command model and raises
+:class:`~ledger.errors.InvalidCommand` (never a pydantic error) when they are wrong.
+:class:`~ledger.Ledger` and :class:`~ledger.AsyncLedger` call the same builders, so a
+method means the same in both; users may call them too and submit the commands in
+batches.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ledger.assets import parse_decimal
+from ledger.errors import InvalidAmount, InvalidCommand
+
+from .models import (
+    AtomicBatch,
+    DeclareAsset,
+    DeclineRequest,
+    LegInput,
+    OpenAccount,
+    PayRequest,
+    PlaceHold,
+    PostEntry,
+    PostHold,
+    RequestPayment,
+    ReverseEntry,
+    VoidHold,
+)
+
+__all__ = [
+    "AmountLike",
+    "LegLike",
+    "atomic",
+    "build",
+    "declare_asset",
+    "decline_request",
+    "hold",
+    "leg",
+    "legs_of",
+    "open_account",
+    "pay_request",
+    "post",
+    "post_hold",
+    "request_payment",
+    "reverse",
+    "transfer",
+    "void_hold",
+]
+
+M = TypeVar("M", bound=BaseModel)
+AmountLike = Decimal | str | int
+"""An amount at the edge: a Decimal, a decimal string or an int (never a float)."""
+LegLike = Any
+"""A :class:`LegInput`, a mapping with its fields, or an ``(account, amount, asset)``
+tuple."""
+
+
+def build(model: type[M], **data: Any) -> M:
+    """Validate ``data`` into ``model``, turning pydantic errors into InvalidCommand."""
+    try:
+        return model(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or model.__name__
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise InvalidCommand(f"{where}: {first['msg']}{more}") from None
+
+
+def leg(account: str, amount: AmountLike, asset: str) -> LegInput:
+    """One entry leg: positive ``amount`` debits ``account``, negative credits it."""
+    return build(LegInput, account=account, amount=amount, asset=asset)
+
+
+def legs_of(legs: Iterable[LegLike]) -> tuple[LegInput, ...]:
+    """Legs given in any of the accepted forms, as :class:`LegInput` values."""
+    out: list[LegInput] = []
+    for item in legs:
+        if isinstance(item, LegInput):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(build(LegInput, **item))
+        else:
+            try:
+                account, amount, asset = item
+            except (TypeError, ValueError):
+                raise InvalidCommand(
+                    f"a leg is a LegInput, a mapping or an (account, amount, asset) tuple, "
+                    f"not {type(item).__name__}"
+                ) from None
+            out.append(leg(account, amount, asset))
+    return tuple(out)
+
+
+def declare_asset(code: str, scale: int, *, key: str | None = None) -> DeclareAsset:
+    """Declare a user-defined asset with ``scale`` decimals (0-18); the key defaults
+    to ``asset:<code>``."""
+    return build(DeclareAsset, key=key or f"asset:{code}", code=code, scale=scale)
+
+
+def open_account(
+    account: str,
+    asset: str,
+    *,
+    key: str | None = None,
+    normal: Literal["debit", "credit"] = "credit",
+    min_balance: AmountLike | None = None,
+    max_balance: AmountLike | None = None,
+    owner: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> OpenAccount:
+    """Open an account (see :class:`OpenAccount`); the key defaults to
+    ``account:<id>``."""
+    return build(
+        OpenAccount,
+        key=key or f"account:{account}",
+        account=account,
+        asset=asset,
+        normal=normal,
+        min_balance=min_balance,
+        max_balance=max_balance,
+        owner=owner,
+        metadata=dict(metadata or {}),
+    )
+
+
+def post(key: str, legs: Iterable[LegLike], **fields: Any) -> PostEntry:
+    """A balanced entry. ``fields``: effective_at, description, metadata,
+    expected_versions."""
+    return build(PostEntry, key=key, legs=legs_of(legs), **fields)
+
+
+def transfer(
+    key: str, *, debit: str, credit: str, amount: AmountLike, asset: str, **fields: Any
+) -> PostEntry:
+    """A two-leg entry debiting ``debit`` and crediting ``credit`` with ``amount``
+    (positive)."""
+    value = parse_decimal(amount)
+    if value <= 0:
+        raise InvalidAmount(
+            f"a transfer amount must be positive, not {value}; to move money the other "
+            "way, swap debit and credit"
+        )
+    # copy_negate is exact; unary minus rounds to the context's 28 digits.
+    return post(key, [(debit, value, asset), (credit, value.copy_negate(), asset)], **fields)
+
+
+def hold(key: str, legs: Iterable[LegLike], **fields: Any) -> PlaceHold:
+    """A pending entry reserving the legs' amounts; ``fields`` may include expires_at."""
+    return build(PlaceHold, key=key, legs=legs_of(legs), **fields)
+
+
+def post_hold(
+    key: str, hold_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
+) -> PostHold:
+    """Post a hold in full, or in part with ``legs`` (the rest is released)."""
+    given = None if legs is None else legs_of(legs)
+    return build(PostHold, key=key, hold_id=hold_id, legs=given, **fields)
+
+
+def void_hold(key: str, hold_id: uuid.UUID, **fields: Any) -> VoidHold:
+    """Release a hold without posting."""
+    return build(VoidHold, key=key, hold_id=hold_id, **fields)
+
+
+def reverse(
+    key: str, entry_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
+) -> ReverseEntry:
+    """Reverse a posting fully, or partly with ``legs`` or with ``amount=`` and
+    ``account=`` (see :class:`ReverseEntry`)."""
+    given = None if legs is None else legs_of(legs)
+    return build(ReverseEntry, key=key, entry_id=entry_id, legs=given, **fields)
+
+
+def atomic(key: str, commands: Sequence[Any]) -> AtomicBatch:
+    """Several commands applied all-or-nothing under one key."""
+    return build(AtomicBatch, key=key, commands=tuple(commands))
+
+
+def request_payment(
+    key: str, *, requester: str, payer: str, amount: AmountLike, asset: str, **fields: Any
+) -> RequestPayment:
+    """Ask ``payer`` to pay ``requester``."""
+    return build(
+        RequestPayment,
+        key=key,
+        requester=requester,
+        payer=payer,
+        amount=amount,
+        asset=asset,
+        **fields,
+    )
+
+
+def pay_request(key: str, request_id: uuid.UUID, **fields: Any) -> PayRequest:
+    """Pay an open request in full."""
+    return build(PayRequest, key=key, request_id=request_id, **fields)
+
+
+def decline_request(key: str, request_id: uuid.UUID, **fields: Any) -> DeclineRequest:
+    """Decline or cancel an open request."""
+    return build(DeclineRequest, key=key, request_id=request_id, **fields)

@@ -1,0 +1,221 @@
+"""The ledger for asyncio code: :class:`AsyncLedger`, the same commands, awaited.
+
+An ``AsyncLedger`` wraps a :class:`~ledger.Ledger` and submits to the same group
+commit: awaiting tasks and threads of one process share transactions. Awaiting never
+blocks the event loop on the store: writes wait on a future that the committer thread
+resolves (the tasks of one group are woken together), and reads run in the loop's
+default thread pool.
+
+Cancelling a task that awaits a write never half-applies anything: the command was
+queued whole, and it applies or not (usually it does, a moment later). A retry with
+the same key returns its original outcome, as always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from ledger.accounts import AccountBalance
+from ledger.assets import Asset
+from ledger.commands import builders
+from ledger.commands.builders import AmountLike, LegLike
+from ledger.commands.group_commit import AsyncWaiter
+from ledger.commands.models import Command, parse_commands
+from ledger.facade import Ledger
+from ledger.model import EntryState
+from ledger.outcome import Outcome
+
+__all__ = ["AsyncLedger"]
+
+T = TypeVar("T")
+
+
+class AsyncLedger:
+    """A :class:`~ledger.Ledger` for asyncio code: every method is awaited.
+
+    Open one with :meth:`open` (or wrap a ``Ledger`` you already have, to share its
+    group commits with threads). Errors are the same typed errors as the ``Ledger``'s.
+    The recipes of :mod:`ledger.payments` take an ``AsyncLedger`` too and are then
+    awaited: ``await payments.send(abooks, key, ...)``.
+    """
+
+    def __init__(self, books: Ledger) -> None:
+        self.sync = books
+        """The wrapped :class:`~ledger.Ledger` (for code that runs in threads)."""
+
+    @classmethod
+    async def open(cls, url: str, **options: Any) -> AsyncLedger:
+        """Open the ledger at ``url``; ``options`` as for :meth:`Ledger.open`."""
+        return cls(await asyncio.to_thread(Ledger.open, url, **options))
+
+    async def close(self) -> None:
+        """Finish the writes already submitted, then release the store's connections."""
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> AsyncLedger:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    # -- the general write path -----------------------------------------------------------
+
+    async def submit_many(self, commands: Sequence[Command | Mapping[str, Any]]) -> list[Outcome]:
+        """As :meth:`Ledger.submit_many`: one outcome per command, in one transaction
+        (shared with other callers)."""
+        parsed = parse_commands(commands)
+        if not parsed:
+            return []
+        waiter = AsyncWaiter(asyncio.get_running_loop())
+        self.sync._committer.submit(parsed, waiter)
+        return await waiter.future
+
+    async def submit_all(
+        self, commands: Sequence[Command | Mapping[str, Any]], *, chunk_size: int = 10_000
+    ) -> list[Outcome]:
+        """As :meth:`Ledger.submit_all` (the throughput path, run in a worker thread)."""
+        return await asyncio.to_thread(self.sync.submit_all, commands, chunk_size=chunk_size)
+
+    async def submit(self, command: Command | Mapping[str, Any]) -> Outcome:
+        """Apply one command and return its outcome."""
+        return (await self.submit_many([command]))[0]
+
+    async def execute(self, command: Command | Mapping[str, Any]) -> Outcome:
+        """Apply one command; raise its typed error unless it applied."""
+        return (await self.submit(command)).raise_for_status()
+
+    # -- convenience commands (as Ledger's; see ledger.commands.builders) ----------------
+
+    async def declare_asset(self, code: str, scale: int, *, key: str | None = None) -> Outcome:
+        """Declare a user-defined asset with ``scale`` decimals (0-18)."""
+        return await self.execute(builders.declare_asset(code, scale, key=key))
+
+    async def open_account(
+        self,
+        account: str,
+        asset: str,
+        *,
+        key: str | None = None,
+        normal: Literal["debit", "credit"] = "credit",
+        min_balance: AmountLike | None = None,
+        max_balance: AmountLike | None = None,
+        owner: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Open an account (see :class:`~ledger.commands.models.OpenAccount`)."""
+        return await self.execute(
+            builders.open_account(
+                account,
+                asset,
+                key=key,
+                normal=normal,
+                min_balance=min_balance,
+                max_balance=max_balance,
+                owner=owner,
+                metadata=metadata,
+            )
+        )
+
+    async def post(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
+        """Post a balanced entry."""
+        return await self.execute(builders.post(key, legs, **fields))
+
+    async def transfer(
+        self, key: str, *, debit: str, credit: str, amount: AmountLike, asset: str, **fields: Any
+    ) -> Outcome:
+        """Post a two-leg entry debiting ``debit`` and crediting ``credit``."""
+        return await self.execute(
+            builders.transfer(key, debit=debit, credit=credit, amount=amount, asset=asset, **fields)
+        )
+
+    async def hold(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
+        """Reserve amounts as a pending entry."""
+        return await self.execute(builders.hold(key, legs, **fields))
+
+    async def post_hold(
+        self, key: str, hold_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
+    ) -> Outcome:
+        """Post a hold in full, or in part with ``legs``."""
+        return await self.execute(builders.post_hold(key, hold_id, legs, **fields))
+
+    async def void_hold(self, key: str, hold_id: uuid.UUID, **fields: Any) -> Outcome:
+        """Release a hold without posting."""
+        return await self.execute(builders.void_hold(key, hold_id, **fields))
+
+    async def reverse(
+        self, key: str, entry_id: uuid.UUID, legs: Iterable[LegLike] | None = None, **fields: Any
+    ) -> Outcome:
+        """Reverse a posting fully or partly."""
+        return await self.execute(builders.reverse(key, entry_id, legs, **fields))
+
+    async def atomic(self, key: str, commands: Sequence[Any]) -> Outcome:
+        """Apply ``commands`` all-or-nothing under one key."""
+        return await self.execute(builders.atomic(key, commands))
+
+    async def request_payment(
+        self,
+        key: str,
+        *,
+        requester: str,
+        payer: str,
+        amount: AmountLike,
+        asset: str,
+        **fields: Any,
+    ) -> Outcome:
+        """Ask ``payer`` to pay ``requester``."""
+        return await self.execute(
+            builders.request_payment(
+                key, requester=requester, payer=payer, amount=amount, asset=asset, **fields
+            )
+        )
+
+    async def pay_request(self, key: str, request_id: uuid.UUID, **fields: Any) -> Outcome:
+        """Pay an open request in full."""
+        return await self.execute(builders.pay_request(key, request_id, **fields))
+
+    async def decline_request(self, key: str, request_id: uuid.UUID, **fields: Any) -> Outcome:
+        """Decline or cancel an open request."""
+        return await self.execute(builders.decline_request(key, request_id, **fields))
+
+    async def expire_due(self, now: datetime | None = None, *, limit: int = 1000) -> list[Outcome]:
+        """Release every hold whose deadline is at or before ``now``."""
+        commands = await self._read(lambda: self.sync.due_expiries(now, limit=limit))
+        return await self.submit_many(commands) if commands else []
+
+    # -- reads (in the loop's default thread pool) ----------------------------------------
+
+    async def balance(self, account: str) -> AccountBalance:
+        """The account's current balances, read from the store."""
+        return await self._read(self.sync.balance, account)
+
+    async def asset(self, code: str) -> Asset:
+        """An ISO 4217 currency or a declared asset, with its scale."""
+        return await self._read(self.sync.asset, code)
+
+    async def request_status(self, request_id: uuid.UUID) -> str:
+        """``open``, ``paid`` or ``declined``."""
+        return await self._read(self.sync.request_status, request_id)
+
+    async def entry(self, entry_id: uuid.UUID) -> EntryState | None:
+        """The entry's current state (see :meth:`Ledger.entry`)."""
+        return await self._read(self.sync.entry, entry_id)
+
+    async def recorded(self, key: str) -> Outcome | None:
+        """The outcome recorded under ``key``, if any (see :meth:`Ledger.recorded`)."""
+        return await self._read(self.sync.recorded, key)
+
+    def __repr__(self) -> str:
+        return f"AsyncLedger({self.sync.store.url!r})"

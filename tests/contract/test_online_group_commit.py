@@ -1,0 +1,280 @@
+"""The online path: concurrent callers (threads and asyncio tasks) of one ledger share
+group commits, each command keeping its own outcome, on every store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from ledger.commands import LegInput, PostEntry
+from ledger.commands.group_commit import GroupCommitter, ThreadWaiter
+
+from ledger import AsyncLedger, Ledger, Outcome, Overloaded
+from ledger import payments as pay
+from ledger.audit import audit
+from ledger.errors import InvalidCommand, RiskPolicyFailed
+from ledger.risk import RiskCheck
+
+WALLETS = 6
+
+
+def setup(books: Ledger, funds: str = "100") -> None:
+    books.open_account("bank", "USD", normal="debit")
+    for w in range(WALLETS):
+        books.open_account(f"w{w}", "USD", min_balance="0")
+        books.transfer(f"fund-{w}", debit="bank", credit=f"w{w}", amount=funds, asset="USD")
+
+
+def payment(key: str, src: int, dst: int, amount: str = "1") -> PostEntry:
+    value = Decimal(amount)
+    return PostEntry(
+        key=key,
+        legs=(
+            LegInput(account=f"w{src}", amount=value, asset="USD"),
+            LegInput(account=f"w{dst}", amount=-value, asset="USD"),
+        ),
+    )
+
+
+def total(books: Ledger) -> Decimal:
+    return sum((books.balance(f"w{w}").posted for w in range(WALLETS)), Decimal(0))
+
+
+def test_threads_with_duplicate_keys_apply_each_key_once(books: Ledger) -> None:
+    setup(books)
+    keys = [f"k{i}" for i in range(40)]
+    results: list[tuple[str, Outcome]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(16)
+
+    def caller(index: int) -> None:
+        start.wait()
+        for i, key in enumerate(keys):
+            # every thread sends every key (the same request): 16 copies of each
+            outcome = books.submit(payment(key, i % WALLETS, (i + 1) % WALLETS))
+            with lock:
+                results.append((key, outcome))
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    applied = Counter(key for key, o in results if o.ok and not o.replayed)
+    assert applied == Counter(keys)  # exactly one first application per key
+    by_key: dict[str, set[Any]] = {}
+    for key, o in results:
+        assert o.ok
+        by_key.setdefault(key, set()).add(o.entry_id)
+    assert all(len(ids) == 1 for ids in by_key.values())
+    assert total(books) == Decimal(100 * WALLETS)
+    stats = books.group_commit_stats
+    assert stats.largest_group > 1  # the callers did share commits
+    assert audit(books.store).clean
+
+
+def test_a_group_keeps_each_commands_outcome(books: Ledger) -> None:
+    setup(books, funds="10")
+    books.submit(payment("used", 0, 1))
+    committer = books._committer
+    good = [payment(f"g{i}", i % WALLETS, (i + 2) % WALLETS) for i in range(5)]
+    rejected = payment("too-much", 2, 3, "1000")
+    invalid = PostEntry(
+        key="unknown-asset",
+        legs=(
+            LegInput(account="w0", amount=Decimal(1), asset="XXQ"),
+            LegInput(account="w1", amount=Decimal(-1), asset="XXQ"),
+        ),
+    )
+    conflicting = payment("used", 0, 1, "2")  # the key's first request moved 1, not 2
+    waiters = []
+    # Hold the committer so that every submission lands in one group.
+    with committer.exclusive():
+        for cmd in [*good[:2], rejected, invalid, conflicting, *good[2:]]:
+            waiter = ThreadWaiter()
+            committer.submit([cmd], waiter)
+            waiters.append(waiter)
+    outcomes = [w.wait()[0] for w in waiters]
+    statuses = [o.status for o in outcomes]
+    assert statuses == ["applied"] * 2 + ["rejected", "invalid", "conflict"] + ["applied"] * 3
+    assert outcomes[2].code == "balance_rule_violated"
+    assert outcomes[3].code == "unknown_asset"
+    assert outcomes[4].code == "idempotency_conflict"
+    assert books.recorded("unknown-asset") is None  # invalid: the key is not burned
+    rejected_again = books.recorded("too-much")
+    assert rejected_again is not None and rejected_again.code == "balance_rule_violated"
+    assert total(books) == Decimal(10 * WALLETS)
+    assert audit(books.store).clean
+
+
+def test_a_failing_risk_policy_refuses_only_its_command(store_url: str) -> None:
+    def policy(check: RiskCheck) -> str | None:
+        if check.command.key == "boom":
+            raise RuntimeError("policy service down")
+        return None
+
+    with Ledger.open(store_url, risk=policy) as books:
+        setup(books)
+        committer = books._committer
+        waiters = []
+        with committer.exclusive():
+            for key in ("before", "boom", "after"):
+                waiter = ThreadWaiter()
+                committer.submit([payment(key, 0, 1)], waiter)
+                waiters.append(waiter)
+        before, boom, after = (w.wait()[0] for w in waiters)
+        assert before.ok and after.ok
+        assert boom.code == "risk_policy_failed"
+        with pytest.raises(RiskPolicyFailed, match="policy service down"):
+            boom.raise_for_status()
+        assert books.recorded("boom") is None  # not burned: a retry is decided again
+
+
+def test_fairness_no_caller_waits_more_than_two_commits(books: Ledger) -> None:
+    setup(books, funds="100000")
+    stop = threading.Event()
+
+    def caller(index: int) -> None:
+        i = 0
+        while not stop.is_set():
+            books.submit(payment(f"f{index}-{i}", index % WALLETS, (index + 1) % WALLETS))
+            i += 1
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(12)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(1.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    stats = books.group_commit_stats
+    assert stats.commits > 10
+    # Taken in arrival order: a submission is in the group after the one being
+    # committed when it arrives (or a redone group's retry).
+    assert stats.most_commits_waited <= 2 + stats.redone
+
+
+def test_a_full_queue_refuses_with_overloaded_and_records_nothing(store_url: str) -> None:
+    with Ledger.open(store_url, queue_commands_max=3) as books:
+        setup(books)
+        committer = books._committer
+        waiters = []
+        with committer.exclusive():  # the committer is held: submissions queue up
+            for i in range(3):
+                waiter = ThreadWaiter()
+                committer.submit([payment(f"q{i}", 0, 1)], waiter)
+                waiters.append(waiter)
+            with pytest.raises(Overloaded):
+                committer.submit([payment("q-over", 0, 1)], ThreadWaiter())
+        assert all(w.wait()[0].ok for w in waiters)
+        assert books.recorded("q-over") is None
+        assert books.submit(payment("q-over", 0, 1)).ok  # the key was not burned
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        GroupCommitter(None, None, group_commands_max=0)  # type: ignore[arg-type]
+
+
+def test_closed_ledger_refuses_writes(store_url: str) -> None:
+    books = Ledger.open(store_url)
+    setup(books)
+    books.close()
+    with pytest.raises(Exception, match="closed"):
+        books.submit(payment("late", 0, 1))
+
+
+# -- asyncio ---------------------------------------------------------------------------------
+
+
+def test_tasks_and_threads_share_group_commits(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        setup(books, funds="1000")
+        abooks = AsyncLedger(books)
+        thread_outcomes: list[Outcome] = []
+
+        def thread_caller() -> None:
+            for i in range(30):
+                thread_outcomes.append(books.submit(payment(f"t{i}", 0, 1)))
+
+        async def main() -> list[Outcome]:
+            async def task(n: int) -> list[Outcome]:
+                return [await abooks.submit(payment(f"a{n}-{i}", 2, 3)) for i in range(10)]
+
+            # duplicates among tasks: the same key from three tasks
+            dup = await asyncio.gather(*(abooks.submit(payment("dup", 4, 5)) for _ in range(3)))
+            parts = await asyncio.gather(*(task(n) for n in range(16)))
+            return list(dup) + [o for part in parts for o in part]
+
+        worker = threading.Thread(target=thread_caller)
+        worker.start()
+        outcomes = asyncio.run(main())
+        worker.join()
+        assert all(o.ok for o in outcomes + thread_outcomes)
+        dup = outcomes[:3]
+        assert sum(not o.replayed for o in dup) == 1
+        assert len({o.entry_id for o in dup}) == 1
+        assert books.balance("w3").posted == Decimal("1160.00")
+        assert books.group_commit_stats.largest_group > 1
+        assert audit(books.store).clean
+
+
+def test_async_recipes_and_typed_errors(store_url: str) -> None:
+    async def main() -> None:
+        async with await AsyncLedger.open(store_url) as abooks:
+            await abooks.open_account("bank", "USD", normal="debit")
+            await abooks.open_account("alice", "USD", min_balance="0")
+            await abooks.open_account("bob", "USD", min_balance="0")
+            await abooks.transfer("seed", debit="bank", credit="alice", amount="10", asset="USD")
+            sent = await pay.send(
+                abooks, "p1", sender="alice", recipient="bob", amount="4", asset="USD"
+            )
+            assert sent.ok and (await abooks.balance("bob")).posted == Decimal("4.00")
+            with pytest.raises(InvalidCommand):
+                await pay.send(
+                    abooks, "p2", sender="alice", recipient="alice", amount="1", asset="USD"
+                )
+            from ledger import BalanceRuleViolated
+
+            with pytest.raises(BalanceRuleViolated):
+                await pay.send(
+                    abooks, "p3", sender="alice", recipient="bob", amount="100", asset="USD"
+                )
+            again = await abooks.recorded("p3")
+            assert again is not None and again.code == "balance_rule_violated"
+
+    asyncio.run(main())
+
+
+def test_cancelled_tasks_never_half_apply(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        setup(books, funds="1000")
+        abooks = AsyncLedger(books)
+
+        async def main() -> None:
+            committer = books._committer
+            # Hold the committer: the tasks are queued, then cancelled while waiting.
+            with committer.exclusive():
+                tasks = [
+                    asyncio.create_task(abooks.submit(payment(f"c{i}", 0, 1))) for i in range(20)
+                ]
+                await asyncio.sleep(0.05)
+                for task in tasks[::2]:
+                    task.cancel()
+                await asyncio.sleep(0)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            cancelled = [r for r in results if isinstance(r, asyncio.CancelledError)]
+            assert len(cancelled) == 10
+            # A retry of every key returns its one outcome: each applied once.
+            again = [await abooks.submit(payment(f"c{i}", 0, 1)) for i in range(20)]
+            assert all(o.ok for o in again)
+            assert all(o.replayed for o in again)  # queued whole: applied, not half
+            assert len({o.entry_id for o in again}) == 20
+
+        asyncio.run(main())
+        assert books.balance("w1").posted == Decimal("1020.00")
+        assert audit(books.store).clean
