@@ -1,8 +1,17 @@
-"""An example payment service over HTTP, on the ledger (FastAPI + PostgreSQL).
+"""An example payment service over HTTP, on the ledger (FastAPI, asyncio, PostgreSQL).
 
-Run it (the store URL comes from ``LEDGER_STORE``)::
+Run it (the store URL and the users' tokens come from the environment)::
 
-    LEDGER_STORE=postgresql://... uvicorn app:app --app-dir examples/payment_service
+    LEDGER_STORE=postgresql://... \\
+    LEDGER_EXAMPLE_TOKENS='{"secret-token-of-alice": "alice", "secret-token-of-bob": "bob"}' \\
+        uvicorn app:app --app-dir examples/payment_service
+
+Every request names its user with ``Authorization: Bearer <token>`` (``401`` without a
+known token). A user owns the accounts under ``users:<user>:`` and may move money only
+out of them and read only them (``403`` otherwise, nothing moved); the activity feed
+shows what the user may see (their own items, public ones, friends-only ones of
+friends). The endpoints are ``async``: writes go through an
+:class:`~ledger.AsyncLedger`, so the requests in flight share group commits.
 
 Every write takes an ``Idempotency-Key`` header: the same key and body return the
 original result (``200`` with ``Idempotent-Replayed: true``) and apply nothing again;
@@ -10,44 +19,61 @@ the same key with another body is ``409``. Amounts are decimal strings (``"12.50
 never JSON numbers. ``LEDGER_EXAMPLE_P2P_LIMIT`` (optional) sets a risk policy that
 vetoes P2P payments above that amount.
 
-=======================  =========================================================
-``POST /accounts``       open a wallet or merchant account
-``GET /accounts/{id}``   balances of an account
-``POST /deposits``       fund a wallet from the bank rail (pending, then confirmed)
-``POST /payments``       P2P payment between wallets (instant)
-``POST /charges``        merchant charge with a platform fee
-``POST /charges/{id}/refunds``  refund (part of) a charge
-=======================  =========================================================
+=================================  ============================================================
+``POST /accounts``                 open one of the caller's accounts (``users:<user>:...``)
+``GET /accounts/{id}``             balances of one of the caller's accounts
+``GET /accounts/{id}/statement``   statement of one of the caller's accounts (``from``, ``to``)
+``POST /deposits``                 fund the caller's wallet from the bank rail
+``POST /payments``                 P2P payment out of the caller's wallet
+``POST /charges``                  charge the caller's wallet for a merchant, with a fee
+``POST /charges/{id}/refunds``     refund (part of) a charge: the merchant's owner only
+``POST /friends/{user}``           befriend a user (friends-only items become visible)
+``GET /feed``                      the caller's activity feed (``limit``, ``cursor``)
+=================================  ============================================================
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hmac
+import json
 import os
+import queue
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
+from ledger.adapters.view_store import open_view_store
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, ViewStore, statement
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger import Ledger, LedgerError, Outcome, payments
+from ledger import AsyncLedger, LedgerError, Outcome, payments
 from ledger.errors import (
     AccountExists,
     CommandRejected,
     ConcurrencyConflict,
     IdempotencyConflict,
     InvalidCommand,
+    Overloaded,
     PaymentVetoed,
+    StoreError,
 )
 from ledger.risk import RiskCheck
 
 BANK = "platform:bank:ach"
 FEES = "platform:revenue:fees"
 CURRENCY_ACCOUNTS = ("USD", "EUR")
+#: Read-model connections for the feed and statement endpoints.
+VIEW_CONNECTIONS = 4
+T = TypeVar("T")
 
 
 def p2p_limit_policy(limit: Decimal) -> Callable[[RiskCheck], str | None]:
@@ -62,28 +88,126 @@ def p2p_limit_policy(limit: Decimal) -> Callable[[RiskCheck], str | None]:
     return policy
 
 
+def load_tokens(text: str) -> dict[str, str]:
+    """Tokens from ``LEDGER_EXAMPLE_TOKENS``: a JSON object of token -> user."""
+    tokens = json.loads(text or "{}")
+    if not isinstance(tokens, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in tokens.items()
+    ):
+        raise ValueError("LEDGER_EXAMPLE_TOKENS must be a JSON object of token -> user")
+    return tokens
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limit = os.environ.get("LEDGER_EXAMPLE_P2P_LIMIT")
     risk = None if limit is None else p2p_limit_policy(Decimal(limit))
-    books = Ledger.open(os.environ["LEDGER_STORE"], risk=risk)
+    app.state.tokens = load_tokens(os.environ.get("LEDGER_EXAMPLE_TOKENS", ""))
+    books = await AsyncLedger.open(os.environ["LEDGER_STORE"], risk=risk)
     for currency in CURRENCY_ACCOUNTS:
-        _open_quietly(books, f"{BANK}:{currency}", currency, normal="debit")
-        _open_quietly(books, f"{FEES}:{currency}", currency)
-    app.state.books = books
+        await _open_quietly(books, f"{BANK}:{currency}", currency, normal="debit")
+        await _open_quietly(books, f"{FEES}:{currency}", currency)
+    # The read models (feed, statements) follow the log in a thread of their own.
+    runner = ProjectionRunner.for_ledger(books.sync, [BalancesView(), FeedView()])
+    stop = threading.Event()
+    follower = threading.Thread(target=runner.follow, args=(stop,), kwargs={"poll_s": 0.05})
+    follower.start()
+    # Requests read the views on connections of their own (the runner's connection
+    # belongs to its thread).
+    app.state.views = ViewPool(lambda: open_view_store(books.sync.store), VIEW_CONNECTIONS)
+    app.state.books, app.state.runner = books, runner
     try:
         yield
     finally:
-        books.close()
+        stop.set()
+        await asyncio.to_thread(follower.join)
+        runner.close()
+        app.state.views.close()
+        await books.close()
 
 
-def _open_quietly(books: Ledger, account: str, currency: str, **kw: Any) -> None:
+class ViewPool:
+    """A few read-model connections for the request handlers, one per reader at a time."""
+
+    def __init__(self, connect: Callable[[], ViewStore], size: int) -> None:
+        self._free: queue.Queue[ViewStore] = queue.Queue()
+        self._all = [connect() for _ in range(size)]
+        for views in self._all:
+            self._free.put(views)
+
+    def run(self, fn: Callable[[ViewStore], T]) -> T:
+        """Call ``fn`` with a connection of the pool (blocking: run it in a thread)."""
+        views = self._free.get()
+        try:
+            return fn(views)
+        finally:
+            self._free.put(views)
+
+    def close(self) -> None:
+        for views in self._all:
+            views.close()
+
+
+async def _open_quietly(books: AsyncLedger, account: str, currency: str, **kw: Any) -> None:
     with contextlib.suppress(AccountExists):  # another instance opened it first
-        books.open_account(account, currency, **kw)
+        await books.open_account(account, currency, **kw)
 
 
 app = FastAPI(title="Example payment service", lifespan=lifespan)
 Key = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+class Forbidden(Exception):
+    """The caller may not touch this account."""
+
+
+# -- authentication and authorization ------------------------------------------------------
+
+
+async def caller(request: Request, authorization: str | None = Header(default=None)) -> str:
+    """The user named by the bearer token (compared in constant time)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        tokens: dict[str, str] = request.app.state.tokens
+        for known, user in tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return user
+    raise Unauthenticated
+
+
+class Unauthenticated(Exception):
+    """No known bearer token."""
+
+
+User = Annotated[str, Depends(caller)]
+
+
+def owner_of(user: str) -> str:
+    return f"user:{user}"
+
+
+def own(user: str, account: str) -> str:
+    """``account`` if it is one of ``user``'s accounts, else Forbidden."""
+    if not account.startswith(f"users:{user}:"):
+        raise Forbidden
+    return account
+
+
+@app.exception_handler(Unauthenticated)
+async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+    return JSONResponse(
+        {"error": "unauthenticated", "message": "send Authorization: Bearer <token>"},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+@app.exception_handler(Forbidden)
+async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+    return _error(403, "forbidden", "that account is not one of yours")
+
+
+# -- bodies ---------------------------------------------------------------------------------------
 
 
 class _Body(BaseModel):
@@ -93,8 +217,6 @@ class _Body(BaseModel):
 class NewAccount(_Body):
     id: str
     currency: str
-    owner: str | None = None
-    kind: Literal["wallet", "merchant"] = "wallet"
 
 
 class Deposit(_Body):
@@ -124,8 +246,8 @@ class Refund(_Body):
     amount: str | None = None
 
 
-def _books(request: Request) -> Ledger:
-    books: Ledger = request.app.state.books
+def _books(request: Request) -> AsyncLedger:
+    books: AsyncLedger = request.app.state.books
     return books
 
 
@@ -137,17 +259,19 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 _STATUS: tuple[tuple[type[LedgerError], int], ...] = (
     (IdempotencyConflict, 409),
     (ConcurrencyConflict, 503),
+    (Overloaded, 503),
     (PaymentVetoed, 403),
     (CommandRejected, 422),
     (InvalidCommand, 400),
+    (StoreError, 503),
     (LedgerError, 500),
 )
 
 
-def _respond(run: Callable[[], Outcome]) -> JSONResponse:
-    """Run a ledger write and map its outcome or error to HTTP."""
+async def _respond(run: Awaitable[Outcome]) -> JSONResponse:
+    """Await a ledger write and map its outcome or error to HTTP."""
     try:
-        outcome = run()
+        outcome = await run
     except LedgerError as e:
         status = next(code for cls, code in _STATUS if isinstance(e, cls))
         return _error(status, e.code, e.message)
@@ -160,29 +284,41 @@ def _respond(run: Callable[[], Outcome]) -> JSONResponse:
     return JSONResponse(body, status_code=200 if outcome.replayed else 201, headers=headers)
 
 
-def _need_key(key: str | None) -> JSONResponse | None:
+def _need_key(key: str | None) -> str:
     if not key:
-        return _error(400, "missing_idempotency_key", "send an Idempotency-Key header")
-    return None
+        raise MissingKey
+    return key
+
+
+class MissingKey(Exception):
+    """A write without an Idempotency-Key header."""
+
+
+@app.exception_handler(MissingKey)
+async def _missing_key(request: Request, exc: MissingKey) -> JSONResponse:
+    return _error(400, "missing_idempotency_key", "send an Idempotency-Key header")
+
+
+# -- endpoints ------------------------------------------------------------------------------------
 
 
 @app.get("/health")
-def health() -> dict[str, str]:
+async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @app.post("/accounts")
-def open_account(body: NewAccount, request: Request) -> JSONResponse:
-    books = _books(request)
-    return _respond(
-        lambda: books.open_account(body.id, body.currency, min_balance="0", owner=body.owner)
+async def open_account(body: NewAccount, request: Request, user: User) -> JSONResponse:
+    account = own(user, body.id)
+    return await _respond(
+        _books(request).open_account(account, body.currency, min_balance="0", owner=owner_of(user))
     )
 
 
 @app.get("/accounts/{account}")
-def get_account(account: str, request: Request) -> JSONResponse:
+async def get_account(account: str, request: Request, user: User) -> JSONResponse:
     try:
-        b = _books(request).balance(account)
+        b = await _books(request).balance(own(user, account))
     except LedgerError as e:
         return _error(404, e.code, e.message)
     return JSONResponse(
@@ -198,40 +334,79 @@ def get_account(account: str, request: Request) -> JSONResponse:
     )
 
 
-@app.post("/deposits")
-def deposit(body: Deposit, request: Request, idempotency_key: Key = None) -> JSONResponse:
-    """A deposit from the bank rail, confirmed at once (a real service confirms it
-    when the bank's webhook arrives)."""
-    if (missing := _need_key(idempotency_key)) is not None:
-        return missing
-    books, key = _books(request), str(idempotency_key)
+@app.get("/accounts/{account}/statement")
+async def get_statement(
+    account: str,
+    request: Request,
+    user: User,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> JSONResponse:
+    """Opening balance, lines and closing balance for ``[from, to)`` (RFC 3339 with a
+    zone; default: the last 30 days). Amounts as the account's normal side sees them."""
+    own(user, account)
+    until = end or datetime.now(UTC) + timedelta(seconds=1)
+    since = start or until - timedelta(days=30)
+    for moment in (since, until):
+        if moment.tzinfo is None:
+            return _error(400, "invalid_command", "times need a zone (RFC 3339)")
 
-    def run() -> Outcome:
-        held = payments.start_deposit(
+    def read(views: ViewStore) -> Any:
+        with views.snapshot() as w:
+            return statement(w, account, since, until)
+
+    found = await asyncio.to_thread(request.app.state.views.run, read)
+    if found is None:
+        return _error(404, "unknown_account", f"account {account!r} has no statement yet")
+    return JSONResponse(
+        {
+            "account": found.account,
+            "currency": found.asset,
+            "from": found.start.isoformat(),
+            "to": found.end.isoformat(),
+            "opening": str(found.opening),
+            "closing": str(found.closing),
+            "lines": [
+                {**asdict(line), "amount": str(line.amount), "running": str(line.running)}
+                for line in found.lines
+            ],
+        }
+    )
+
+
+@app.post("/deposits")
+async def deposit(body: Deposit, request: Request, user: User, idempotency_key: Key = None) -> Any:
+    """A deposit from the bank rail into the caller's wallet, confirmed at once (a real
+    service confirms it when the bank's webhook arrives)."""
+    key = _need_key(idempotency_key)
+    books, wallet = _books(request), own(user, body.wallet)
+
+    async def run() -> Outcome:
+        held = await payments.start_deposit(
             books,
             key,
-            wallet=body.wallet,
+            wallet=wallet,
             rail=f"{BANK}:{body.currency}",
             amount=body.amount,
             asset=body.currency,
         )
         assert held.entry_id is not None
-        payments.confirm_bank_transfer(books, f"{key}:confirm", held.entry_id)
+        await payments.confirm_bank_transfer(books, f"{key}:confirm", held.entry_id)
         return held
 
-    return _respond(run)
+    return await _respond(run())
 
 
 @app.post("/payments")
-def create_payment(body: Payment, request: Request, idempotency_key: Key = None) -> JSONResponse:
-    if (missing := _need_key(idempotency_key)) is not None:
-        return missing
-    books = _books(request)
-    return _respond(
-        lambda: payments.send(
-            books,
-            str(idempotency_key),
-            sender=body.sender,
+async def create_payment(
+    body: Payment, request: Request, user: User, idempotency_key: Key = None
+) -> JSONResponse:
+    key = _need_key(idempotency_key)
+    return await _respond(
+        payments.send(
+            _books(request),
+            key,
+            sender=own(user, body.sender),
             recipient=body.recipient,
             amount=body.amount,
             asset=body.currency,
@@ -242,15 +417,15 @@ def create_payment(body: Payment, request: Request, idempotency_key: Key = None)
 
 
 @app.post("/charges")
-def create_charge(body: Charge, request: Request, idempotency_key: Key = None) -> JSONResponse:
-    if (missing := _need_key(idempotency_key)) is not None:
-        return missing
-    books = _books(request)
-    return _respond(
-        lambda: payments.charge(
-            books,
-            str(idempotency_key),
-            customer=body.customer,
+async def create_charge(
+    body: Charge, request: Request, user: User, idempotency_key: Key = None
+) -> JSONResponse:
+    key = _need_key(idempotency_key)
+    return await _respond(
+        payments.charge(
+            _books(request),
+            key,
+            customer=own(user, body.customer),
             merchant=body.merchant,
             amount=body.amount,
             asset=body.currency,
@@ -261,12 +436,48 @@ def create_charge(body: Charge, request: Request, idempotency_key: Key = None) -
 
 
 @app.post("/charges/{charge_id}/refunds")
-def create_refund(
-    charge_id: uuid.UUID, body: Refund, request: Request, idempotency_key: Key = None
+async def create_refund(
+    charge_id: uuid.UUID, body: Refund, request: Request, user: User, idempotency_key: Key = None
 ) -> JSONResponse:
-    if (missing := _need_key(idempotency_key)) is not None:
-        return missing
+    """Only the owner of the charge's merchant account may refund it."""
+    key = _need_key(idempotency_key)
     books = _books(request)
-    return _respond(
-        lambda: payments.refund(books, str(idempotency_key), charge_id, amount=body.amount)
+    charged = await books.entry(charge_id)
+    if charged is None or charged.kind != "posted":
+        return _error(404, "entry_not_found", f"no charge with id {charge_id}")
+    # The merchant's account is the one the charge credited (the platform's fee
+    # account is no user's).
+    if not any(leg.amount < 0 and leg.account.startswith(f"users:{user}:") for leg in charged.legs):
+        raise Forbidden
+    return await _respond(payments.refund(books, key, charge_id, amount=body.amount))
+
+
+@app.post("/friends/{other}")
+async def befriend(other: str, request: Request, user: User) -> dict[str, str]:
+    def write(views: ViewStore) -> None:
+        with views.transaction() as w:
+            FeedView.befriend(w, owner_of(user), owner_of(other))
+
+    await asyncio.to_thread(request.app.state.views.run, write)
+    return {"status": "friends"}
+
+
+@app.get("/feed")
+async def feed(
+    request: Request, user: User, limit: int = 20, cursor: str | None = None
+) -> JSONResponse:
+    """The caller's activity feed, newest first; ``next_cursor`` fetches the next page."""
+    if cursor is not None and not cursor.isdigit():
+        return _error(400, "invalid_command", "cursor is the next_cursor of a page")
+
+    def read(views: ViewStore) -> Any:
+        with views.snapshot() as w:
+            return FeedView.feed(w, owner_of(user), limit=limit, cursor=cursor)
+
+    page = await asyncio.to_thread(request.app.state.views.run, read)
+    return JSONResponse(
+        {
+            "items": [{**asdict(item), "amount": str(item.amount)} for item in page.items],
+            "next_cursor": page.next_cursor,
+        }
     )
