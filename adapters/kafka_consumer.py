@@ -25,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import structlog
 from kafka import KafkaConsumer  # type: ignore[import-untyped]
 from kafka.errors import KafkaError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
@@ -35,10 +34,11 @@ from ledger.projections.views import ViewStore, ViewWriter
 
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
+from ledger.logs import get_logger
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaProjector"]
 
-log = structlog.get_logger("ledger")
+log = get_logger(__name__)
 
 #: Consumer settings: manual commits (after the read-model transaction), start from
 #: the beginning of the topic for a new group.

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from kafka import KafkaProducer  # type: ignore[import-untyped]
 from kafka.admin import KafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from kafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
@@ -30,11 +29,12 @@ from ledger.adapters.view_store import open_view_store
 
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
+from ledger.logs import get_logger
 from ledger.store import EventStore
 
 __all__ = ["PRODUCER_DEFAULTS", "KafkaRelay", "RelayLag", "ensure_topic"]
 
-log = structlog.get_logger("ledger")
+log = get_logger(__name__)
 
 #: Producer settings that make delivery safe and ordered, plus batching for throughput.
 PRODUCER_DEFAULTS: dict[str, Any] = {

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-import structlog
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -34,11 +33,12 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
+from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
-log = structlog.get_logger("ledger")
+log = get_logger(__name__)
 
 #: Seconds a writer waits for the event table lock before the attempt is retried.
 LOCK_TIMEOUT_S = 10

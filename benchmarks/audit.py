@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.projections import build_store
-from benchmarks.transfers import fresh_pg_database, quiet
+from benchmarks.transfers import fresh_pg_database
 
 # The child samples its resident memory while it audits (ru_maxrss would include the
 # memory of the parent it was forked from: Linux keeps it across exec).
@@ -58,7 +58,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--out", default="benchmarks/results/audit.json")
     args = parser.parse_args()
-    quiet()
     base = (
         os.environ.get("LEDGER_BENCH_POSTGRES_URL")
         or subprocess.run(

@@ -39,7 +39,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.transfers import ledger_commands, ledger_setup, pairs, quiet
+from benchmarks.transfers import ledger_commands, ledger_setup, pairs
 
 
 def start_broker() -> tuple[str, subprocess.Popen[bytes] | None]:
@@ -225,7 +225,6 @@ def main() -> None:
     parser.add_argument("--lag-rate", type=float, default=200.0)
     parser.add_argument("--out", default="benchmarks/results/kafka_relay.json")
     args = parser.parse_args()
-    quiet()
     bootstrap, broker = start_broker()
     tmp = Path(tempfile.mkdtemp(prefix="ledger-kafka-"))
     try:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.transfers import fresh_pg_database, ledger_commands, ledger_setup, pairs, quiet
+from benchmarks.transfers import fresh_pg_database, ledger_commands, ledger_setup, pairs
 
 
 def build_store(url: str, events: int) -> int:
@@ -79,7 +79,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--out", default="benchmarks/results/projections.json")
     args = parser.parse_args()
-    quiet()
     base = (
         os.environ.get("LEDGER_BENCH_POSTGRES_URL")
         or subprocess.run(

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import multiprocessing
 import os
 import platform
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import structlog
 
 ACCOUNTS = 10_000
 HISTORY = 20_000
@@ -65,10 +63,6 @@ class Plan:
     naive: int = 2_000
     es: int = 1_500
     runs: int = 5
-
-
-def quiet() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 def pairs(rng: random.Random, n: int) -> list[tuple[int, int, int]]:
@@ -134,7 +128,6 @@ def ledger_setup(url: str) -> None:
 
     from ledger import Ledger
 
-    quiet()
     with Ledger.open(url) as books:
         books.open_account("bank", "USD", normal="debit")
         opens = [
@@ -180,7 +173,6 @@ def ledger_run(
 
     from ledger import Ledger
 
-    quiet()
     triples = pairs(random.Random(seed), n)
     store = open_store(url)
     with Ledger(store if writes else _NoWrites(store)) as books:
@@ -442,7 +434,6 @@ def main() -> None:
     plan = Plan(runs=args.runs)
     if args.quick:
         plan = Plan(single=300, batch=6000, batch_size=2000, naive=300, es=300, runs=1)
-    quiet()
     base = (
         os.environ.get("LEDGER_BENCH_POSTGRES_URL")
         or subprocess.run(

@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-import structlog
 from eventsourcing.persistence import StoredEvent
 from pydantic import BaseModel
 
@@ -42,6 +41,7 @@ from ledger.errors import (
     StoreUnavailable,
 )
 from ledger.hashing import sha256_hex
+from ledger.logs import get_logger
 from ledger.model import (
     AccountState,
     EntryState,
@@ -78,7 +78,7 @@ __all__ = [
     "prints_of",
 ]
 
-log = structlog.get_logger("ledger")
+log = get_logger(__name__)
 
 #: Whole-attempt retries after a conflict with a concurrent writer.
 ATTEMPTS_MAX = 30
@@ -608,7 +608,7 @@ class Decision:
     decided: dict[uuid.UUID, tuple[str, Outcome]]
 
     def log(self) -> None:
-        if log.is_enabled_for(logging.INFO):
+        if log.isEnabledFor(logging.INFO):
             for outcome, touched in zip(self.outcomes, self.touched, strict=True):
                 _log_outcome(outcome, sorted({name for name, _ in touched}))
 

@@ -35,9 +35,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import structlog
-
 from ledger.errors import LimitExceeded, Overloaded, StoreError
+from ledger.logs import get_logger
 from ledger.outcome import Outcome
 from ledger.store import AppendConflict, EventStore
 
@@ -55,7 +54,7 @@ __all__ = [
     "Waiter",
 ]
 
-log = structlog.get_logger("ledger")
+log = get_logger(__name__)
 
 #: Most commands decided and committed together in one transaction.
 GROUP_COMMANDS_MAX = 1000

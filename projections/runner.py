@@ -20,17 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import structlog
-
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
+from ledger.logs import get_logger
 from ledger.store import EventStore
 
 from .views import ViewStore, ViewWriter
 
 __all__ = ["Lag", "Projection", "ProjectionRunner"]
 
-log = structlog.get_logger("ledger")
+log = get_logger(__name__)
 
 #: Events read and written per read-model transaction.
 BATCH_SIZE = 5_000

@@ -7,17 +7,13 @@ never pass by skipping them.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-import structlog
 
 from ledger import Ledger, crypto
-
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 PG_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "")
 

@@ -56,11 +56,6 @@ def requests_of(worker: int) -> list[PostEntry]:
 
 
 def worker_main(url: str, worker: int, out_path: str) -> None:
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     requests = requests_of(worker)
     results = []
     with Ledger.open(url, create_schema=False) as books:

@@ -497,11 +497,6 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--store", choices=["memory", "sqlite"], default="memory")
     args = parser.parse_args()
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     totals: dict[str, int] = {}
     started = time.perf_counter()
