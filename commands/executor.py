@@ -260,7 +260,27 @@ class Executor:
         because other processes write)."""
         if refresh:
             self.forget(flat)
-        return self._decide_all(prints, flat, self.store, trust_cache=trust_cache)
+        decision = self._decide_all(prints, flat, self.store, trust_cache=trust_cache)
+        if trust_cache and self._unseen_keys_of_invalid(prints, decision):
+            # An invalid outcome writes no key, so the append cannot catch a key that
+            # another process (or an earlier Ledger on this store) already applied:
+            # a retry must replay that outcome, not judge the request again now.
+            decision = self._decide_all(prints, flat, self.store)
+        return decision
+
+    def _unseen_keys_of_invalid(self, prints: Sequence[Print], decision: Decision) -> bool:
+        """Whether the store holds the key of a command decided invalid without its
+        key being read."""
+        key_ids: set[uuid.UUID] = set()
+        for (cmd, key_id, _), outcome in zip(prints, decision.outcomes, strict=True):
+            if outcome.status == "invalid" and not outcome.replayed:
+                key_ids.add(key_id)
+                if type(cmd) is AtomicBatch:
+                    key_ids.update(entry_id_for_key(inner.key) for inner in cmd.commands)
+        if not key_ids:
+            return False
+        records, _ = self.store.read(key_ids, [])
+        return bool(records)
 
     def accept(self, decision: Decision) -> None:
         """Keep the states and outcomes of a decision whose append committed."""

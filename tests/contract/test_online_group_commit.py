@@ -134,6 +134,39 @@ def test_a_failing_risk_policy_refuses_only_its_command(store_url: str) -> None:
         assert books.recorded("boom") is None  # not burned: a retry is decided again
 
 
+def test_a_retry_replays_a_key_another_ledger_applied_even_if_now_invalid(
+    store_url: str,
+) -> None:
+    """The committer trusts its cache and lets the append catch keys written elsewhere;
+    an invalid outcome appends nothing, so the key must still be looked up: a retried
+    hold whose expiry has passed since replays its outcome, it is not judged again."""
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.commands import PlaceHold
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    hold = PlaceHold(
+        key="h1",
+        legs=payment("h1", 0, 1).legs,
+        expires_at=now[0] + timedelta(hours=1),
+    )
+    with Ledger.open(store_url, clock=lambda: now[0]) as books:
+        setup(books)
+        first = books.submit(hold)
+        assert first.ok and not first.replayed
+    now[0] += timedelta(hours=2)
+    with Ledger.open(store_url, clock=lambda: now[0]) as books:
+        assert books.submit(payment("warm", 0, 1)).ok  # w0 and w1 now cached
+        again = books.submit(hold)
+        assert (again.status, again.replayed, again.entry_id) == (
+            "applied",
+            True,
+            first.entry_id,
+        )
+        late = books.submit(hold.model_copy(update={"key": "h2"}))
+        assert late.status == "invalid"  # a new key is judged now
+
+
 def test_fairness_no_caller_waits_more_than_two_commits(books: Ledger) -> None:
     setup(books, funds="100000")
     stop = threading.Event()
