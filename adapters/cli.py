@@ -153,7 +153,7 @@ def audit(
 
 @cli.group()
 def projections() -> None:
-    """Read models: status and rebuild."""
+    """Read models: status, rebuild and follow."""
 
 
 def _runner(books: Ledger) -> ProjectionRunner:
@@ -193,6 +193,31 @@ def projections_rebuild(store: str, name: str) -> None:
         for view in ("balances", "feed") if name == "all" else (name,):
             click.echo(f"{view}: rebuilt from {runner.rebuild(view)} events")
         runner.close()
+
+
+@projections.command("follow")
+@click.option(
+    "--poll",
+    "poll_s",
+    type=click.FloatRange(0.01, 60),
+    default=0.2,
+    show_default=True,
+    help="Seconds between polls when the read models are up to date.",
+)
+@click.pass_obj
+def projections_follow(store: str, poll_s: float) -> None:
+    """Keep the read models up to date until stopped (SIGTERM or Ctrl-C): the worker
+    a service runs beside its web processes."""
+    with _open(store) as books:
+        runner = _runner(books)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            runner.follow(stop, poll_s=poll_s)
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            runner.close()
 
 
 @cli.command()

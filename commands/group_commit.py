@@ -137,8 +137,9 @@ def _settle(settlements: list[_Settlement]) -> None:
 
 @dataclass(slots=True)
 class _Submission:
-    prints: list[Print]
-    flat: list[Command]
+    #: The commands (their fingerprints are made by the committer, for the whole
+    #: group at once: cheaper there than one by one between the callers' own work).
+    commands: Sequence[Command]
     waiter: Waiter
     #: The number of commits when it was queued (for the fairness counter).
     commits_at_submit: int
@@ -209,7 +210,7 @@ class GroupCommitter:
         once closed (nothing is queued then)."""
         if len(commands) > BATCH_MAX:
             raise LimitExceeded(f"{len(commands)} commands in one batch; the limit is {BATCH_MAX}")
-        submission = _Submission(prints_of(commands), flatten(commands), waiter, 0)
+        submission = _Submission(commands, waiter, 0)
         with self._cond:
             if self._closing:
                 raise StoreError("the ledger is closed")
@@ -293,11 +294,11 @@ class GroupCommitter:
             while queue and type(queue[0]) is _Submission:
                 sub = queue[0]
                 assert isinstance(sub, _Submission)
-                if picked and count + len(sub.prints) > self.group_commands_max:
+                if picked and count + len(sub.commands) > self.group_commands_max:
                     break
                 queue.popleft()
                 picked.append(sub)
-                count += len(sub.prints)
+                count += len(sub.commands)
             self._queued_commands -= count
             return picked
 
@@ -314,8 +315,9 @@ class GroupCommitter:
 
     def _commit(self, subs: list[_Submission]) -> None:
         """Decide a group, append it in one transaction, wake its callers."""
-        prints = [p for sub in subs for p in sub.prints]
-        flat = [p[0] for p in prints] + [c for sub in subs for c in sub.flat[len(sub.prints) :]]
+        commands = [c for sub in subs for c in sub.commands]
+        prints = prints_of(commands)
+        flat = flatten(commands)
         careful = time.monotonic() < self._careful_until
         executor = self.executor
         try:
@@ -359,7 +361,7 @@ class GroupCommitter:
         loops: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}
         start = 0
         for sub in subs:
-            end = start + len(sub.prints)
+            end = start + len(sub.commands)
             mine = outcomes[start:end]
             start = end
             stats.most_commits_waited = max(

@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from ledger.adapters.logging import configure_logging
 from ledger.adapters.view_store import open_view_store
@@ -120,7 +120,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runner = ProjectionRunner.for_ledger(books.sync, [BalancesView(), FeedView()])
     stop = threading.Event()
     follower = threading.Thread(target=runner.follow, args=(stop,), kwargs={"poll_s": 0.05})
-    follower.start()
+    if os.environ.get("LEDGER_EXAMPLE_FOLLOW", "1") == "1":
+        follower.start()
     # Requests read the views on connections of their own (the runner's connection
     # belongs to its thread).
     app.state.views = ViewPool(lambda: open_view_store(books.sync.store), VIEW_CONNECTIONS)
@@ -129,7 +130,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await asyncio.to_thread(follower.join)
+        if follower.is_alive():
+            await asyncio.to_thread(follower.join)
         runner.close()
         app.state.views.close()
         await books.close()
@@ -163,7 +165,6 @@ async def _open_quietly(books: AsyncLedger, account: str, currency: str, **kw: A
 
 
 app = FastAPI(title="Example payment service", lifespan=lifespan)
-Key = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 class Forbidden(Exception):
@@ -173,9 +174,9 @@ class Forbidden(Exception):
 # -- authentication and authorization ------------------------------------------------------
 
 
-async def caller(request: Request, authorization: str | None = Header(default=None)) -> str:
-    """The user named by the bearer token."""
-    scheme, _, token = (authorization or "").partition(" ")
+def caller(request: Request) -> str:
+    """The user named by the request's bearer token (401 without a known one)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token:
         tokens: dict[bytes, str] = request.app.state.tokens
         user = tokens.get(_digest(token))
@@ -188,7 +189,12 @@ class Unauthenticated(Exception):
     """No known bearer token."""
 
 
-User = Annotated[str, Depends(caller)]
+def idempotency_key(request: Request) -> str:
+    """The request's ``Idempotency-Key`` header (400 without one)."""
+    key = request.headers.get("idempotency-key")
+    if not key:
+        raise MissingKey
+    return key
 
 
 def owner_of(user: str) -> str:
@@ -293,12 +299,6 @@ async def _respond(run: Awaitable[Outcome]) -> JSONResponse:
     return JSONResponse(body, status_code=200 if outcome.replayed else 201, headers=headers)
 
 
-def _need_key(key: str | None) -> str:
-    if not key:
-        raise MissingKey
-    return key
-
-
 class MissingKey(Exception):
     """A write without an Idempotency-Key header."""
 
@@ -317,7 +317,8 @@ async def health() -> dict[str, str]:
 
 
 @app.post("/accounts")
-async def open_account(body: NewAccount, request: Request, user: User) -> JSONResponse:
+async def open_account(body: NewAccount, request: Request) -> JSONResponse:
+    user = caller(request)
     account = own(user, body.id)
     return await _respond(
         _books(request).open_account(account, body.currency, min_balance="0", owner=owner_of(user))
@@ -325,7 +326,8 @@ async def open_account(body: NewAccount, request: Request, user: User) -> JSONRe
 
 
 @app.get("/accounts/{account}")
-async def get_account(account: str, request: Request, user: User) -> JSONResponse:
+async def get_account(account: str, request: Request) -> JSONResponse:
+    user = caller(request)
     try:
         b = await _books(request).balance(own(user, account))
     except LedgerError as e:
@@ -347,12 +349,12 @@ async def get_account(account: str, request: Request, user: User) -> JSONRespons
 async def get_statement(
     account: str,
     request: Request,
-    user: User,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
 ) -> JSONResponse:
     """Opening balance, lines and closing balance for ``[from, to)`` (RFC 3339 with a
     zone; default: the last 30 days). Amounts as the account's normal side sees them."""
+    user = caller(request)
     own(user, account)
     until = end or datetime.now(UTC) + timedelta(seconds=1)
     since = start or until - timedelta(days=30)
@@ -384,10 +386,10 @@ async def get_statement(
 
 
 @app.post("/deposits")
-async def deposit(body: Deposit, request: Request, user: User, idempotency_key: Key = None) -> Any:
+async def deposit(body: Deposit, request: Request) -> Any:
     """A deposit from the bank rail into the caller's wallet, confirmed at once (a real
     service confirms it when the bank's webhook arrives)."""
-    key = _need_key(idempotency_key)
+    user, key = caller(request), idempotency_key(request)
     books, wallet = _books(request), own(user, body.wallet)
 
     async def run() -> Outcome:
@@ -407,10 +409,8 @@ async def deposit(body: Deposit, request: Request, user: User, idempotency_key: 
 
 
 @app.post("/payments")
-async def create_payment(
-    body: Payment, request: Request, user: User, idempotency_key: Key = None
-) -> JSONResponse:
-    key = _need_key(idempotency_key)
+async def create_payment(body: Payment, request: Request) -> JSONResponse:
+    user, key = caller(request), idempotency_key(request)
     return await _respond(
         payments.send(
             _books(request),
@@ -426,10 +426,8 @@ async def create_payment(
 
 
 @app.post("/charges")
-async def create_charge(
-    body: Charge, request: Request, user: User, idempotency_key: Key = None
-) -> JSONResponse:
-    key = _need_key(idempotency_key)
+async def create_charge(body: Charge, request: Request) -> JSONResponse:
+    user, key = caller(request), idempotency_key(request)
     return await _respond(
         payments.charge(
             _books(request),
@@ -445,11 +443,9 @@ async def create_charge(
 
 
 @app.post("/charges/{charge_id}/refunds")
-async def create_refund(
-    charge_id: uuid.UUID, body: Refund, request: Request, user: User, idempotency_key: Key = None
-) -> JSONResponse:
+async def create_refund(charge_id: uuid.UUID, body: Refund, request: Request) -> JSONResponse:
     """Only the owner of the charge's merchant account may refund it."""
-    key = _need_key(idempotency_key)
+    user, key = caller(request), idempotency_key(request)
     books = _books(request)
     charged = await books.entry(charge_id)
     if charged is None or charged.kind != "posted":
@@ -462,7 +458,9 @@ async def create_refund(
 
 
 @app.post("/friends/{other}")
-async def befriend(other: str, request: Request, user: User) -> dict[str, str]:
+async def befriend(other: str, request: Request) -> dict[str, str]:
+    user = caller(request)
+
     def write(views: ViewStore) -> None:
         with views.transaction() as w:
             FeedView.befriend(w, owner_of(user), owner_of(other))
@@ -472,10 +470,9 @@ async def befriend(other: str, request: Request, user: User) -> dict[str, str]:
 
 
 @app.get("/feed")
-async def feed(
-    request: Request, user: User, limit: int = 20, cursor: str | None = None
-) -> JSONResponse:
+async def feed(request: Request, limit: int = 20, cursor: str | None = None) -> JSONResponse:
     """The caller's activity feed, newest first; ``next_cursor`` fetches the next page."""
+    user = caller(request)
     if cursor is not None and not cursor.isdigit():
         return _error(400, "invalid_command", "cursor is the next_cursor of a page")
 

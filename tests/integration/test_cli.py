@@ -194,6 +194,38 @@ def test_cli_reports_and_reads(store_url: str) -> None:
     assert json.loads(stmt.stdout)["closing"] == data["users:alice:wallet"]["USD"]
 
 
+def test_projections_follow_keeps_views_current_until_sigterm(store_url: str) -> None:
+    import signal
+    import time
+
+    with Ledger.open(store_url) as books:
+        books.open_account("bank", "USD", normal="debit")
+        books.open_account("w", "USD")
+        worker = subprocess.Popen(
+            [*LEDGER, "--store", store_url, "projections", "follow", "--poll", "0.05"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            books.transfer("f1", debit="bank", credit="w", amount="5", asset="USD")
+            deadline = time.monotonic() + 60
+            while True:
+                status = ledger(store_url, "projections", "status", "--format", "json")
+                lag = json.loads(status.stdout)
+                if all(v["lag_events"] == 0 for v in lag.values()) and lag["balances"]["position"]:
+                    break
+                assert time.monotonic() < deadline, lag
+                time.sleep(0.1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert out == "" and "Traceback" not in err
+    balances = ledger(store_url, "balances", "--account", "w", "--format", "json")
+    assert json.loads(balances.stdout)["w"]["USD"] == "5.00"
+
+
 @pytest.mark.parametrize(
     ("args", "code", "text"),
     [
@@ -233,6 +265,7 @@ COMMANDS = [
     ["projections"],
     ["projections", "status"],
     ["projections", "rebuild"],
+    ["projections", "follow"],
 ]
 
 
