@@ -2,10 +2,13 @@
 
 from ledger.commands.models import (
     AtomicBatch,
+    ChangeLimits,
+    CloseAccount,
     Command,
     DeclareAsset,
     DeclineRequest,
     ExpireHold,
+    FreezeAccount,
     LegInput,
     OpenAccount,
     PayRequest,
@@ -14,15 +17,19 @@ from ledger.commands.models import (
     PostHold,
     RequestPayment,
     ReverseEntry,
+    UnfreezeAccount,
     VoidHold,
 )
 
 __all__ = [
     "AtomicBatch",
+    "ChangeLimits",
+    "CloseAccount",
     "Command",
     "DeclareAsset",
     "DeclineRequest",
     "ExpireHold",
+    "FreezeAccount",
     "LegInput",
     "OpenAccount",
     "PayRequest",
@@ -31,5 +38,6 @@ __all__ = [
     "PostHold",
     "RequestPayment",
     "ReverseEntry",
+    "UnfreezeAccount",
     "VoidHold",
 ]

@@ -21,8 +21,11 @@ from ledger.errors import InvalidAmount, InvalidCommand
 
 from .models import (
     AtomicBatch,
+    ChangeLimits,
+    CloseAccount,
     DeclareAsset,
     DeclineRequest,
+    FreezeAccount,
     LegInput,
     OpenAccount,
     PayRequest,
@@ -31,6 +34,7 @@ from .models import (
     PostHold,
     RequestPayment,
     ReverseEntry,
+    UnfreezeAccount,
     VoidHold,
 )
 
@@ -132,6 +136,36 @@ def open_account(
     )
 
 
+def change_limits(
+    key: str,
+    account: str,
+    *,
+    min_balance: AmountLike | None = None,
+    max_balance: AmountLike | None = None,
+) -> ChangeLimits:
+    """Replace an account's bounds (``None``: unbounded on that side)."""
+    return build(
+        ChangeLimits, key=key, account=account, min_balance=min_balance, max_balance=max_balance
+    )
+
+
+def freeze(
+    key: str, account: str, *, mode: Literal["debits", "all"] = "all", reason: str = ""
+) -> FreezeAccount:
+    """Freeze an account: no debits (``mode="debits"``) or no movement (``"all"``)."""
+    return build(FreezeAccount, key=key, account=account, mode=mode, reason=reason)
+
+
+def unfreeze(key: str, account: str, *, reason: str = "") -> UnfreezeAccount:
+    """Lift an account's freeze."""
+    return build(UnfreezeAccount, key=key, account=account, reason=reason)
+
+
+def close_account(key: str, account: str, *, reason: str = "") -> CloseAccount:
+    """Close an account at zero with no open holds; nothing posts to it afterwards."""
+    return build(CloseAccount, key=key, account=account, reason=reason)
+
+
 def post(key: str, legs: Iterable[LegLike], **fields: Any) -> PostEntry:
     """A balanced entry. ``fields``: effective_at, description, metadata,
     expected_versions."""
@@ -142,7 +176,11 @@ def transfer(
     key: str, *, debit: str, credit: str, amount: AmountLike, asset: str, **fields: Any
 ) -> PostEntry:
     """A two-leg entry debiting ``debit`` and crediting ``credit`` with ``amount``
-    (positive)."""
+    (positive), between two different accounts."""
+    if debit == credit:
+        raise InvalidCommand(
+            f"a transfer moves money between two accounts; debit and credit are both {debit!r}"
+        )
     value = parse_decimal(amount)
     if value <= 0:
         raise InvalidAmount(

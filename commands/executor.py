@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,6 +54,7 @@ from ledger.store import AppendConflict, EventStore, KeyRecord, StoreSession, Wr
 
 from .handlers import HANDLERS, referenced_accounts, referenced_assets, referenced_entries
 from .models import (
+    ACCOUNT_COMMANDS,
     AtomicBatch,
     Command,
     DeclareAsset,
@@ -181,7 +181,9 @@ class StateCache:
 
 #: Commands that record no journal entry (their key is kept as a key record). Command
 #: models are final: the executor dispatches on exact types (see ``HANDLERS``).
-_NO_ENTRY: frozenset[type[Command]] = frozenset({OpenAccount, DeclareAsset, AtomicBatch})
+_NO_ENTRY: frozenset[type[Command]] = frozenset(
+    {OpenAccount, DeclareAsset, AtomicBatch, *ACCOUNT_COMMANDS}
+)
 
 
 Print = tuple[Command, uuid.UUID, str]
@@ -219,8 +221,12 @@ class Executor:
         clock: Callable[[], datetime] | None = None,
         attempts_max: int = ATTEMPTS_MAX,
         risk: RiskPolicy | None = None,
+        pause_gc: bool = False,
     ) -> None:
         self.store = store
+        #: Pause the cyclic garbage collector during large batches (see
+        #: :func:`~ledger.commands.models.gc_paused`).
+        self.pause_gc = pause_gc
         self.risk = risk
         #: Pause before retrying after the store was unavailable (doubles per attempt,
         #: capped at one second); the fault simulator sets it to zero.
@@ -237,7 +243,7 @@ class Executor:
         """Apply ``commands`` in one transaction; one outcome per command, in order."""
         if len(commands) > BATCH_MAX:
             raise LimitExceeded(f"{len(commands)} commands in one batch; the limit is {BATCH_MAX}")
-        with gc_paused() if len(commands) >= GC_PAUSE_MIN else nullcontext():
+        with gc_paused(self.pause_gc and len(commands) >= GC_PAUSE_MIN):
             return self._run(commands)
 
     def decide(
@@ -399,7 +405,7 @@ class Executor:
         keys = [cmd.key for cmd in flatten(commands)]
         if len(chunks) < 2 or len(set(keys)) != len(keys):
             return [o for chunk in chunks for o in self.run(chunk)]
-        with gc_paused():  # the whole pipeline: deciding, encoding, reading, writing
+        with gc_paused(self.pause_gc):  # the whole pipeline: deciding, encoding, writing
             return self._run_pipelined(chunks)
 
     def _run_pipelined(self, chunks: list[Sequence[Command]]) -> list[Outcome]:
@@ -513,7 +519,7 @@ class Executor:
                 e.message = f"command {index} ({cmd.key!r}) of atomic batch: {e.message}"
                 e.args = (e.message,)
                 raise
-            if isinstance(cmd, OpenAccount | DeclareAsset):
+            if type(cmd) in _NO_ENTRY:
                 done = Outcome(cmd.key, "applied", kind=kind)
                 inner.append(KeyRecord(key_id, cmd.key, inner_fp, done.to_record()))
             else:

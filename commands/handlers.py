@@ -32,11 +32,16 @@ from ledger.errors import (
 )
 from ledger.model import AccountState, EntryState, Leg, account_stream_id, asset_stream_id
 
+from .lifecycle import change_limits, close_account, freeze_account, unfreeze_account
 from .models import (
+    ACCOUNT_COMMANDS,
+    ChangeLimits,
+    CloseAccount,
     Command,
     DeclareAsset,
     DeclineRequest,
     ExpireHold,
+    FreezeAccount,
     LegInput,
     OpenAccount,
     PayRequest,
@@ -45,6 +50,7 @@ from .models import (
     PostHold,
     RequestPayment,
     ReverseEntry,
+    UnfreezeAccount,
     VoidHold,
 )
 from .working_set import Tx
@@ -436,12 +442,16 @@ HANDLERS: dict[type[Command], Handler] = {
     RequestPayment: request_payment,
     PayRequest: pay_request,
     DeclineRequest: decline_request,
+    ChangeLimits: change_limits,
+    FreezeAccount: freeze_account,
+    UnfreezeAccount: unfreeze_account,
+    CloseAccount: close_account,
 }
 
 
 def referenced_accounts(cmd: Command) -> list[str]:
     """Accounts a command names directly (holds and reversals add their entry's)."""
-    if isinstance(cmd, OpenAccount):
+    if isinstance(cmd, (OpenAccount, *ACCOUNT_COMMANDS)):
         return [cmd.account]
     if isinstance(cmd, RequestPayment):
         return [cmd.requester, cmd.payer]

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Literal, cast
 
 import orjson
 from pydantic import (
@@ -33,16 +33,20 @@ from ledger.assets import SCALE_MAX, parse_decimal
 from ledger.errors import InvalidAmount, InvalidCommand
 
 __all__ = [
+    "ACCOUNT_COMMANDS",
     "DESCRIPTION_MAX_CHARS",
     "KEY_MAX_CHARS",
     "LEGS_MAX",
     "METADATA_MAX_BYTES",
     "AnyCommand",
     "AtomicBatch",
+    "ChangeLimits",
+    "CloseAccount",
     "Command",
     "DeclareAsset",
     "DeclineRequest",
     "ExpireHold",
+    "FreezeAccount",
     "LegInput",
     "OpenAccount",
     "PayRequest",
@@ -51,6 +55,7 @@ __all__ = [
     "PostHold",
     "RequestPayment",
     "ReverseEntry",
+    "UnfreezeAccount",
     "VoidHold",
     "WriteCommand",
     "gc_paused",
@@ -177,6 +182,45 @@ class OpenAccount(Command):
     max_balance: Amount | None = None
     owner: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_utf8)] | None = None
     metadata: Metadata = Field(default_factory=dict)
+
+
+class ChangeLimits(Command):
+    """Replace an account's balance bounds (``None``: unbounded on that side). Refused
+    (``BalanceRuleViolated``) if the account's balances are already outside the new
+    bounds: lower a credit limit once the balance is within it."""
+
+    kind: Literal["change_limits"] = "change_limits"
+    account: AccountId
+    min_balance: Amount | None = None
+    max_balance: Amount | None = None
+
+
+class FreezeAccount(Command):
+    """Freeze an account: ``mode="debits"`` stops debit legs (money leaving a wallet),
+    ``"all"`` stops every posting and new hold. Releasing holds (void, expiry) still
+    works. Refused (``AccountFrozen``) if it is already frozen."""
+
+    kind: Literal["freeze_account"] = "freeze_account"
+    account: AccountId
+    mode: Literal["debits", "all"] = "all"
+    reason: Description = ""
+
+
+class UnfreezeAccount(Command):
+    """Lift a freeze. Refused (``AccountNotFrozen``) if the account is not frozen."""
+
+    kind: Literal["unfreeze_account"] = "unfreeze_account"
+    account: AccountId
+    reason: Description = ""
+
+
+class CloseAccount(Command):
+    """Close an account for good: only at a zero balance with no open holds
+    (``AccountNotEmpty`` otherwise); nothing can be posted to it afterwards."""
+
+    kind: Literal["close_account"] = "close_account"
+    account: AccountId
+    reason: Description = ""
 
 
 class _EntryFields(Command):
@@ -315,7 +359,14 @@ WriteCommand = (
     | RequestPayment
     | PayRequest
     | DeclineRequest
+    | ChangeLimits
+    | FreezeAccount
+    | UnfreezeAccount
+    | CloseAccount
 )
+
+#: Commands that change an account's rules or lifecycle (no journal entry).
+ACCOUNT_COMMANDS = (ChangeLimits, FreezeAccount, UnfreezeAccount, CloseAccount)
 
 
 class AtomicBatch(Command):
@@ -337,21 +388,21 @@ AnyCommand = Annotated[WriteCommand | AtomicBatch, Field(discriminator="kind")]
 _COMMAND_LIST: TypeAdapter[list[AnyCommand]] = TypeAdapter(list[AnyCommand])
 
 
-def parse_commands(items: Sequence[object]) -> list[Command]:
+def parse_commands(items: Sequence[object], *, pause_gc: bool = False) -> list[Command]:
     """Commands given as models or as plain mappings (``{"kind": "post_entry", ...}``).
 
-    Mappings are validated together, in one call into pydantic's core, with the cyclic
-    garbage collector paused: for thousands of payments this costs about half of
-    building the models one by one (the collector otherwise scans the growing list of
-    new objects again and again). Raises :class:`~ledger.errors.InvalidCommand` naming
-    the first invalid item; nothing is applied then.
+    Mappings are validated together, in one call into pydantic's core: for thousands
+    of payments this costs about half of building the models one by one. With
+    ``pause_gc`` (see :func:`gc_paused`) the cyclic garbage collector sleeps meanwhile.
+    Raises :class:`~ledger.errors.InvalidCommand` naming the first invalid item;
+    nothing is applied then.
     """
     positions = [
         i for i, item in enumerate(items) if type(item) is dict or not isinstance(item, Command)
     ]
     if not positions:
         return cast(list[Command], list(items))
-    with gc_paused():
+    with gc_paused(pause_gc):
         try:
             parsed = _COMMAND_LIST.validate_python([items[i] for i in positions])
         except ValidationError as e:
@@ -370,24 +421,24 @@ def parse_commands(items: Sequence[object]) -> list[Command]:
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while many long-lived objects are made.
+def gc_paused(enabled: bool = True) -> Iterator[None]:
+    """Pause the cyclic garbage collector while many long-lived objects are made, if
+    ``enabled`` (``Ledger.open(..., pause_gc=True)``: the collector is the host's,
+    so the ledger only touches it when the application says so).
 
     Validating, deciding, encoding and writing a large batch allocate many small
     objects that live until the batch ends; each generational collection would scan
     them (and every cached account state) again (measured: about a fifth of the batch
     path's time). Reference counting still frees memory meanwhile; the collector
-    resumes afterwards.
+    resumes afterwards (unless the application had disabled it already).
     """
-    enabled = gc.isenabled()
+    if not enabled:
+        yield
+        return
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if enabled:
+        if was_enabled:
             gc.enable()
-
-
-def dump_request(command: Command) -> Any:
-    """The request as JSON-able data (used to fingerprint it for idempotency)."""
-    return command.model_dump(mode="json", exclude={"key"})

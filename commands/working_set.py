@@ -18,8 +18,10 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger import events
 from ledger.assets import BALANCE_MAX_MINOR, Asset, iso_currency, to_decimal
-from ledger.effects import leg_effect
+from ledger.effects import leg_effect, refused_by_lifecycle
 from ledger.errors import (
+    AccountClosed,
+    AccountFrozen,
     AssetMismatch,
     BalanceOverflow,
     BalanceRuleViolated,
@@ -138,6 +140,8 @@ class WorkingSet:
     def merge(self, tx: Tx) -> None:
         """Keep the changes of an applied command."""
         self.accounts.update(tx.accounts)
+        for name in tx.flushed:  # their entries so far got a version of their own
+            self.account_entries.pop(name, None)
         if tx.entries:
             self.entries.update(tx.entries)
         if tx.new_postings:
@@ -194,10 +198,12 @@ class Tx:
 
     __slots__ = (
         "_undo",
+        "_undo_rules",
         "accounts",
         "entries",
         "events",
         "fingerprint",
+        "flushed",
         "holds_closed",
         "holds_opened",
         "new_assets",
@@ -210,6 +216,10 @@ class Tx:
         self.ws = ws
         self.accounts: dict[str, AccountState] = {}
         self._undo: list[tuple[AccountState, int, int, int]] = []
+        self._undo_rules: list[tuple[AccountState, AccountState]] = []
+        #: Accounts whose entries of this batch so far were given a version by a
+        #: lifecycle change (see :meth:`change_account`).
+        self.flushed: list[str] = []
         self.entries: dict[uuid.UUID, EntryState] = {}
         self.new_assets: dict[str, Asset] = {}
         self.touched: list[tuple[str, uuid.UUID]] = []
@@ -235,7 +245,13 @@ class Tx:
         return mine
 
     def rollback(self) -> None:
-        """Undo this command's changes to account balances (it failed)."""
+        """Undo this command's changes to accounts (it failed)."""
+        for state, before in reversed(self._undo_rules):
+            state.version, state.last_hash = before.version, before.last_hash
+            state.min_balance, state.max_balance = before.min_balance, before.max_balance
+            state.status, state.freeze = before.status, before.freeze
+            state.rules_changed = before.rules_changed
+        self._undo_rules.clear()
         for state, posted, pending_out, pending_in in self._undo:
             state.posted = posted
             state.pending_out = pending_out
@@ -308,6 +324,33 @@ class Tx:
         entry.last_hash = events.state_hash(event.state)
         self.emit(event, linked_to=previous)
 
+    def change_account(self, state: AccountState, change: dict[str, Any], **rules: Any) -> None:
+        """Record a lifecycle change of an account (new ``rules``: bounds, status,
+        freeze) as a version of its own, written after a version for the entries this
+        batch already applied to the account: each version's entries were decided under
+        the rules of the version before it (the audit checks them so)."""
+        self._undo_rules.append((state, state.copy()))
+        name = state.account
+        earlier = len(self.ws.account_entries.get(name, ())) + sum(
+            1 for touched, _ in self.touched if touched == name
+        )
+        if earlier:
+            state.version += 1
+            previous = self.last_event()
+            event = events.account_changed(state, earlier, previous)
+            state.last_hash = events.state_hash(event.state)
+            self.emit(event, linked_to=previous)
+            self.flushed.append(name)
+            self.touched = [pair for pair in self.touched if pair[0] != name]
+        for field, value in rules.items():
+            setattr(state, field, value)
+        state.rules_changed = True
+        state.version += 1
+        previous = self.last_event()
+        event = events.account_changed(state, 0, previous, change)
+        state.last_hash = events.state_hash(event.state)
+        self.emit(event, linked_to=previous)
+
     def apply_legs(
         self, entry_id: uuid.UUID, legs: tuple[Leg, ...], *, pending: bool, sign: int = 1
     ) -> None:
@@ -320,6 +363,13 @@ class Tx:
                 raise AssetMismatch(
                     f"leg in {leg.asset} on account {name!r} which holds {state.asset.code}"
                 )
+            if state.status != "open":
+                refused = refused_by_lifecycle(state.status, state.freeze, leg.amount, sign=sign)
+                if refused == "closed":
+                    raise AccountClosed(f"account {name!r} is closed")
+                if refused == "frozen":
+                    what = "debits" if state.freeze == "debits" else "movements"
+                    raise AccountFrozen(f"account {name!r} is frozen (no {what})")
             posted, pending_out, pending_in = leg_effect(
                 state.sign, leg.amount, pending=pending, sign=sign
             )

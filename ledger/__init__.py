@@ -15,7 +15,11 @@ Quick start::
 from ledger.aio import AsyncLedger
 from ledger.assets import AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR, SCALE_MAX, Asset
 from ledger.errors import (
+    AccountClosed,
     AccountExists,
+    AccountFrozen,
+    AccountNotEmpty,
+    AccountNotFrozen,
     AssetExists,
     AssetMismatch,
     BalanceOverflow,
@@ -50,7 +54,11 @@ __all__ = [
     "BALANCE_MAX_MINOR",
     "SCALE_MAX",
     "AccountBalance",
+    "AccountClosed",
     "AccountExists",
+    "AccountFrozen",
+    "AccountNotEmpty",
+    "AccountNotFrozen",
     "Asset",
     "AssetExists",
     "AssetMismatch",

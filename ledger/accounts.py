@@ -24,6 +24,11 @@ class AccountBalance:
     pending_in: Decimal
     available: Decimal
     owner: str | None
+    #: ``"open"``, ``"frozen"`` or ``"closed"``; ``freeze`` says what a freeze stops.
+    status: str = "open"
+    freeze: str | None = None
+    min_balance: Decimal | None = None
+    max_balance: Decimal | None = None
 
 
 def balance_of(state: AccountState) -> AccountBalance:
@@ -39,4 +44,8 @@ def balance_of(state: AccountState) -> AccountBalance:
         pending_in=to_decimal(state.pending_in, asset),
         available=to_decimal(state.available, asset),
         owner=state.owner,
+        status=state.status,
+        freeze=state.freeze,
+        min_balance=None if state.min_balance is None else to_decimal(state.min_balance, asset),
+        max_balance=None if state.max_balance is None else to_decimal(state.max_balance, asset),
     )

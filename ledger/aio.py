@@ -129,6 +129,33 @@ class AsyncLedger:
             )
         )
 
+    async def change_limits(
+        self,
+        key: str,
+        account: str,
+        *,
+        min_balance: AmountLike | None = None,
+        max_balance: AmountLike | None = None,
+    ) -> Outcome:
+        """See :meth:`Ledger.change_limits`."""
+        return await self.execute(
+            builders.change_limits(key, account, min_balance=min_balance, max_balance=max_balance)
+        )
+
+    async def freeze(
+        self, key: str, account: str, *, mode: Literal["debits", "all"] = "all", reason: str = ""
+    ) -> Outcome:
+        """See :meth:`Ledger.freeze`."""
+        return await self.execute(builders.freeze(key, account, mode=mode, reason=reason))
+
+    async def unfreeze(self, key: str, account: str, *, reason: str = "") -> Outcome:
+        """See :meth:`Ledger.unfreeze`."""
+        return await self.execute(builders.unfreeze(key, account, reason=reason))
+
+    async def close_account(self, key: str, account: str, *, reason: str = "") -> Outcome:
+        """See :meth:`Ledger.close_account`."""
+        return await self.execute(builders.close_account(key, account, reason=reason))
+
     async def post(self, key: str, legs: Iterable[LegLike], **fields: Any) -> Outcome:
         """Post a balanced entry."""
         return await self.execute(builders.post(key, legs, **fields))

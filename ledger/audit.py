@@ -34,8 +34,8 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from ledger.assets import Asset, to_decimal
-from ledger.effects import entry_effects, leg_effect
+from ledger.assets import Asset, plain, to_decimal
+from ledger.effects import entry_effects, leg_effect, refused_by_lifecycle
 from ledger.events import (
     TOPIC_ACCOUNT_CHANGED,
     TOPIC_ACCOUNT_OPENED,
@@ -80,6 +80,8 @@ class _Account:
     out: int = 0
     inn: int = 0
     since_event: int = 0  # entries applied since the account's last event
+    status: Any = "open"  # lifecycle (see ledger.model.AccountStatus)
+    freeze: Any = None
 
 
 @dataclass(slots=True)
@@ -211,6 +213,14 @@ class _Auditor:
                 e.stream_id,
             )
         acct.version, acct.last_hash, acct.since_event = e.version, state_hash(state), 0
+        rules = body.get("rules")
+        if rules is not None:  # the account's rules from now on (after this version)
+            acct.low = None if rules["min"] is None else int(rules["min"])
+            acct.high = None if rules["max"] is None else int(rules["max"])
+            acct.status, acct.freeze = rules["status"], rules["freeze"]
+        if "change" in body and (body["entries"] or rules is None):
+            message = f"account {name!r}: malformed lifecycle change"
+            self.find(e.position, "lifecycle", message, e.stream_id)
 
     def entry(self, e: LogEvent, state: bytes) -> None:
         body = e.body
@@ -240,6 +250,15 @@ class _Auditor:
                     e.stream_id,
                 )
                 continue
+            if acct.status != "open" and refused_by_lifecycle(
+                acct.status, acct.freeze, leg.amount, sign=sign
+            ):
+                self.find(
+                    e.position,
+                    "lifecycle",
+                    f"entry moves account {leg.account!r}, which is {acct.status}",
+                    e.stream_id,
+                )
             dp, dout, din = leg_effect(acct.sign, leg.amount, pending=pending, sign=sign)
             acct.posted += dp
             acct.out += dout
@@ -310,8 +329,8 @@ class _Auditor:
         for asset, (debits, credits) in sorted(totals.items()):
             scale = Asset(asset, scales[asset])
             self.report.trial_balance[asset] = {
-                "debits": str(to_decimal(debits, scale)),
-                "credits": str(to_decimal(credits, scale)),
+                "debits": plain(to_decimal(debits, scale)),
+                "credits": plain(to_decimal(credits, scale)),
             }
             if debits != credits:
                 self.find(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from ledger.model import Leg
+from ledger.model import AccountStatus, FreezeMode, Leg
 
-__all__ = ["entry_effects", "leg_effect"]
+__all__ = ["entry_effects", "leg_effect", "refused_by_lifecycle"]
 
 
 def leg_effect(
@@ -34,3 +34,19 @@ def entry_effects(
         yield leg, True, -1
     for leg in legs:
         yield leg, kind == "pending", 1
+
+
+def refused_by_lifecycle(
+    status: AccountStatus, freeze: FreezeMode | None, amount: int, *, sign: int = 1
+) -> str | None:
+    """Why an account's lifecycle forbids a leg (``None`` if it allows it): a closed
+    account takes nothing; a frozen one takes no debit (``freeze="debits"``) or no leg
+    at all (``"all"``). Releasing a hold (``sign=-1``) is always allowed, so holds on a
+    frozen account can still be voided or expire."""
+    if status == "open" or sign < 0:
+        return None
+    if status == "closed":
+        return "closed"
+    if freeze == "all" or amount > 0:
+        return "frozen"
+    return None

@@ -20,7 +20,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AccountClosed",
     "AccountExists",
+    "AccountFrozen",
+    "AccountNotEmpty",
+    "AccountNotFrozen",
     "AssetExists",
     "AssetMismatch",
     "BalanceOverflow",
@@ -117,6 +121,31 @@ class AccountExists(CommandRejected):
     """An account with this id was already opened (by another request)."""
 
     code = "account_exists"
+
+
+class AccountFrozen(CommandRejected):
+    """The account is frozen: it takes no debit (or no movement at all), and it cannot
+    be frozen again until unfrozen."""
+
+    code = "account_frozen"
+
+
+class AccountNotFrozen(CommandRejected):
+    """An unfreeze of an account that is not frozen."""
+
+    code = "account_not_frozen"
+
+
+class AccountClosed(CommandRejected):
+    """The account is closed: nothing can be posted to it or changed on it."""
+
+    code = "account_closed"
+
+
+class AccountNotEmpty(CommandRejected):
+    """The account cannot be closed: it has a balance or open holds."""
+
+    code = "account_not_empty"
 
 
 class AssetExists(CommandRejected):

@@ -10,7 +10,8 @@ Streams and their events:
 
 * asset ``asset_stream_id(code)``: v1 ``AssetDeclared``.
 * account ``account_stream_id(id)``: v1 ``AccountOpened``; then one ``AccountChanged``
-  per write that touched it, listing the entries applied and the resulting balances.
+  per write that touched it, listing the entries applied and the resulting balances,
+  and one per lifecycle change (limits, freeze, unfreeze, close).
 * entry ``entry_id_for_key(key)``: v1 ``Entry`` (the journal entry itself, of one of
   the kinds posted, pending, capture, void, expire, reversal); then ``EntryUpdated``
   when a hold is resolved or a posting is (partly) reversed.
@@ -196,7 +197,10 @@ def account_opened(
 
 
 def account_changed(
-    account: AccountState, entry_count: int, previous: StoredEvent | None = None
+    account: AccountState,
+    entry_count: int,
+    previous: StoredEvent | None = None,
+    change: Mapping[str, Any] | None = None,
 ) -> StoredEvent:
     """An account's balances after the entries that precede this event in the log.
 
@@ -205,6 +209,11 @@ def account_changed(
     the audit replays them and checks the balances and ``entries`` count here.
     ``previous`` is the event written just before this one in the same write, which it
     links to (as :func:`with_link` does, without making the event twice).
+
+    A lifecycle command (limits, freeze, close) writes one with no entries and its
+    ``change`` (kind, key, time and what it set); from then on every event of the
+    account carries its ``rules`` (bounds, status, freeze), which take effect after the
+    entries of the event's own version.
     """
     body = {
         "account": account.account,
@@ -214,6 +223,10 @@ def account_changed(
         "pending_in": str(account.pending_in),
         "prev": account.last_hash,
     }
+    if account.rules_changed:
+        body["rules"] = account.rules()
+    if change is not None:
+        body["change"] = change
     return _event(account.stream_id, account.version, TOPIC_ACCOUNT_CHANGED, body, previous)
 
 
@@ -313,6 +326,9 @@ def account_state_from(first: StoredEvent, last: StoredEvent) -> AccountState:
         state.posted = int(changed["posted"])
         state.pending_out = int(changed["pending_out"])
         state.pending_in = int(changed["pending_in"])
+        rules = changed.get("rules")
+        if rules is not None:
+            state.set_rules(rules)
     return state
 
 

@@ -19,8 +19,10 @@ from ledger.hashing import sha1_digest
 __all__ = [
     "ENTRY_KINDS",
     "AccountState",
+    "AccountStatus",
     "EntryKind",
     "EntryState",
+    "FreezeMode",
     "HoldStatus",
     "Leg",
     "Normal",
@@ -30,6 +32,11 @@ __all__ = [
 ]
 
 Normal = Literal["debit", "credit"]
+#: An account's lifecycle: open; frozen (see :data:`FreezeMode`); closed for good.
+AccountStatus = Literal["open", "frozen", "closed"]
+#: What a freeze stops: ``"debits"`` (debit legs: money leaving a wallet) or ``"all"``
+#: (any posting or new hold). Releasing a hold (void, expiry) is never stopped.
+FreezeMode = Literal["debits", "all"]
 EntryKind = Literal[
     "posted", "pending", "capture", "void", "expire", "reversal", "request", "decline"
 ]
@@ -133,6 +140,11 @@ class AccountState:
     posted: int = 0
     pending_out: int = 0
     pending_in: int = 0
+    status: AccountStatus = "open"
+    freeze: FreezeMode | None = None
+    #: Whether a lifecycle command changed the rules since the opening (then every
+    #: later event of the account carries them).
+    rules_changed: bool = False
 
     @property
     def sign(self) -> int:
@@ -160,7 +172,28 @@ class AccountState:
             self.posted,
             self.pending_out,
             self.pending_in,
+            self.status,
+            self.freeze,
+            self.rules_changed,
         )
+
+    def rules(self) -> dict[str, str | None]:
+        """The rules a lifecycle command can change, as stored in events."""
+        return {
+            "min": None if self.min_balance is None else str(self.min_balance),
+            "max": None if self.max_balance is None else str(self.max_balance),
+            "status": self.status,
+            "freeze": self.freeze,
+        }
+
+    def set_rules(self, rules: dict[str, str | None]) -> None:
+        """Take the rules from a stored event (see :meth:`rules`)."""
+        low, high = rules["min"], rules["max"]
+        self.min_balance = None if low is None else int(low)
+        self.max_balance = None if high is None else int(high)
+        self.status = rules["status"]  # type: ignore[assignment]
+        self.freeze = rules["freeze"]  # type: ignore[assignment]
+        self.rules_changed = True
 
 
 @dataclass(slots=True)
