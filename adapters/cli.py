@@ -18,6 +18,7 @@ from ledger.adapters.jsonl import export_lines, import_lines
 from ledger.adapters.logging import configure_logging
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
+from ledger.assets import plain
 from ledger.audit import audit as run_audit
 from ledger.audit import diff_read_model, position_at
 from ledger.errors import LedgerError
@@ -248,7 +249,7 @@ def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str)
                     )
                 )
                 if row is not None:
-                    rows[name] = {row.asset: str(row.posted)}
+                    rows[name] = {row.asset: plain(row.posted)}
         runner.close()
     human = "\n".join(f"{n:<40} {a} {v:>16}" for n, d in rows.items() for a, v in d.items())
     _emit(fmt, rows, human or "(no accounts)")
@@ -278,14 +279,14 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
     data = {
         "account": st.account,
         "asset": st.asset,
-        "opening": str(st.opening),
-        "closing": str(st.closing),
+        "opening": plain(st.opening),
+        "closing": plain(st.closing),
         "lines": [
             {
                 "effective_at": ln.effective_at,
                 "description": ln.description,
-                "amount": str(ln.amount),
-                "running": str(ln.running),
+                "amount": plain(ln.amount),
+                "running": plain(ln.running),
             }
             for ln in st.lines
         ],

@@ -42,7 +42,7 @@ from ledger.commands.models import (
 )
 from pydantic import ValidationError
 
-from ledger.assets import Asset, iso_currency, to_decimal, to_minor
+from ledger.assets import Asset, iso_currency, plain, to_decimal, to_minor
 from ledger.errors import LedgerError, UnbalancedEntry, UnknownAsset
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ASSET_DECLARED, TOPIC_ENTRY, LogEvent
 from ledger.facade import Ledger
@@ -161,7 +161,7 @@ def _posted(data: dict[str, Any], c: dict[str, Any]) -> Command:
 
 def _request(data: dict[str, Any], c: dict[str, Any]) -> Command:
     legs = c["legs"]
-    if len(legs) != 2 or legs[0].amount <= 0 or legs[0].amount != -legs[1].amount:
+    if len(legs) != 2 or legs[0].amount <= 0 or legs[0].amount != legs[1].amount.copy_negate():
         raise ValueError("a request has two legs: the payer's debit, then the requester's credit")
     return RequestPayment.model_validate(
         {
@@ -364,7 +364,7 @@ def _line(e: LogEvent, scales: dict[str, int], keys: dict[uuid.UUID, str]) -> by
     def amount(asset: str, minor: int) -> str:
         scale = scales.get(asset)
         iso = iso_currency(asset)
-        return str(
+        return plain(
             to_decimal(minor, Asset(asset, scale if scale is not None else iso.scale if iso else 0))
         )
 

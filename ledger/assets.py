@@ -23,6 +23,7 @@ __all__ = [
     "Asset",
     "iso_currency",
     "parse_decimal",
+    "plain",
     "to_decimal",
     "to_minor",
     "validate_asset_code",
@@ -138,6 +139,13 @@ def to_minor(value: object, asset: Asset) -> int:
             f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units"
         )
     return minor
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal as fixed-point text, never in exponent form: ``0.000000000000000001``
+    rather than ``1E-18`` (``str`` switches to exponents below 1e-6), keeping its
+    decimals (``10.00``)."""
+    return format(value, "f")
 
 
 def to_decimal(minor: int, asset: Asset) -> Decimal:

@@ -57,6 +57,7 @@ from ledger.projections import BalancesView, FeedView, ProjectionRunner, ViewSto
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger import AsyncLedger, LedgerError, Outcome, payments
+from ledger.assets import plain
 from ledger.errors import (
     AccountExists,
     CommandRejected,
@@ -337,10 +338,10 @@ async def get_account(account: str, request: Request) -> JSONResponse:
             "id": b.account,
             "currency": b.asset,
             "version": b.version,
-            "posted": str(b.posted),
-            "available": str(b.available),
-            "pending_in": str(b.pending_in),
-            "pending_out": str(b.pending_out),
+            "posted": plain(b.posted),
+            "available": plain(b.available),
+            "pending_in": plain(b.pending_in),
+            "pending_out": plain(b.pending_out),
         }
     )
 
@@ -375,10 +376,10 @@ async def get_statement(
             "currency": found.asset,
             "from": found.start.isoformat(),
             "to": found.end.isoformat(),
-            "opening": str(found.opening),
-            "closing": str(found.closing),
+            "opening": plain(found.opening),
+            "closing": plain(found.closing),
             "lines": [
-                {**asdict(line), "amount": str(line.amount), "running": str(line.running)}
+                {**asdict(line), "amount": plain(line.amount), "running": plain(line.running)}
                 for line in found.lines
             ],
         }
@@ -483,7 +484,7 @@ async def feed(request: Request, limit: int = 20, cursor: str | None = None) -> 
     page = await asyncio.to_thread(request.app.state.views.run, read)
     return JSONResponse(
         {
-            "items": [{**asdict(item), "amount": str(item.amount)} for item in page.items],
+            "items": [{**asdict(item), "amount": plain(item.amount)} for item in page.items],
             "next_cursor": page.next_cursor,
         }
     )

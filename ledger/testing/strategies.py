@@ -9,6 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ledger.assets import Asset, to_decimal
 from ledger.commands.models import LegInput, PostEntry
 
 __all__ = ["account_ids", "amounts", "balanced_legs", "entries", "idempotency_keys", "p2p"]
@@ -18,7 +19,8 @@ def amounts(
     scale: int = 2, *, min_minor: int = 1, max_minor: int = 10**9
 ) -> st.SearchStrategy[Decimal]:
     """Exact positive amounts with ``scale`` decimals (never floats)."""
-    return st.integers(min_minor, max_minor).map(lambda m: Decimal(m).scaleb(-scale))
+    unit = Asset("XXX", scale)
+    return st.integers(min_minor, max_minor).map(lambda m: to_decimal(m, unit))
 
 
 def account_ids(prefix: str = "users") -> st.SearchStrategy[str]:
@@ -43,9 +45,8 @@ def balanced_legs(
         debits = [draw(st.integers(1, 10**6)) for _ in range(n - 1)]
         legs = [(a, m) for a, m in zip(chosen[:-1], debits, strict=True)]
         legs.append((chosen[-1], -sum(debits)))
-        return tuple(
-            LegInput(account=a, amount=Decimal(m).scaleb(-scale), asset=asset) for a, m in legs
-        )
+        unit = Asset(asset, scale)
+        return tuple(LegInput(account=a, amount=to_decimal(m, unit), asset=asset) for a, m in legs)
 
     return build()
 
