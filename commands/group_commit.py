@@ -143,6 +143,8 @@ class _Submission:
     waiter: Waiter
     #: The number of commits when it was queued (for the fairness counter).
     commits_at_submit: int
+    #: Whether its waiter was resolved.
+    done: bool = False
 
 
 @dataclass(slots=True)
@@ -311,7 +313,14 @@ class GroupCommitter:
                 work.granted.set()
                 work.released.wait()
             else:
-                self._commit(work)
+                try:
+                    self._commit(work)
+                except BaseException as e:  # a defect: never leave a caller waiting
+                    log.error("ledger.group_commit_failed", error=type(e).__name__)
+                    for sub in work:
+                        if not sub.done:
+                            sub.done = True
+                            sub.waiter.resolve(None, e)
 
     def _commit(self, subs: list[_Submission]) -> None:
         """Decide a group, append it in one transaction, wake its callers."""
@@ -344,11 +353,12 @@ class GroupCommitter:
         caller of the group."""
         self.stats.redone += 1
         log.debug("ledger.group_redo", commands=len(prints))
-        self.executor.forget(flat)
         try:
+            self.executor.forget(flat)
             outcomes = self.executor.run([p[0] for p in prints])
         except BaseException as e:  # delivered to the callers
             for sub in subs:
+                sub.done = True
                 sub.waiter.resolve(None, e)
             return
         self.stats.commits += 1
@@ -368,6 +378,7 @@ class GroupCommitter:
                 stats.most_commits_waited, stats.commits - sub.commits_at_submit
             )
             waiter = sub.waiter
+            sub.done = True
             if type(waiter) is AsyncWaiter:
                 loops.setdefault(waiter.loop, []).append((waiter.future, mine, None))
             else:

@@ -311,3 +311,25 @@ def test_cancelled_tasks_never_half_apply(store_url: str) -> None:
         asyncio.run(main())
         assert books.balance("w1").posted == Decimal("1020.00")
         assert audit(books.store).clean
+
+
+def test_a_defect_in_the_committer_reaches_the_caller_and_the_next_group_commits(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Ledger.open(store_url) as books:
+        setup(books)
+        executor = books._committer.executor
+        calls = {"n": 0}
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            raise TypeError("a defect")
+
+        monkeypatch.setattr(executor, "decide", broken)
+        monkeypatch.setattr(executor, "forget", broken)
+        with pytest.raises(TypeError, match="a defect"):
+            books.submit(payment("d1", 0, 1))
+        assert calls["n"] == 2
+        monkeypatch.undo()
+        assert books.submit(payment("d2", 0, 1)).ok  # the committer thread lives on
+        assert books.recorded("d1") is None
