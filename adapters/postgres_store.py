@@ -12,12 +12,13 @@ events, the idempotency records and the open-holds index, and commits. Primary k
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from eventsourcing.persistence import (
@@ -29,6 +30,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.errors import StoreError, StoreUnavailable
@@ -60,26 +62,47 @@ def _key_columns(batch: WriteBatch) -> tuple[list[Any], ...]:
     )
 
 
+#: Settings PostgresDatastore takes by name; every other libpq parameter of the URL
+#: (sslmode, sslrootcert, target_session_attrs, options, application_name...) is
+#: handed to the connection pool as it is.
+_DATASTORE_SETTINGS = ("dbname", "host", "port", "user", "password")
+
+
 def parse_postgres_url(url: str) -> dict[str, Any]:
-    """Connection settings from a ``postgresql://`` URL."""
-    parts = urlsplit(url)
-    dbname = parts.path.lstrip("/")
-    if not dbname or not parts.hostname:
-        raise StoreError(f"PostgreSQL URL {_redact(url)} must name a host and a database")
-    return {
-        "dbname": unquote(dbname),
-        "host": parts.hostname,
-        "port": parts.port or 5432,
-        "user": unquote(parts.username or "postgres"),
-        "password": unquote(parts.password or ""),
-    }
+    """Connection settings from a ``postgresql://`` URL (or a libpq keyword string),
+    parsed by libpq itself (through psycopg): every parameter is kept, an unknown one
+    is refused with :class:`~ledger.errors.StoreError`."""
+    try:
+        params: dict[str, Any] = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as e:
+        reason = str(e).replace("\n", " ").strip()
+        raise StoreError(f"PostgreSQL URL {_redact(url)}: {reason}") from None
+    if not params.get("dbname"):
+        raise StoreError(f"PostgreSQL URL {_redact(url)} must name a database")
+    params.setdefault("host", "localhost")
+    params.setdefault("port", 5432)
+    params.setdefault("user", "postgres")
+    params.setdefault("password", "")
+    return params
 
 
 def _redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
+        url = url.replace(f":{parts.password}@", ":***@")
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+
+
+def _probe(url: str, settings: dict[str, Any]) -> None:
+    """Connect once, directly, so that a refused first connection reports the
+    server's own reason (authentication failed, connection refused, no such database,
+    SSL required) at once rather than as a pool timeout."""
+    try:
+        psycopg.connect(**settings, connect_timeout=5).close()
+    except psycopg.OperationalError as e:
+        reason = " ".join(str(e).split())
+        where = _redact(url)
+        raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}") from None
 
 
 class PostgresEventStore:
@@ -88,15 +111,21 @@ class PostgresEventStore:
     def __init__(self, url: str, *, pool_size: int = 2, require_durable: bool = True) -> None:
         self.url = _redact(url)
         self.settings = parse_postgres_url(url)
+        _probe(url, self.settings)
         self.require_durable = require_durable
         self.datastore = PostgresDatastore(
-            **self.settings,
+            **{name: self.settings[name] for name in _DATASTORE_SETTINGS},
             pool_size=pool_size,
             max_overflow=2,
             lock_timeout=LOCK_TIMEOUT_S,
             connect_timeout=5,
             pre_ping=False,  # a dead connection fails the attempt, which is retried
         )
+        # The rest of the URL's parameters reach every pooled connection untouched
+        # (the pool is not open yet; eventsourcing made its keyword dict).
+        pool_kwargs = self.datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict)
+        pool_kwargs.update({k: v for k, v in self.settings.items() if k not in _DATASTORE_SETTINGS})
         self.recorder = self._call(lambda: PostgresApplicationRecorder(self.datastore))
         self._tables = {"schema": Identifier(self.datastore.schema)}
         # Array parameters go in binary (%b): psycopg dumps a list of 10,000 UUIDs as

@@ -1,0 +1,73 @@
+"""PostgreSQL connection settings reach the connection as given: libpq parses the URL
+(every parameter kept, unknown ones refused), a refused first connection says why at
+once, and no error or log line shows the password."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from ledger import Ledger
+from ledger.errors import StoreError, StoreUnavailable
+from tests.conftest import require_postgres
+
+pytestmark = pytest.mark.postgres
+
+
+def test_every_libpq_parameter_reaches_the_connection() -> None:
+    url = require_postgres()
+    with (
+        Ledger.open(
+            f"{url}?application_name=ledger-url-test&options=-c%20statement_timeout%3D4321"
+        ) as books,
+        books.store.datastore.pool.connection() as conn,
+    ):
+        row = conn.execute(
+            "SELECT current_setting('application_name') AS a,"
+            " current_setting('statement_timeout') AS t"
+        ).fetchone()
+    assert row == {"a": "ledger-url-test", "t": "4321ms"}
+
+
+def test_sslmode_require_against_a_server_without_tls_is_refused_at_once() -> None:
+    url = require_postgres()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="server does not support SSL"):
+        Ledger.open(f"{url}?sslmode=require")
+    assert time.monotonic() - started < 3  # the server's answer, not a pool timeout
+
+
+@pytest.mark.parametrize(
+    ("suffix", "error", "text"),
+    [
+        ("?foo=bar", StoreError, 'invalid URI query parameter: "foo"'),
+        ("?sslmode=sometimes", StoreUnavailable, "sslmode"),
+    ],
+)
+def test_bad_parameters_are_refused_with_the_reason(
+    suffix: str, error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        Ledger.open(require_postgres() + suffix)
+
+
+def test_refused_connections_say_why_and_hide_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = require_postgres()
+    base = url.rsplit("/", 1)[0]
+    host_port = base.split("@", 1)[1]
+    cases = [
+        (f"postgresql://postgres:sekret-pw@{host_port}/no_such_db_here", "does not exist"),
+        ("postgresql://postgres:sekret-pw@127.0.0.1:1/x", "Connection refused"),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for target, reason in cases:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=reason) as info:
+                Ledger.open(target)
+            assert time.monotonic() - started < 3
+            assert "sekret-pw" not in str(info.value) and ":***@" in str(info.value)
+    assert "sekret-pw" not in caplog.text
