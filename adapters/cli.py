@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 from datetime import UTC, datetime
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,32 @@ __all__ = ["main"]
 DEFAULT_STORE = "sqlite:///ledger.db"
 
 
+class Instant(click.ParamType):  # type: ignore[type-arg,unused-ignore]
+    """A point in time: RFC 3339 with a zone (``2026-01-31T00:00:00Z``,
+    ``2026-01-31T02:00:00+02:00``), a date (midnight UTC) or a time without a zone
+    (taken as UTC, as the library does)."""
+
+    name = "instant"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        text = str(value).strip()
+        try:
+            when = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            self.fail(
+                f"{value!r} is not a time: use RFC 3339 (2026-01-31T00:00:00Z, "
+                "2026-01-31T02:00:00+02:00) or a date (2026-01-31)",
+                param,
+                ctx,
+            )
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+INSTANT = Instant()
+
+
 @click.group()
 @click.option(
     "--store",
@@ -38,6 +65,7 @@ DEFAULT_STORE = "sqlite:///ledger.db"
     help="Store URL: sqlite:///path or postgresql://user:pass@host/db (env LEDGER_STORE).",
 )
 @click.option("--log-level", default="WARNING", show_default=True, help="Structured log level.")
+@click.version_option(package_name="ledger-engine", prog_name="ledger")
 @click.pass_context
 def cli(ctx: click.Context, store: str, log_level: str) -> None:
     """An event-sourced double-entry ledger."""
@@ -102,7 +130,7 @@ def asset_add(store: str, code: str, scale: int) -> None:
 
 
 @cli.command()
-@click.option("--until", "until", type=click.DateTime(), help="Audit writes recorded up to T.")
+@click.option("--until", "until", type=INSTANT, help="Audit writes recorded up to T.")
 @click.option("--position", type=click.IntRange(min=0), help="Audit the log up to position N.")
 @click.option(
     "--report", type=click.Path(dir_okay=False, writable=True), help="Write a JSON report."
@@ -222,7 +250,7 @@ def projections_follow(store: str, poll_s: float) -> None:
 
 
 @cli.command()
-@click.option("--as-of", "as_of", type=click.DateTime(), help="Balances as of T.")
+@click.option("--as-of", "as_of", type=INSTANT, help="Balances as of T.")
 @click.option(
     "--by", type=click.Choice(["effective", "recorded"]), default="effective", show_default=True
 )
@@ -249,16 +277,81 @@ def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str)
                     )
                 )
                 if row is not None:
-                    rows[name] = {row.asset: plain(row.posted)}
+                    rows[name] = {
+                        "asset": row.asset,
+                        "normal": row.normal,
+                        "balance": plain(row.signed),
+                    }
         runner.close()
-    human = "\n".join(f"{n:<40} {a} {v:>16}" for n, d in rows.items() for a, v in d.items())
+    human = "\n".join(
+        f"{n:<40} {d['asset']:<6} {_dr_cr(d['balance'])}  ({d['normal']}-normal)"
+        for n, d in rows.items()
+    )
     _emit(fmt, rows, human or "(no accounts)")
+
+
+def _dr_cr(signed: str) -> str:
+    """A signed amount (debits positive) for people: the figure and its side."""
+    side = "Cr" if signed.startswith("-") else "Dr"
+    return f"{signed.lstrip('-'):>22} {side}"
+
+
+@cli.command("trial-balance")
+@click.option("--as-of", "as_of", type=INSTANT, help="Balances as of T (effective time).")
+@FORMAT
+@click.pass_obj
+def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
+    """Debit and credit balances of every account per currency; the totals agree."""
+    with _open(store) as books:
+        runner = _runner(books)
+        runner.catch_up()
+        with runner.views.snapshot() as w:
+            names = [r[0] for r in w.query("SELECT account FROM rm_balances ORDER BY account")]
+            found = [
+                BalancesView.balance(w, n)
+                if as_of is None
+                else BalancesView.balance_as_of(w, n, as_of)
+                for n in names
+            ]
+        runner.close()
+    per_asset: dict[str, dict[str, Any]] = {}
+    for row in (r for r in found if r is not None):
+        book = per_asset.setdefault(
+            row.asset, {"accounts": [], "debits": Decimal(0), "credits": Decimal(0)}
+        )
+        signed = row.signed
+        zero = signed.copy_abs() * 0  # 0 with the asset's decimals, unsigned
+        debit = signed if signed > 0 else zero
+        credit = signed.copy_abs() if signed < 0 else zero
+        book["accounts"].append(
+            {
+                "account": row.account,
+                "normal": row.normal,
+                "debit": plain(debit),
+                "credit": plain(credit),
+            }
+        )
+        with localcontext(prec=200):
+            book["debits"] += debit
+            book["credits"] += credit
+    data = {
+        asset: {**book, "debits": plain(book["debits"]), "credits": plain(book["credits"])}
+        for asset, book in sorted(per_asset.items())
+    }
+    lines = []
+    for asset, book in data.items():
+        lines.append(f"{asset:<40} {'debit':>22} {'credit':>22}")
+        lines += [
+            f"  {a['account']:<38} {a['debit']:>22} {a['credit']:>22}" for a in book["accounts"]
+        ]
+        lines.append(f"  {'total':<38} {book['debits']:>22} {book['credits']:>22}")
+    _emit(fmt, data, "\n".join(lines) or "(no accounts)")
 
 
 @cli.command("statement")
 @click.argument("account")
-@click.option("--from", "start", type=click.DateTime(), required=True)
-@click.option("--to", "end", type=click.DateTime(), required=True)
+@click.option("--from", "start", type=INSTANT, required=True)
+@click.option("--to", "end", type=INSTANT, required=True)
 @FORMAT
 @click.pass_obj
 def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt: str) -> None:
@@ -267,38 +360,43 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
         runner = _runner(books)
         runner.catch_up()
         with runner.views.snapshot() as w:
-            st = statement(
-                w,
-                account,
-                start.replace(tzinfo=start.tzinfo or UTC),
-                end.replace(tzinfo=end.tzinfo or UTC),
-            )
+            st = statement(w, account, start, end)
+            row = BalancesView.balance(w, account)
         runner.close()
-    if st is None:
+    if st is None or row is None:
         raise LedgerError(f"account {account!r} is not in the read model")
+
+    def signed(value: Decimal) -> str:  # debits positive, as in the import format
+        return plain(value if row.normal == "debit" or not value else value.copy_negate())
+
+    lines = [
+        {
+            "effective_at": ln.effective_at,
+            "description": ln.description,
+            "amount": signed(ln.amount),
+            "running": signed(ln.running),
+        }
+        for ln in st.lines
+    ]
+    opening, closing = signed(st.opening), signed(st.closing)
     data = {
         "account": st.account,
         "asset": st.asset,
-        "opening": plain(st.opening),
-        "closing": plain(st.closing),
-        "lines": [
-            {
-                "effective_at": ln.effective_at,
-                "description": ln.description,
-                "amount": plain(ln.amount),
-                "running": plain(ln.running),
-            }
-            for ln in st.lines
-        ],
+        "normal": row.normal,
+        "opening": opening,
+        "closing": closing,
+        "lines": lines,
     }
     human = "\n".join(
         [
-            f"{account} ({st.asset}) opening {st.opening}",
+            f"{account} ({st.asset}, {row.normal}-normal)",
+            f"  opening {'':<10} {_dr_cr(opening)}",
             *(
-                f"  {ln.effective_at[:10]}  {ln.amount:>12}  {ln.running:>12}  {ln.description}"
-                for ln in st.lines
+                f"  {ln['effective_at'][:10]}  {_dr_cr(ln['amount'])}  "
+                f"{_dr_cr(ln['running'])}  {ln['description']}"
+                for ln in lines
             ),
-            f"closing {st.closing}",
+            f"  closing {'':<10} {_dr_cr(closing)}",
         ]
     )
     _emit(fmt, data, human)
@@ -308,12 +406,38 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
 @click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
 @click.option("--skip-invalid", is_flag=True, help="Apply the valid lines, report the rest.")
 @click.option("--no-open-accounts", is_flag=True, help="Do not open unknown accounts.")
+@click.option(
+    "--default-normal",
+    type=click.Choice(["debit", "credit"]),
+    default="credit",
+    show_default=True,
+    help="Normal side of accounts the import opens.",
+)
+@click.option(
+    "--normal",
+    "normals",
+    multiple=True,
+    metavar="PREFIX=SIDE",
+    help="Normal side by account prefix, e.g. --normal Assets=debit (longest prefix wins).",
+)
 @FORMAT
 @click.pass_obj
-def import_cmd(
-    store: str, source: str, skip_invalid: bool, no_open_accounts: bool, fmt: str
+def import_cmd(  # noqa: PLR0917 - click passes the options by position
+    store: str,
+    source: str,
+    skip_invalid: bool,
+    no_open_accounts: bool,
+    default_normal: str,
+    normals: tuple[str, ...],
+    fmt: str,
 ) -> None:
     """Post entries from a JSON Lines FILE (or - for stdin); see the README for the format."""
+    sides: dict[str, Any] = {}
+    for item in normals:
+        prefix, _, side = item.partition("=")
+        if not prefix or side not in ("debit", "credit"):
+            raise click.UsageError(f"--normal takes PREFIX=debit or PREFIX=credit, not {item!r}")
+        sides[prefix] = side
     if source == "-":
         # Spool stdin to a temporary file: the import reads its input twice
         # (validate, then apply) and never holds it in memory.
@@ -346,6 +470,8 @@ def import_cmd(
                     read,
                     skip_invalid=skip_invalid,
                     open_accounts=not no_open_accounts,
+                    default_normal="debit" if default_normal == "debit" else "credit",
+                    normals=sides,
                     progress=bar.update,
                 )
         except UnicodeDecodeError as e:
@@ -360,13 +486,14 @@ def import_cmd(
         "invalid": result.invalid,
         "errors": [{"line": e.line or None, "message": e.message} for e in errors],
     }
-    human = "\n".join(
-        [
-            *(f"line {e.line}: {e.message}" if e.line else e.message for e in errors),
-            f"{result.applied} applied, {result.replayed} already applied, "
-            f"{result.rejected} rejected, {result.conflicts} conflicts, "
-            f"{result.invalid} invalid of {result.lines} lines",
-        ]
+    if fmt != "json":  # rejected lines and conflicts go to stderr; the summary is data
+        for refused in errors:
+            text = f"line {refused.line}: {refused.message}" if refused.line else refused.message
+            click.echo(text, err=True)
+    human = (
+        f"{result.applied} applied, {result.replayed} already applied, "
+        f"{result.rejected} rejected, {result.conflicts} conflicts, "
+        f"{result.invalid} invalid of {result.lines} lines"
     )
     _emit(fmt, data_out, human)
     if result.invalid and not skip_invalid:

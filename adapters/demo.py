@@ -9,6 +9,7 @@ from typing import Literal, TextIO
 
 from ledger.commands.models import LegInput, PostEntry
 
+from ledger.assets import plain
 from ledger.facade import Ledger
 
 __all__ = ["run_demo"]
@@ -138,8 +139,9 @@ def _print_balances(books: Ledger, out: TextIO) -> bool:
     for account, _, _ in ACCOUNTS:
         b = books.balance(account)
         out.write(f"{account:<24}{b.normal:>8}{b.posted:>12}{b.pending_out:>10}{b.available:>12}\n")
-        totals[b.asset] += b.posted if b.normal == "debit" else -b.posted
+        totals[b.asset] += b.posted if b.normal == "debit" else b.posted.copy_negate()
     balanced = all(v == 0 for v in totals.values())
-    verdict = "balanced" if balanced else "NOT BALANCED"
-    out.write(f"debits - credits per currency: {dict(totals)} -> {verdict}\n")
+    verdict = "balanced" if balanced else "NOT balanced"
+    sums = ", ".join(f"{asset} {plain(total)}" for asset, total in sorted(totals.items()))
+    out.write(f"Debits minus credits, per currency: {sums}: the books are {verdict}.\n")
     return balanced

@@ -13,23 +13,31 @@ kinds of entries, so that every entry round-trips: ``"kind"`` (``posted`` by def
 (the key of the entry a reversal gives back), ``"request"`` (the key of the money
 request a payment or a decline closes; a request's ``legs`` are its terms, the payer's
 debit and the requester's credit) and ``"expires_at"`` (of a pending entry). A line
-``{"kind": "asset", "code": "PTS", "scale": 3}`` declares a user-defined asset.
+``{"kind": "asset", "code": "PTS", "scale": 3}`` declares a user-defined asset; a line
+``{"kind": "account", "account": "Assets:Bank", "asset": "USD", "normal": "debit",
+"min_balance": "0", "max_balance": null, "owner": null, "metadata": {}}`` opens an
+account (``key`` defaults to ``account:<id>``); lines of kind ``change_limits``,
+``freeze_account``, ``unfreeze_account`` and ``close_account`` carry the lifecycle
+commands with their own fields. Export writes all of them, in log order.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from ledger.commands.models import (
+    ChangeLimits,
+    CloseAccount,
     Command,
     DeclareAsset,
     DeclineRequest,
     ExpireHold,
+    FreezeAccount,
     LegInput,
     OpenAccount,
     PayRequest,
@@ -38,13 +46,20 @@ from ledger.commands.models import (
     PostHold,
     RequestPayment,
     ReverseEntry,
+    UnfreezeAccount,
     VoidHold,
 )
 from pydantic import ValidationError
 
 from ledger.assets import Asset, iso_currency, plain, to_decimal, to_minor
 from ledger.errors import LedgerError, UnbalancedEntry, UnknownAsset
-from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ASSET_DECLARED, TOPIC_ENTRY, LogEvent
+from ledger.events import (
+    TOPIC_ACCOUNT_CHANGED,
+    TOPIC_ACCOUNT_OPENED,
+    TOPIC_ASSET_DECLARED,
+    TOPIC_ENTRY,
+    LogEvent,
+)
 from ledger.facade import Ledger
 from ledger.model import entry_id_for_key
 
@@ -95,6 +110,12 @@ def parse_line(text: str) -> Command:
         raise ValueError("a line must be a JSON object")
     kind = data.get("kind", "posted")
     try:
+        if kind == "account":
+            fields = {k: v for k, v in data.items() if k != "kind"}
+            fields.setdefault("key", f"account:{data.get('account')}")
+            return OpenAccount.model_validate(fields)
+        if kind in _ACCOUNT_CHANGES:
+            return _ACCOUNT_CHANGES[kind].model_validate(data)
         if kind == "asset":
             return DeclareAsset.model_validate(
                 {
@@ -176,6 +197,14 @@ def _request(data: dict[str, Any], c: dict[str, Any]) -> Command:
         }
     )
 
+
+#: Lines that change an account (their fields are the command's own).
+_ACCOUNT_CHANGES: dict[str, type[Command]] = {
+    "change_limits": ChangeLimits,
+    "freeze_account": FreezeAccount,
+    "unfreeze_account": UnfreezeAccount,
+    "close_account": CloseAccount,
+}
 
 _BUILDERS: dict[str, Any] = {
     "posted": _posted,
@@ -266,28 +295,46 @@ def import_lines(
     *,
     skip_invalid: bool = False,
     open_accounts: bool = True,
+    default_normal: Literal["debit", "credit"] = "credit",
+    normals: Mapping[str, Literal["debit", "credit"]] | None = None,
     progress: Any = None,
 ) -> ImportReport:
     """Validate every line first (nothing applied if any is invalid, unless
     ``skip_invalid``); then apply in chunks through the batch path. ``read`` is a
     callable returning a fresh iterator over the lines (the input is read twice and
-    never held in memory)."""
+    never held in memory).
+
+    With ``open_accounts``, an account used before any line opens it is opened with
+    the normal side of the longest matching prefix in ``normals`` (``{"Assets":
+    "debit", "Expenses": "debit"}``, for charts like beancount's), else
+    ``default_normal``."""
+    sides = sorted((normals or {}).items(), key=lambda item: -len(item[0]))
+
+    def normal_of(account: str) -> Literal["debit", "credit"]:
+        return next((side for prefix, side in sides if account.startswith(prefix)), default_normal)
+
     report = ImportReport(errors=[])
-    for _, item in _validated(read(), _Assets(books)):
+    refused: set[int] = set()
+    for number, item in _validated(read(), _Assets(books)):
         report.lines += 1
         if isinstance(item, LineError):
             report.invalid += 1
+            refused.add(number)
             report.errors.append(item)  # type: ignore[union-attr]
     if report.invalid and not skip_invalid:
         return report
-    chunk: list[Command] = []
+    chunk: list[tuple[int, Command]] = []
     known: set[str] = set()
-    for _, item in _validated(read()):
-        if isinstance(item, LineError):
+    for number, item in _validated(read()):
+        # A line refused by the first pass is skipped here, even if this pass (which
+        # does not check assets again) would take it: each line is counted once.
+        if isinstance(item, LineError) or number in refused:
             continue
-        if open_accounts:
-            chunk.extend(_openings(books, item, known))
-        chunk.append(item)
+        if isinstance(item, OpenAccount):
+            known.add(item.account)
+        elif open_accounts:
+            chunk.extend((0, opening) for opening in _openings(item, known, normal_of))
+        chunk.append((number, item))
         if len(chunk) >= _CHUNK:
             _apply(books, chunk, report, progress)
             chunk = []
@@ -296,7 +343,9 @@ def import_lines(
     return report
 
 
-def _openings(books: Ledger, cmd: Command, known: set[str]) -> list[Command]:
+def _openings(
+    cmd: Command, known: set[str], normal_of: Callable[[str], Literal["debit", "credit"]]
+) -> list[Command]:
     out: list[Command] = []
     named = [(leg.account, leg.asset) for leg in getattr(cmd, "legs", None) or ()]
     if isinstance(cmd, RequestPayment):
@@ -305,13 +354,20 @@ def _openings(books: Ledger, cmd: Command, known: set[str]) -> list[Command]:
         if account in known:
             continue
         known.add(account)
-        out.append(OpenAccount(key=f"account:{account}", account=account, asset=asset))
+        out.append(
+            OpenAccount(
+                key=f"account:{account}", account=account, asset=asset, normal=normal_of(account)
+            )
+        )
     return out
 
 
-def _apply(books: Ledger, chunk: list[Command], report: ImportReport, progress: Any) -> None:
-    for cmd, outcome in zip(chunk, books.submit_all(chunk), strict=True):
-        if isinstance(cmd, OpenAccount):
+def _apply(
+    books: Ledger, chunk: list[tuple[int, Command]], report: ImportReport, progress: Any
+) -> None:
+    commands = [cmd for _, cmd in chunk]
+    for (number, cmd), outcome in zip(chunk, books.submit_all(commands), strict=True):
+        if number == 0:  # an opening the import added
             continue
         if outcome.status == "applied":
             if outcome.replayed:
@@ -320,21 +376,23 @@ def _apply(books: Ledger, chunk: list[Command], report: ImportReport, progress: 
                 report.applied += 1
         elif outcome.status == "rejected":
             report.rejected += 1
-            report.errors.append(LineError(0, f"{cmd.key}: {outcome.code}: {outcome.message}"))  # type: ignore[union-attr]
+            report.errors.append(LineError(number, f"{cmd.key}: {outcome.code}: {outcome.message}"))  # type: ignore[union-attr]
         elif outcome.status == "conflict":
             report.conflicts += 1
-            report.errors.append(LineError(0, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
+            report.errors.append(LineError(number, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
         else:
             report.invalid += 1
-            report.errors.append(LineError(0, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
+            report.errors.append(LineError(number, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
         if progress is not None:
             progress(1)
 
 
 def export_lines(books: Ledger) -> Iterator[bytes]:
-    """Every entry as one JSON line, in log order (the import format)."""
+    """Every asset, account, account change and entry as one JSON line, in log order
+    (the import format)."""
     scales: dict[str, int] = {}
     keys: dict[uuid.UUID, str] = {}
+    assets: dict[str, Asset] = {}  # of each account
     position = 0
     while True:
         batch = books.store.read_log(position, 10_000)
@@ -352,10 +410,46 @@ def export_lines(books: Ledger) -> Iterator[bytes]:
                 )
             elif e.topic == TOPIC_ACCOUNT_OPENED:
                 scales.setdefault(e.body["asset"], e.body["scale"])
+                asset = assets[e.body["account"]] = Asset(e.body["asset"], e.body["scale"])
+                yield _account_line(e.body, asset)
+            elif e.topic == TOPIC_ACCOUNT_CHANGED and "change" in e.body:
+                yield _change_line(e.body, assets[e.body["account"]])
             elif e.topic == TOPIC_ENTRY:
                 keys[e.stream_id] = e.body["key"]
                 yield _line(e, scales, keys)
         position = batch[-1].id
+
+
+def _bound(minor: str | None, asset: Asset) -> str | None:
+    return None if minor is None else plain(to_decimal(int(minor), asset))
+
+
+def _account_line(body: dict[str, Any], asset: Asset) -> bytes:
+    out: dict[str, Any] = {
+        "kind": "account",
+        "key": body["key"],
+        "account": body["account"],
+        "asset": body["asset"],
+        "normal": body["normal"],
+        "min_balance": _bound(body["min"], asset),
+        "max_balance": _bound(body["max"], asset),
+        "owner": body["owner"],
+        "metadata": body["metadata"],
+    }
+    return orjson.dumps(out) + b"\n"
+
+
+def _change_line(body: dict[str, Any], asset: Asset) -> bytes:
+    change = body["change"]
+    out: dict[str, Any] = {"kind": change["kind"], "key": change["key"], "account": body["account"]}
+    if change["kind"] == "change_limits":
+        out["min_balance"] = _bound(change["min"], asset)
+        out["max_balance"] = _bound(change["max"], asset)
+    if change["kind"] == "freeze_account":
+        out["mode"] = change["mode"]
+    if "reason" in body:
+        out["reason"] = body["reason"]
+    return orjson.dumps(out) + b"\n"
 
 
 def _line(e: LogEvent, scales: dict[str, int], keys: dict[uuid.UUID, str]) -> bytes:

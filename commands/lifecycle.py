@@ -73,7 +73,7 @@ def freeze_account(cmd: FreezeAccount, tx: Tx, entry_id: uuid.UUID) -> str:
     state = _open_account(tx, cmd.account)
     if state.status == "frozen":
         raise AccountFrozen(f"account {cmd.account!r} is already frozen; unfreeze it first")
-    change = _change(cmd, tx, mode=cmd.mode)
+    change = _change(cmd, tx, mode=cmd.mode, reason=cmd.reason)
     tx.change_account(state, change, status="frozen", freeze=cmd.mode)
     return "freeze_account"
 
@@ -83,7 +83,7 @@ def unfreeze_account(cmd: UnfreezeAccount, tx: Tx, entry_id: uuid.UUID) -> str:
     state = _open_account(tx, cmd.account)
     if state.status != "frozen":
         raise AccountNotFrozen(f"account {cmd.account!r} is not frozen")
-    tx.change_account(state, _change(cmd, tx), status="open", freeze=None)
+    tx.change_account(state, _change(cmd, tx, reason=cmd.reason), status="open", freeze=None)
     return "unfreeze_account"
 
 
@@ -97,5 +97,6 @@ def close_account(cmd: CloseAccount, tx: Tx, entry_id: uuid.UUID) -> str:
             f"{asset.code} and holds of {to_decimal(state.pending_out, asset)} out, "
             f"{to_decimal(state.pending_in, asset)} in; close it at zero with no open holds"
         )
-    tx.change_account(state, _change(cmd, tx), status="closed", freeze=None)
+    change = _change(cmd, tx, reason=cmd.reason)
+    tx.change_account(state, change, status="closed", freeze=None)
     return "close_account"

@@ -226,7 +226,11 @@ def account_changed(
     if account.rules_changed:
         body["rules"] = account.rules()
     if change is not None:
-        body["change"] = change
+        # The reason a person gave (it may name people) is sealed like descriptions.
+        body["change"] = {k: v for k, v in change.items() if k != "reason"}
+        if "reason" in change:
+            body["reason"] = change["reason"]
+            body = seal_body(body, ("reason",))
     return _event(account.stream_id, account.version, TOPIC_ACCOUNT_CHANGED, body, previous)
 
 

@@ -70,11 +70,21 @@ class BalanceRow:
     posted: Decimal
     pending_out: Decimal
     pending_in: Decimal
+    #: The account's normal side: balances above are oriented to it.
+    normal: Literal["debit", "credit"] = "credit"
 
     @property
     def available(self) -> Decimal:
         """Posted minus what open holds reserve."""
         return self.posted - self.pending_out
+
+    @property
+    def signed(self) -> Decimal:
+        """The posted balance as debits minus credits (the import format's sign:
+        positive is a debit balance), whatever the account's normal side."""
+        if self.normal == "debit" or not self.posted:
+            return self.posted
+        return self.posted.copy_negate()
 
 
 @dataclass(slots=True)
@@ -246,13 +256,13 @@ class BalancesView:
     def balance(w: ViewWriter, account: str) -> BalanceRow | None:
         """The account's current balances in the read model, or None."""
         rows = w.query(
-            "SELECT asset, scale, owner, posted, pending_out, pending_in FROM rm_balances"
+            "SELECT asset, scale, owner, posted, pending_out, pending_in, sign FROM rm_balances"
             " WHERE account = ?",
             (account,),
         )
         if not rows:
             return None
-        asset, scale, owner, posted, out, inn = rows[0]
+        asset, scale, owner, posted, out, inn, sign = rows[0]
         a = Asset(asset, scale)
         return BalanceRow(
             account,
@@ -261,6 +271,7 @@ class BalancesView:
             to_decimal(int(posted), a),
             to_decimal(int(out), a),
             to_decimal(int(inn), a),
+            "debit" if int(sign) > 0 else "credit",
         )
 
     @staticmethod
@@ -274,10 +285,12 @@ class BalancesView:
     ) -> BalanceRow | None:
         """Balances as of ``at`` by effective or recorded time; with ``known_at``, only
         entries recorded by then count (bi-temporal)."""
-        meta = w.query("SELECT asset, scale, owner FROM rm_balances WHERE account = ?", (account,))
+        meta = w.query(
+            "SELECT asset, scale, owner, sign FROM rm_balances WHERE account = ?", (account,)
+        )
         if not meta:
             return None
-        asset, scale, owner = meta[0]
+        asset, scale, owner, sign = meta[0]
         column = "effective_at" if by == "effective" else "recorded_at"
         sql = (
             "SELECT d_posted, d_pending_out, d_pending_in FROM rm_balance_lines"
@@ -292,7 +305,9 @@ class BalancesView:
             for i in range(3):
                 totals[i] += int(row[i])
         a = Asset(asset, scale)
-        return BalanceRow(account, asset, owner, *(to_decimal(t, a) for t in totals))
+        normal: Literal["debit", "credit"] = "debit" if int(sign) > 0 else "credit"
+        posted, out, inn = (to_decimal(t, a) for t in totals)
+        return BalanceRow(account, asset, owner, posted, out, inn, normal)
 
     @staticmethod
     def totals(w: ViewWriter, owner: str | None = None) -> dict[str, dict[str, Decimal]]:

@@ -191,7 +191,7 @@ def test_cli_reports_and_reads(store_url: str) -> None:
         "json",
     )
     assert stmt.returncode == 0, stmt.stderr
-    assert json.loads(stmt.stdout)["closing"] == data["users:alice:wallet"]["USD"]
+    assert json.loads(stmt.stdout)["closing"] == data["users:alice:wallet"]["balance"]
 
 
 def test_projections_follow_keeps_views_current_until_sigterm(store_url: str) -> None:
@@ -223,7 +223,11 @@ def test_projections_follow_keeps_views_current_until_sigterm(store_url: str) ->
     assert worker.returncode == 0, err
     assert out == "" and "Traceback" not in err
     balances = ledger(store_url, "balances", "--account", "w", "--format", "json")
-    assert json.loads(balances.stdout)["w"]["USD"] == "5.00"
+    assert json.loads(balances.stdout)["w"] == {
+        "asset": "USD",
+        "normal": "credit",
+        "balance": "-5.00",
+    }
 
 
 @pytest.mark.parametrize(
@@ -266,6 +270,7 @@ COMMANDS = [
     ["projections", "status"],
     ["projections", "rebuild"],
     ["projections", "follow"],
+    ["trial-balance"],
 ]
 
 

@@ -76,6 +76,7 @@ def test_case_14_replay_determinism_export_import_export_round_trip(
     kinds = {json.loads(line).get("kind", "posted") for line in first.read_text().splitlines()}
     assert kinds == {
         "asset",
+        "account",
         "posted",
         "pending",
         "capture",
@@ -116,7 +117,7 @@ def test_invalid_lines_are_all_reported_and_nothing_applies(store_url: str, tmp_
     result = ledger(store_url, "import", str(source))
     assert result.returncode == 1
     for number in (2, 3, 4, 5, 6):
-        assert f"line {number}:" in result.stdout
+        assert f"line {number}:" in result.stderr
     assert "nothing applied" in result.stderr
     with Ledger.open(store_url) as books:
         assert books.store.max_position() == 0
@@ -140,7 +141,7 @@ def test_conflicting_key_and_unknown_account(store_url: str, tmp_path: Path) -> 
     source.write_text(line.replace("k1", "k2").replace('"b"', '"nobody"') + "\n")
     unknown = ledger(store_url, "import", str(source), "--no-open-accounts")
     assert unknown.returncode == 1
-    assert "unknown_account" in unknown.stdout
+    assert "unknown_account" in unknown.stderr
 
 
 def test_import_from_stdin(store_url: str) -> None:
