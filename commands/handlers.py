@@ -172,10 +172,13 @@ def place_hold(cmd: PlaceHold, tx: Tx, entry_id: uuid.UUID) -> str:
     return "pending"
 
 
-def _open_hold(tx: Tx, hold_id: uuid.UUID) -> EntryState:
+def _open_hold(tx: Tx, hold_id: uuid.UUID, *, capturing: bool = False) -> EntryState:
     hold = tx.entry(hold_id)
     if hold is None or hold.kind != "pending":
         raise EntryNotFound(f"no hold with id {hold_id}")
+    if capturing and hold.status == "expired":  # the reason it cannot be captured
+        when = hold.expires_at.isoformat() if hold.expires_at else "its deadline"
+        raise HoldExpired(f"hold {hold_id} expired at {when} and was released")
     if hold.status != "pending":
         raise HoldNotPending(f"hold {hold_id} is already {hold.status}")
     return hold
@@ -190,7 +193,7 @@ def _net(legs: Sequence[Leg]) -> dict[tuple[str, str], int]:
 
 def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Post a hold in full or in part; release the rest."""
-    hold = _open_hold(tx, cmd.hold_id)
+    hold = _open_hold(tx, cmd.hold_id, capturing=True)
     # The deadline is checked at the capture's effective time (now, unless backdated).
     if hold.expires_at is not None and hold.expires_at <= (cmd.effective_at or tx.ws.now):
         raise HoldExpired(f"hold {cmd.hold_id} expired at {hold.expires_at.isoformat()}")
@@ -312,6 +315,13 @@ def _proportional_reversal(
 
 def _consume_reversible(original: EntryState, legs: Sequence[Leg]) -> None:
     for leg in legs:
+        same = [s for s in original.legs if s.account == leg.account and s.asset == leg.asset]
+        if same and all((s.amount > 0) == (leg.amount > 0) for s in same):
+            side, back = ("debited", "credit") if leg.amount > 0 else ("credited", "debit")
+            raise EntryNotReversible(
+                f"a reversal gives the original's legs back: entry {original.entry_id} "
+                f"{side} {leg.account!r}, so its reversal must {back} it (the other sign)"
+            )
         need = abs(leg.amount)
         for index, source in enumerate(original.legs):
             if need == 0:

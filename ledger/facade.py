@@ -18,7 +18,13 @@ from ledger.commands.executor import Executor
 from ledger.commands.group_commit import GroupCommitStats, GroupCommitter
 from ledger.commands.models import Command, ExpireHold, gc_paused, parse_commands
 from ledger.crypto import Keyring
-from ledger.errors import EntryNotFound, UnknownAccount, UnknownAsset
+from ledger.errors import (
+    AssetExists,
+    EntryNotFound,
+    IdempotencyConflict,
+    UnknownAccount,
+    UnknownAsset,
+)
 from ledger.model import EntryState, account_stream_id, asset_stream_id, entry_id_for_key
 from ledger.outcome import Outcome
 from ledger.risk import RiskPolicy
@@ -178,8 +184,15 @@ class Ledger:
     # -- convenience commands (raise typed errors; see ledger.commands.builders) ---------
 
     def declare_asset(self, code: str, scale: int, *, key: str | None = None) -> Outcome:
-        """Declare a user-defined asset with ``scale`` decimals (0-18)."""
-        return self.execute(builders.declare_asset(code, scale, key=key))
+        """Declare a user-defined asset with ``scale`` decimals (0-18). Declaring it
+        again with the same scale replays; with another scale raises ``AssetExists``."""
+        outcome = self.submit(builders.declare_asset(code, scale, key=key))
+        if outcome.code == IdempotencyConflict.code and key is None:
+            declared = self.asset(code)
+            raise AssetExists(
+                f"asset {code!r} is already declared with scale {declared.scale}, not {scale}"
+            )
+        return outcome.raise_for_status()
 
     def open_account(
         self,

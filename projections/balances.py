@@ -23,6 +23,7 @@ from typing import Any, Literal
 from ledger.assets import Asset, to_decimal
 from ledger.crypto import seal_text
 from ledger.effects import entry_effects
+from ledger.errors import InvalidCommand
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
 
 from .views import ViewWriter
@@ -56,7 +57,11 @@ _LINE_COLUMNS = (
 
 
 def utc_text(value: datetime) -> str:
-    """A timestamp as fixed-width UTC text, so text order is time order."""
+    """A timestamp as fixed-width UTC text, so text order is time order. A time without
+    a zone is refused (``InvalidCommand``), as on the write side: read as the machine's
+    local time it would give another answer on every server."""
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidCommand(f"{value!r} needs a time zone (e.g. datetime(..., tzinfo=UTC))")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ledger.assets import Asset, to_decimal
 from ledger.crypto import open_text, seal_text
+from ledger.errors import InvalidCommand
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
 
 from .balances import utc_text
@@ -176,6 +177,8 @@ class FeedView:
     ) -> FeedPage:
         """A page of items ``viewer`` may see, newest first (of ``user`` only, if given)."""
         limit = max(1, min(limit, 200))
+        if cursor and not (cursor.isascii() and cursor.isdigit()):
+            raise InvalidCommand(f"{cursor!r} is not a feed cursor (use a page's next_cursor)")
         before = int(cursor) if cursor else None
         sql = (
             "SELECT i.position, i.entry_id, i.payer, i.payee, i.asset, i.scale, i.amount,"

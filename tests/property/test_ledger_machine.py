@@ -319,6 +319,9 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         given = None if part is None else self._legs(legs, "USD")
         cmd = PostHold(key=key, hold_id=entry_id_for_key(hold), legs=given)
+        if state.status == "expired":  # released by the sweeper: still the real cause
+            self.submit(key, cmd, ("rejected", "hold_expired"))
+            return
         if state.status != "pending":
             self.submit(key, cmd, ("rejected", "hold_not_pending"))
             return

@@ -214,6 +214,8 @@ class PaymentsMachine(RuleBasedStateMachine):
             call = lambda: pay.fail_bank_transfer(self.books, key, hold)  # noqa: E731
         if state is None:
             expected = "entry_not_found"
+        elif settle and state.status == "expired":
+            expected = "hold_expired"
         elif state.status != "pending":
             expected = "hold_not_pending"
         elif settle and state.expires is not None and state.expires <= self.now:
@@ -360,7 +362,9 @@ class PaymentsMachine(RuleBasedStateMachine):
             return
         assert state.expires is not None
         card, held = state.legs[0]
-        if state.status != "pending":
+        if part is not None and state.status == "expired":  # swept: still the real cause
+            expected = "hold_expired"
+        elif state.status != "pending":
             expected = "hold_not_pending"
         elif part is not None and state.expires <= self.now:
             expected = "hold_expired"
