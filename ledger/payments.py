@@ -139,6 +139,13 @@ def _distinct(**accounts: str | None) -> None:
         seen[account] = role
 
 
+def _entry_id(value: object, what: str) -> uuid.UUID:
+    """An entry id given to a flow: a UUID (as returned in ``Outcome.entry_id``)."""
+    if not isinstance(value, uuid.UUID):
+        raise InvalidCommand(f"{what} must be an entry id (a UUID), not {value!r}")
+    return value
+
+
 def _choice(value: object, allowed: Any, what: str) -> None:
     options = get_args(allowed)
     if value not in options:
@@ -429,6 +436,7 @@ def capture_card(
     HoldNotPending; after expiry, HoldExpired."""
     meta = {"flow": "card"}
     value = None if amount is None else _positive(amount, "a capture")
+    _entry_id(authorization_id, "authorization_id")
     hold = yield from read(lambda books: books.entry(authorization_id))
     if value is None or hold is None:
         return (yield from write(builders.post_hold(key, authorization_id, metadata=meta)))
@@ -526,6 +534,7 @@ def refund(
     charged, also when refunds race (EntryNotReversible)."""
     meta = {"flow": "refund"}
     value = None if amount is None else _positive(amount, "a refund")
+    _entry_id(charge_id, "charge_id")
     original = yield from read(lambda books: books.entry(charge_id))
     if value is None or original is None:
         whole = builders.reverse(key, charge_id, description=reason, metadata=meta)

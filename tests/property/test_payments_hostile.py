@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -97,6 +98,25 @@ class Books:
         self.charge = pay.charge(
             b, "seed-charge", customer="w:a", merchant="w:b", amount="10", asset="USD"
         )
+        self.refs: dict[str, Any] = {
+            "p2p hold": pay.send(
+                b, "seed-p2p", sender="w:b", recipient="w:c", amount="3", asset="USD",
+                mode="standard",
+            ).entry_id,
+            "request": pay.request_money(
+                b, "seed-req", requester="w:c", payer="w:a", amount="2", asset="USD"
+            ).entry_id,
+            "deposit hold": pay.start_deposit(
+                b, "seed-dep", wallet="w:c", rail="bank", amount="4", asset="USD"
+            ).entry_id,
+            "transfer": b.transfer(
+                "seed-t", debit="w:a", credit="w:b", amount="1", asset="USD"
+            ).entry_id,
+            "unknown": uuid.UUID(int=7),
+            "text": "not-a-uuid",
+            "none": None,
+            "number": 12345,
+        }  # fmt: skip
         self.auth = pay.authorize_card(
             b,
             "seed-auth",
@@ -106,6 +126,9 @@ class Books:
             asset="USD",
             expires_at=datetime.now(UTC) + timedelta(days=30),
         )
+
+        self.refs["charge"] = self.charge.entry_id
+        self.refs["card auth"] = self.auth.entry_id
 
     def key(self) -> str:
         self.counter += 1
@@ -257,6 +280,58 @@ def check(store: Books, name: str, a: str, b: str, c: str, amount: Any, fee: Any
         totals[state.asset] = totals.get(state.asset, Decimal(0)) + sign * posted
     assert all(t == 0 for t in totals.values()), totals
     del outcome
+
+
+RefCall = Callable[[Ledger, str, Any], Any]
+ID_FLOWS: dict[str, RefCall] = {
+    "settle_p2p": pay.settle_p2p,
+    "cancel_p2p": pay.cancel_p2p,
+    "accept_request": pay.accept_request,
+    "decline_request": pay.decline_request,
+    "confirm_bank_transfer": pay.confirm_bank_transfer,
+    "fail_bank_transfer": pay.fail_bank_transfer,
+    "return_bank_transfer": pay.return_bank_transfer,
+    "release_card": pay.release_card,
+    "capture_card (full)": pay.capture_card,
+    "refund (full)": pay.refund,
+    "payout (all)": lambda L, k, ref: pay.payout(L, k, merchant=str(ref), rail="bank"),
+}
+REFS = (
+    "p2p hold", "request", "deposit hold", "transfer", "unknown", "text", "none", "number",
+    "charge", "card auth",
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=st.sampled_from(sorted(ID_FLOWS)), ref=st.sampled_from(REFS))
+def test_flows_on_hostile_references_resolve_or_change_nothing(
+    store: Books, name: str, ref: str
+) -> None:
+    """The flows that take an entry id: any id (of another kind of entry, unknown, not a
+    UUID at all) either resolves what it names, keeping the books balanced and frozen
+    and closed accounts untouched, or raises a typed error and changes nothing."""
+    books, key = store.books, store.key()
+    before = store.snapshot()
+    try:
+        ID_FLOWS[name](books, key, store.refs[ref])
+    except LedgerError as e:
+        _event(f"refused: {e.code}")
+        assert store.snapshot() == before, f"{name}({ref}) raised {e!r} but changed balances"
+        return
+    _event("applied")
+    after = store.snapshot()
+    for frozen in ("w:frozen", "w:closed"):
+        assert after[frozen] == before[frozen], f"{name}({ref}) moved {frozen}"
+    totals: dict[str, Decimal] = {}
+    for n, (posted, _, _) in after.items():
+        state = books.balance(n)
+        sign = 1 if state.normal == "debit" else -1
+        totals[state.asset] = totals.get(state.asset, Decimal(0)) + sign * posted
+    assert all(t == 0 for t in totals.values()), totals
 
 
 @settings(
