@@ -26,33 +26,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import orjson
+from ledger.adapters.jsonl_lines import parse_line
 from ledger.commands.models import (
-    ChangeLimits,
-    CloseAccount,
     Command,
     DeclareAsset,
-    DeclineRequest,
-    ExpireHold,
-    FreezeAccount,
-    LegInput,
     OpenAccount,
-    PayRequest,
-    PlaceHold,
-    PostEntry,
-    PostHold,
     RequestPayment,
-    ReverseEntry,
-    UnfreezeAccount,
-    VoidHold,
 )
-from pydantic import ValidationError
 
-from ledger.assets import Asset, iso_currency, plain, to_decimal, to_minor
-from ledger.errors import LedgerError, UnbalancedEntry, UnknownAsset
+from ledger.assets import Asset, iso_currency, plain, to_decimal
+from ledger.entries import minor_legs
+from ledger.errors import LedgerError, UnknownAsset
 from ledger.events import (
     TOPIC_ACCOUNT_CHANGED,
     TOPIC_ACCOUNT_OPENED,
@@ -61,7 +48,6 @@ from ledger.events import (
     LogEvent,
 )
 from ledger.facade import Ledger
-from ledger.model import entry_id_for_key
 
 __all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]
 
@@ -89,160 +75,6 @@ class ImportReport:
     errors: list[LineError] | None = None
 
 
-def _when(text: Any, field: str) -> datetime:
-    if not isinstance(text, str):
-        raise ValueError(f"{field} must be a date or RFC 3339 string")
-    if len(text) == 10:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"{field} needs a time zone (e.g. Z or +00:00)")
-    return value
-
-
-def parse_line(text: str) -> Command:
-    """One JSON line as a command; raises ValueError with a readable reason."""
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        raise ValueError(f"malformed JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError("a line must be a JSON object")
-    kind = data.get("kind", "posted")
-    try:
-        if kind == "account":
-            fields = {k: v for k, v in data.items() if k != "kind"}
-            fields.setdefault("key", f"account:{data.get('account')}")
-            return OpenAccount.model_validate(fields)
-        if kind in _ACCOUNT_CHANGES:
-            return _ACCOUNT_CHANGES[kind].model_validate(data)
-        if kind == "asset":
-            return DeclareAsset.model_validate(
-                {
-                    "key": f"asset:{data.get('code')}",
-                    "code": data.get("code"),
-                    "scale": data.get("scale"),
-                }
-            )
-        build = _BUILDERS.get(kind)
-        if build is None:
-            raise ValueError(f"unknown kind {kind!r}")
-        command: Command = build(data, _common(data))
-        return command
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"{where}: {first['msg']}") from None
-
-
-def _common(data: dict[str, Any]) -> dict[str, Any]:
-    """The fields every entry line shares, validated as far as JSON alone allows."""
-    key = data.get("key")
-    if not isinstance(key, str):
-        raise ValueError("key must be a string")
-    raw_legs = data.get("legs") or []
-    if not isinstance(raw_legs, list) or not all(isinstance(leg, dict) for leg in raw_legs):
-        raise ValueError("legs must be a list of objects")
-    legs = tuple(
-        LegInput(account=leg.get("account"), amount=leg.get("amount"), asset=leg.get("currency"))
-        for leg in raw_legs
-    )
-    effective = _when(data["effective_at"], "effective_at") if "effective_at" in data else None
-    return {
-        "key": key,
-        "legs": legs,
-        "effective_at": effective,
-        "description": data.get("description", ""),
-        "metadata": data.get("metadata") or {},
-    }
-
-
-def _hold(data: dict[str, Any], field: str = "hold") -> uuid.UUID:
-    return entry_id_for_key(str(data.get(field, "")))
-
-
-def _pending(data: dict[str, Any], c: dict[str, Any]) -> Command:
-    expires = _when(data["expires_at"], "expires_at") if data.get("expires_at") else None
-    return PlaceHold.model_validate({**c, "expires_at": expires})
-
-
-def _posted(data: dict[str, Any], c: dict[str, Any]) -> Command:
-    if data.get("request") is None:
-        return PostEntry.model_validate(c)
-    return PayRequest.model_validate(
-        {
-            "key": c["key"],
-            "request_id": _hold(data, "request"),
-            "effective_at": c["effective_at"],
-            "description": c["description"],
-            "metadata": c["metadata"],
-        }
-    )
-
-
-def _request(data: dict[str, Any], c: dict[str, Any]) -> Command:
-    legs = c["legs"]
-    if len(legs) != 2 or legs[0].amount <= 0 or legs[0].amount != legs[1].amount.copy_negate():
-        raise ValueError("a request has two legs: the payer's debit, then the requester's credit")
-    return RequestPayment.model_validate(
-        {
-            "key": c["key"],
-            "payer": legs[0].account,
-            "requester": legs[1].account,
-            "amount": legs[0].amount,
-            "asset": legs[0].asset,
-            "effective_at": c["effective_at"],
-            "description": c["description"],
-            "metadata": c["metadata"],
-        }
-    )
-
-
-#: Lines that change an account (their fields are the command's own).
-_ACCOUNT_CHANGES: dict[str, type[Command]] = {
-    "change_limits": ChangeLimits,
-    "freeze_account": FreezeAccount,
-    "unfreeze_account": UnfreezeAccount,
-    "close_account": CloseAccount,
-}
-
-_BUILDERS: dict[str, Any] = {
-    "posted": _posted,
-    "request": _request,
-    "decline": lambda data, c: DeclineRequest.model_validate(
-        {
-            "key": c["key"],
-            "request_id": _hold(data, "request"),
-            "effective_at": c["effective_at"],
-            "description": c["description"],
-            "metadata": c["metadata"],
-        }
-    ),
-    "pending": _pending,
-    "capture": lambda data, c: PostHold.model_validate(
-        {**c, "hold_id": _hold(data), "legs": c["legs"] or None}
-    ),
-    "void": lambda data, c: VoidHold.model_validate(
-        {
-            "key": c["key"],
-            "hold_id": _hold(data),
-            "effective_at": c["effective_at"],
-            "description": c["description"],
-        }
-    ),
-    "expire": lambda data, c: ExpireHold.model_validate(
-        {
-            "key": c["key"],
-            "hold_id": _hold(data),
-            "now": _when(data.get("effective_at"), "effective_at"),
-        }
-    ),
-    "reversal": lambda data, c: ReverseEntry.model_validate(
-        {**c, "entry_id": _hold(data, "reverses"), "legs": c["legs"] or None}
-    ),
-}
-
-
 def _validated(
     lines: Iterable[str], assets: _Assets | None = None
 ) -> Iterator[tuple[int, Command | LineError]]:
@@ -266,7 +98,7 @@ class _Assets:
         self.books = books
         self.scales: dict[str, int | None] = {}
 
-    def scale(self, code: str) -> int:
+    def asset(self, code: str) -> Asset:
         if code not in self.scales:
             try:
                 self.scales[code] = self.books.asset(code).scale
@@ -275,18 +107,16 @@ class _Assets:
         scale = self.scales[code]
         if scale is None:
             raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
-        return scale
+        return Asset(code, scale)
 
     def check(self, command: Command) -> None:
+        """The core's own checks of the line's legs (decimals per asset, no zero leg,
+        balance per asset), before anything of the file is applied."""
         if isinstance(command, DeclareAsset):
             self.scales.setdefault(command.code, command.scale)
             return
-        totals: dict[str, int] = {}
-        for leg in getattr(command, "legs", None) or ():
-            minor = to_minor(leg.amount, Asset(leg.asset, self.scale(leg.asset)))
-            totals[leg.asset] = totals.get(leg.asset, 0) + minor
-        if any(totals.values()):
-            raise UnbalancedEntry("entry does not balance per currency (debits must equal credits)")
+        legs = getattr(command, "legs", None) or ()
+        minor_legs(((leg.account, leg.amount, leg.asset) for leg in legs), self.asset)
 
 
 def import_lines(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ledger import events
 from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
+from ledger.entries import minor_legs
 from ledger.errors import (
     AccountExists,
     AssetExists,
@@ -28,7 +29,6 @@ from ledger.errors import (
     InvalidAmount,
     InvalidCommand,
     RequestNotOpen,
-    UnbalancedEntry,
 )
 from ledger.model import AccountState, EntryState, Leg, account_stream_id, asset_stream_id
 
@@ -60,22 +60,7 @@ __all__ = ["HANDLERS", "referenced_accounts", "referenced_assets", "referenced_e
 
 def _legs(tx: Tx, given: Sequence[LegInput]) -> tuple[Leg, ...]:
     """Convert caller legs to minor units; refuse zero legs and imbalance per asset."""
-    legs: list[Leg] = []
-    totals: dict[str, int] = {}
-    for item in given:
-        asset = tx.asset(item.asset)
-        amount = to_minor(item.amount, asset)
-        if amount == 0:
-            raise InvalidAmount(f"leg on {item.account!r} has a zero amount")
-        legs.append(Leg(item.account, asset.code, amount))
-        totals[asset.code] = totals.get(asset.code, 0) + amount
-    if any(totals.values()):
-        unbalanced = {code: total for code, total in totals.items() if total != 0}
-        detail = ", ".join(
-            f"{code} off by {total} minor units" for code, total in unbalanced.items()
-        )
-        raise UnbalancedEntry(f"entry does not balance: {detail} (debits must equal credits)")
-    return tuple(legs)
+    return minor_legs(((leg.account, leg.amount, leg.asset) for leg in given), tx.asset)
 
 
 def _check_pins(tx: Tx, pins: dict[str, int]) -> None:
