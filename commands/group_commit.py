@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -64,14 +65,14 @@ QUEUE_COMMANDS_MAX = 50_000
 CAREFUL_S = 1.0
 
 
-class Waiter:
+class Waiter(ABC):
     """Where a submission's result goes; :meth:`resolve` is called exactly once."""
 
     __slots__ = ()
 
+    @abstractmethod
     def resolve(self, outcomes: list[Outcome] | None, error: BaseException | None) -> None:
         """Deliver the outcomes (one per command) or the error."""
-        raise NotImplementedError
 
 
 class ThreadWaiter(Waiter):

@@ -24,6 +24,7 @@ __all__ = [
     "iso_currency",
     "parse_decimal",
     "plain",
+    "scaled",
     "to_decimal",
     "to_minor",
     "validate_asset_code",
@@ -148,9 +149,14 @@ def plain(value: Decimal) -> str:
     return format(value, "f")
 
 
-def to_decimal(minor: int, asset: Asset) -> Decimal:
-    """Minor units of ``asset`` as an exact Decimal with the asset's number of decimals."""
+def scaled(minor: int, scale: int) -> Decimal:
+    """``minor`` units of ``10**-scale`` as an exact Decimal with ``scale`` decimals."""
     # Built from digits rather than with arithmetic: Decimal arithmetic rounds to the
     # context precision (28 digits), and 128-bit amounts have up to 39.
     digits = tuple(int(c) for c in str(abs(minor)))
-    return Decimal((1 if minor < 0 else 0, digits, -asset.scale))
+    return Decimal((1 if minor < 0 else 0, digits, -scale))
+
+
+def to_decimal(minor: int, asset: Asset) -> Decimal:
+    """Minor units of ``asset`` as an exact Decimal with the asset's number of decimals."""
+    return scaled(minor, asset.scale)

@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ledger.assets import Asset, to_decimal
+from ledger.assets import scaled
 from ledger.commands.models import LegInput, PostEntry
 
 __all__ = ["account_ids", "amounts", "balanced_legs", "entries", "idempotency_keys", "p2p"]
@@ -19,8 +19,7 @@ def amounts(
     scale: int = 2, *, min_minor: int = 1, max_minor: int = 10**9
 ) -> st.SearchStrategy[Decimal]:
     """Exact positive amounts with ``scale`` decimals (never floats)."""
-    unit = Asset("XXX", scale)
-    return st.integers(min_minor, max_minor).map(lambda m: to_decimal(m, unit))
+    return st.integers(min_minor, max_minor).map(lambda m: scaled(m, scale))
 
 
 def account_ids(prefix: str = "users") -> st.SearchStrategy[str]:
@@ -45,8 +44,7 @@ def balanced_legs(
         debits = [draw(st.integers(1, 10**6)) for _ in range(n - 1)]
         legs = [(a, m) for a, m in zip(chosen[:-1], debits, strict=True)]
         legs.append((chosen[-1], -sum(debits)))
-        unit = Asset(asset, scale)
-        return tuple(LegInput(account=a, amount=to_decimal(m, unit), asset=asset) for a, m in legs)
+        return tuple(LegInput(account=a, amount=scaled(m, scale), asset=asset) for a, m in legs)
 
     return build()
 
