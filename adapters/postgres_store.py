@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 import uuid
+import weakref
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import psycopg
@@ -37,6 +38,8 @@ from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
 from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
+
+from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
@@ -164,11 +167,13 @@ class PostgresEventStore:
             " ORDER BY e.originator_id, e.originator_version)"
         ).format(topic=Literal(TOPIC_ENTRY), **self._tables)
         self._notify = SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name))
+        # The append's parameters are arrays built in one pass (pg_arrays), on the
+        # connections adapted for them; the statement is rendered once.
         self._append_call = SQL(
-            "SELECT {schema}.{fn}(%b::uuid[], %b::uuid[], %b::int8[], %b::uuid[], %b::int8[],"
-            " %b::text[], %b::bytea[], %b::uuid[], %b::text[], %b::text[], %b::bytea[],"
-            " %b::uuid[], %b::timestamptz[], %b::uuid[])"
+            "SELECT {schema}.{fn}(%b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b)"
         ).format(fn=Identifier(APPEND_FUNCTION), **self._tables)
+        self._append_call_bytes: bytes | None = None
+        self._adapted: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self._insert_keys = SQL(
             "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
             " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[])"
@@ -368,23 +373,32 @@ class PostgresEventStore:
         return []
 
     def _append_call_once(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
-        events, opened = batch.events, batch.holds_opened
+        if conn not in self._adapted:
+            adapt(conn)
+            self._adapted.add(conn)
+        query = self._append_call_bytes
+        if query is None:
+            query = self._append_call_bytes = self._append_call.as_bytes(conn)
+        events, opened, keys = batch.events, batch.holds_opened, batch.keys
         with conn.cursor() as cur:
             try:
                 cur.execute(
-                    self._append_call,
+                    query,
                     (
-                        batch.entry_keys,
-                        list(batch.expect_versions),
-                        list(batch.expect_versions.values()),
-                        [e.originator_id for e in events],
-                        [e.originator_version for e in events],
-                        [e.topic for e in events],
-                        [e.state for e in events],
-                        *_key_columns(batch),
-                        [h for h, _ in opened],
-                        [at for _, at in opened],
-                        list(batch.holds_closed),
+                        UuidArray.of(batch.entry_keys),
+                        UuidArray.of(batch.expect_versions),
+                        Int8Array.of(batch.expect_versions.values()),
+                        UuidArray.of(cast(list[uuid.UUID], [e.originator_id for e in events])),
+                        Int8Array.of([e.originator_version for e in events]),
+                        TextArray.of([e.topic for e in events]),
+                        ByteaArray.of([e.state for e in events]),
+                        UuidArray.of([k.key_id for k in keys]),
+                        TextArray.of([k.key for k in keys]),
+                        TextArray.of([k.fingerprint for k in keys]),
+                        ByteaArray.of([k.outcome for k in keys]),
+                        UuidArray.of([h for h, _ in opened]),
+                        TimestamptzArray.of([at for _, at in opened]),
+                        UuidArray.of(batch.holds_closed),
                     ),
                     prepare=True,
                 )
