@@ -22,6 +22,7 @@ from ledger.projections import BalancesView, FeedView, ProjectionRunner, stateme
 from ledger.assets import plain
 from ledger.audit import audit as run_audit
 from ledger.audit import diff_read_model, position_at
+from ledger.crypto import keyring_from_env
 from ledger.errors import LedgerError
 from ledger.facade import Ledger
 
@@ -77,7 +78,7 @@ def cli(ctx: click.Context, store: str, log_level: str) -> None:
 @click.pass_obj
 def init(store: str) -> None:
     """Create the schema (safe to run again)."""
-    Ledger.open(store).close()
+    _open(store).close()
     click.echo(f"initialised {store}")
 
 
@@ -85,7 +86,7 @@ def init(store: str) -> None:
 @click.pass_obj
 def demo(store: str) -> None:
     """Run a scripted day of payments, build the read models, audit, print the verdict."""
-    with Ledger.open(store) as books:
+    with _open(store) as books:
         balanced = run_demo(books, sys.stdout)
         runner = _runner(books)
         projected = runner.catch_up()
@@ -101,7 +102,12 @@ def demo(store: str) -> None:
 
 
 def _open(store: str) -> Ledger:
-    return Ledger.open(store)
+    """The ledger at ``store``, with the keyring ``LEDGER_KEYS`` names (if any)."""
+    try:
+        keyring = keyring_from_env()
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    return Ledger.open(store, keyring=keyring)
 
 
 def _emit(fmt: str, data: Any, human: str) -> None:

@@ -48,6 +48,7 @@ from ledger.events import (
     LogEvent,
 )
 from ledger.facade import Ledger
+from ledger.sealing import sealing
 
 __all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]
 
@@ -219,7 +220,7 @@ def _apply(
 
 def export_lines(books: Ledger) -> Iterator[bytes]:
     """Every asset, account, account change and entry as one JSON line, in log order
-    (the import format)."""
+    (the import format); sealed personal fields are opened with the ledger's keyring."""
     scales: dict[str, int] = {}
     keys: dict[uuid.UUID, str] = {}
     assets: dict[str, Asset] = {}  # of each account
@@ -228,8 +229,9 @@ def export_lines(books: Ledger) -> Iterator[bytes]:
         batch = books.store.read_log(position, 10_000)
         if not batch:
             return
-        for n in batch:
-            e = LogEvent.from_notification(n)
+        with sealing(books.keyring):  # not across the yields: only while decoding
+            decoded = [LogEvent.from_notification(n) for n in batch]
+        for e in decoded:
             if e.topic == TOPIC_ASSET_DECLARED:
                 scales[e.body["code"]] = e.body["scale"]
                 yield (

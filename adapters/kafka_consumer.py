@@ -35,6 +35,7 @@ from ledger.projections.views import ViewStore, ViewWriter
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.sealing import sealing
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaProjector"]
 
@@ -103,13 +104,14 @@ class KafkaProjector:
             return 0
         batches: dict[int, list[LogEvent]] = defaultdict(list)
         offsets: dict[Any, OffsetAndMetadata] = {}
-        for tp, messages in records.items():
-            for message in messages:
-                try:
-                    batches[tp.partition].append(decode_message(message.value))
-                except MessageError as e:
-                    log.error("ledger.kafka_bad_message", offset=message.offset, error=str(e))
-            offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+        with sealing(self.views.sealer):  # the events' personal fields, opened
+            for tp, messages in records.items():
+                for message in messages:
+                    try:
+                        batches[tp.partition].append(decode_message(message.value))
+                    except MessageError as e:
+                        log.error("ledger.kafka_bad_message", offset=message.offset, error=str(e))
+                offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
         applied = self._apply(batches)
         if self.on_committed is not None:
             self.on_committed()

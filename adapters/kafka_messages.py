@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from ledger.crypto import open_body
 from ledger.events import LogEvent
+from ledger.sealing import open_body
 
 __all__ = ["SCHEMA", "MessageError", "decode_message", "encode_event"]
 

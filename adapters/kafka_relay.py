@@ -225,7 +225,7 @@ class KafkaRelay:
         seconds = 0.0
         pending = self.store.read_log(position, 1)
         if pending:
-            stamp = LogEvent.from_notification(pending[0]).body.get("recorded_at")
+            stamp = LogEvent.from_notification(pending[0], unseal=False).body.get("recorded_at")
             if stamp:
                 age = datetime.now(UTC) - datetime.fromisoformat(stamp)
                 seconds = max(0.0, age.total_seconds())

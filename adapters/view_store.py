@@ -12,6 +12,7 @@ from ledger.adapters.postgres_store import PostgresEventStore
 from ledger.adapters.sqlite_store import SQLiteEventStore
 
 from ledger.errors import StoreError, StoreUnavailable
+from ledger.sealing import Sealer, sealing
 
 __all__ = ["PostgresViewStore", "SQLiteViewStore", "open_view_store"]
 
@@ -58,8 +59,9 @@ class _SQLiteWriter:
 class SQLiteViewStore:
     """Read models in the ledger's SQLite file (WAL: readers never block the writer)."""
 
-    def __init__(self, url: str, path: str) -> None:
+    def __init__(self, url: str, path: str, *, sealer: Sealer | None = None) -> None:
         self.url = url
+        self.sealer = sealer
         try:
             self.conn = sqlite3.connect(
                 path, isolation_level=None, timeout=30, check_same_thread=False, uri=True
@@ -75,7 +77,8 @@ class SQLiteViewStore:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield _SQLiteWriter(self.conn)
+                with sealing(self.sealer):
+                    yield _SQLiteWriter(self.conn)
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
@@ -91,7 +94,8 @@ class SQLiteViewStore:
         try:
             self.conn.execute("BEGIN")
             try:
-                yield _SQLiteWriter(self.conn)
+                with sealing(self.sealer):
+                    yield _SQLiteWriter(self.conn)
             finally:
                 self.conn.execute("COMMIT")
         except sqlite3.Error as e:
@@ -150,8 +154,9 @@ class _PostgresWriter:
 class PostgresViewStore:
     """Read models in the ledger's PostgreSQL database."""
 
-    def __init__(self, url: str, settings: dict[str, Any]) -> None:
+    def __init__(self, url: str, settings: dict[str, Any], *, sealer: Sealer | None = None) -> None:
         self.url = url
+        self.sealer = sealer
         try:
             self.conn = psycopg.connect(**settings, autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as e:
@@ -162,7 +167,7 @@ class PostgresViewStore:
         """One transaction; a serialization failure or deadlock surfaces as
         StoreUnavailable so the caller retries the whole batch."""
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
+            with self.conn.transaction(), self.conn.cursor() as cur, sealing(self.sealer):
                 yield _PostgresWriter(cur)
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
@@ -175,7 +180,8 @@ class PostgresViewStore:
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                yield _PostgresWriter(cur)
+                with sealing(self.sealer):
+                    yield _PostgresWriter(cur)
         except psycopg.Error as e:
             raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
 
@@ -184,10 +190,13 @@ class PostgresViewStore:
         self.conn.close()
 
 
-def open_view_store(store: object) -> SQLiteViewStore | PostgresViewStore:
-    """The read-model database of an open event store (the same database)."""
+def open_view_store(
+    store: object, *, sealer: Sealer | None = None
+) -> SQLiteViewStore | PostgresViewStore:
+    """The read-model database of an open event store (the same database); ``sealer``
+    seals the personal text the read models copy (give it the ledger's keyring)."""
     if isinstance(store, SQLiteEventStore):
-        return SQLiteViewStore(store.url, store.path)
+        return SQLiteViewStore(store.url, store.path, sealer=sealer)
     if isinstance(store, PostgresEventStore):
-        return PostgresViewStore(store.url, store.settings)
+        return PostgresViewStore(store.url, store.settings, sealer=sealer)
     raise StoreError(f"no read-model database for store {store!r}")

@@ -618,7 +618,7 @@ class Executor:
                 state = events.entry_state_from(first, last)
                 cache.entries[state.entry_id] = state
             elif first.topic == events.TOPIC_ASSET_DECLARED:
-                body = events.decode(first.state)
+                body = events.decode(first.state, unseal=False)
                 cache.assets[body["code"]] = Asset(body["code"], body["scale"])
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from ledger.errors import LimitExceeded, Overloaded, StoreError
 from ledger.logs import get_logger
 from ledger.outcome import Outcome
+from ledger.sealing import Sealer, sealing
 from ledger.store import AppendConflict, EventStore
 
 from .executor import BATCH_MAX, Executor, Print, flatten, prints_of
@@ -188,11 +189,14 @@ class GroupCommitter:
         *,
         group_commands_max: int = GROUP_COMMANDS_MAX,
         queue_commands_max: int = QUEUE_COMMANDS_MAX,
+        sealer: Sealer | None = None,
     ) -> None:
         if group_commands_max < 1 or queue_commands_max < 1:
             raise ValueError("group and queue limits must be at least 1")
         self.executor = executor
         self.store = store
+        #: The ledger's sealer, in use on the committer thread (see ledger.sealing).
+        self.sealer = sealer
         self.group_commands_max = group_commands_max
         self.queue_commands_max = queue_commands_max
         self.stats = GroupCommitStats()
@@ -306,6 +310,10 @@ class GroupCommitter:
             return picked
 
     def _commit_loop(self) -> None:
+        with sealing(self.sealer):
+            self._commit_forever()
+
+    def _commit_forever(self) -> None:
         while True:
             work = self._take()
             if work is None:

@@ -1,19 +1,24 @@
 """Encryption at rest of personal data: descriptions, notes and metadata.
 
-With a :class:`Keyring` configured, the personal fields of every new event
-(``description`` and ``metadata`` of entries, ``metadata`` of account openings) are
-sealed into one AES-GCM ciphertext (the eventsourcing library's ``AESCipher`` on the
-``cryptography`` package) stored in the event as ``"sealed": "<key id>:<base64>"``,
-and the read models seal the text they copy (feed notes, statement descriptions).
-Amounts, accounts, keys and times stay readable, so the audit, projections and the
-write path work unchanged; reading an event opens its seal with the key named in it.
+A :class:`Keyring` is the AES-GCM :class:`~ledger.sealing.Sealer` (the eventsourcing
+library's ``AESCipher`` on the ``cryptography`` package). Give one to the object that
+does the work: ``Ledger.open(url, keyring=...)`` (the ledger's projection runners and
+read-model stores take it from there), ``open_view_store(store, sealer=...)``,
+``KafkaProjector(..., keyring=...)``. The personal fields of every new event
+(``description`` and ``metadata`` of entries, ``metadata`` of account openings,
+``reason`` of account changes) are then sealed into one ciphertext stored in the
+event as ``"sealed": "<key id>:<base64>"``, and the read models seal the text they copy
+(feed notes, statement descriptions). Amounts, accounts, keys and times stay readable,
+so the audit needs no key at all; reading an event opens its seal with the key named
+in it.
 
 Key rotation: add a new key and make it current (``Keyring({"k2": new, "k1": old},
 current="k2")``); new events use ``k2``, old events stay readable with ``k1``. A key
 may only be retired once no event sealed with it is needed (events are never
-rewritten). Configure the keyring once per process, with :func:`configure` (done by
-``Ledger.open(url, keyring=...)``) or the environment variable ``LEDGER_KEYS`` =
-``"k2:<base64 key>,k1:<base64 key>"`` (first = current).
+rewritten). The keyring belongs to the ledger that was given it, never to the process:
+two ledgers with different keyrings can share one. The environment variable
+``LEDGER_KEYS`` = ``"k2:<base64 key>,k1:<base64 key>"`` (first = current) is read only
+when asked, by :func:`keyring_from_env` (the CLI does).
 """
 
 from __future__ import annotations
@@ -21,34 +26,10 @@ from __future__ import annotations
 import os
 from base64 import b64decode, b64encode
 from collections.abc import Mapping
-from typing import Any
 
-import orjson
+from ledger.errors import DecryptionError
 
-from ledger.errors import StoreError
-
-__all__ = [
-    "SEALED",
-    "DecryptionError",
-    "Keyring",
-    "configure",
-    "current",
-    "new_key",
-    "open_body",
-    "open_text",
-    "seal_body",
-    "seal_text",
-]
-
-#: The event field that holds the sealed personal fields.
-SEALED = "sealed"
-_TEXT_PREFIX = "sealed:"
-
-
-class DecryptionError(StoreError):
-    """A sealed value cannot be opened: its key is not configured, or it was altered."""
-
-    code = "decryption_error"
+__all__ = ["DecryptionError", "Keyring", "keyring_from_env", "new_key"]
 
 
 def new_key() -> str:
@@ -99,60 +80,9 @@ class Keyring:
             raise DecryptionError(f"sealed data does not open with key {key_id!r}: {e}") from e
 
 
-_keyring: Keyring | None = None
-_from_env = os.environ.get("LEDGER_KEYS")
-if _from_env:
-    _keyring = Keyring.from_env(_from_env)
-
-
-def configure(keyring: Keyring | None) -> None:
-    """Use ``keyring`` for this process from now on (None: write plain data; sealed
-    data can then no longer be read)."""
-    global _keyring  # noqa: PLW0603 - one keyring per process, like its secret store
-    _keyring = keyring
-
-
-def current() -> Keyring | None:
-    """The configured keyring, if any."""
-    return _keyring
-
-
-def seal_body(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """Move ``fields`` of an event body into its seal (no-op without a keyring)."""
-    if _keyring is None:
-        return body
-    personal = {name: body[name] for name in fields if name in body}
-    sealed = dict(body)
-    for name, value in personal.items():
-        sealed[name] = "" if isinstance(value, str) else {}
-    sealed[SEALED] = _keyring.seal(orjson.dumps(personal))
-    return sealed
-
-
-def open_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Restore the sealed fields of an event body (unchanged if it has none)."""
-    sealed = body.get(SEALED)
-    if sealed is None:
-        return body
-    if _keyring is None:
-        raise DecryptionError("this event is encrypted and no keyring is configured")
-    opened = dict(body)
-    del opened[SEALED]
-    opened.update(orjson.loads(_keyring.open(sealed)))
-    return opened
-
-
-def seal_text(text: str) -> str:
-    """A read model's copy of personal text (plain without a keyring)."""
-    if _keyring is None or not text:
-        return text
-    return _TEXT_PREFIX + _keyring.seal(text.encode())
-
-
-def open_text(text: str) -> str:
-    """The text :func:`seal_text` stored."""
-    if not text.startswith(_TEXT_PREFIX):
-        return text
-    if _keyring is None:
-        raise DecryptionError("this read model is encrypted and no keyring is configured")
-    return _keyring.open(text[len(_TEXT_PREFIX) :]).decode()
+def keyring_from_env(environ: Mapping[str, str] | None = None) -> Keyring | None:
+    """The keyring that ``LEDGER_KEYS`` names (``"k2:<base64>,k1:<base64>"``, first =
+    current) in ``environ`` (default: the process environment), or None if it is
+    unset or empty. A malformed value raises ValueError."""
+    value = (os.environ if environ is None else environ).get("LEDGER_KEYS", "")
+    return Keyring.from_env(value) if value.strip() else None

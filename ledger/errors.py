@@ -31,6 +31,7 @@ __all__ = [
     "BalanceRuleViolated",
     "CommandRejected",
     "ConcurrencyConflict",
+    "DecryptionError",
     "EntryNotFound",
     "EntryNotReversible",
     "ExceedsHold",
@@ -280,3 +281,10 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached (bad URL, server down, timeout)."""
 
     code = "store_unavailable"
+
+
+class DecryptionError(StoreError):
+    """Sealed data cannot be opened: no keyring is in use, its key is not in the
+    keyring, or it was altered."""
+
+    code = "decryption_error"

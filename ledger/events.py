@@ -29,10 +29,10 @@ import orjson
 from eventsourcing.persistence import Notification, StoredEvent
 
 from ledger.assets import Asset
-from ledger.crypto import SEALED, open_body, seal_body
 from ledger.hashing import sha256_hex
 from ledger.model import AccountState, EntryKind, EntryState, HoldStatus, Leg
 from ledger.outcome import Outcome
+from ledger.sealing import SEALED, open_body, seal_body
 from ledger.store import KeyRecord, stored_event
 
 __all__ = [
@@ -154,21 +154,21 @@ class LogEvent:
     body: dict[str, Any]
 
     @classmethod
-    def from_notification(cls, n: Notification) -> LogEvent:
-        """Decode a notification of the event store."""
-        return cls(
-            n.id, cast(uuid.UUID, n.originator_id), n.originator_version, n.topic, decode(n.state)
-        )
+    def from_notification(cls, n: Notification, *, unseal: bool = True) -> LogEvent:
+        """Decode a notification of the event store (see :func:`decode`)."""
+        body = decode(n.state, unseal=unseal)
+        return cls(n.id, cast(uuid.UUID, n.originator_id), n.originator_version, n.topic, body)
 
     def legs(self, name: str = "legs") -> tuple[Leg, ...]:
         """The legs (or ``releases``) of an ``Entry`` event."""
         return _legs_from(self.body[name])
 
 
-def decode(state: bytes) -> dict[str, Any]:
-    """The body of a stored event."""
+def decode(state: bytes, *, unseal: bool = True) -> dict[str, Any]:
+    """The body of a stored event; with ``unseal``, its sealed personal fields opened
+    by the sealer in use (see :mod:`ledger.sealing`), else left sealed."""
     body = cast(dict[str, Any], orjson.loads(state))
-    return open_body(body) if SEALED in body else body
+    return open_body(body) if unseal and SEALED in body else body
 
 
 def asset_declared(asset: Asset, stream_id: uuid.UUID, key: str, at: datetime) -> StoredEvent:
@@ -287,7 +287,7 @@ def key_record_from_entry(event: StoredEvent) -> KeyRecord:
     Applied entry commands keep no separate key row: the entry (stream id derived from
     the key, version 1, carrying the request fingerprint) is the record.
     """
-    body = decode(event.state)
+    body = decode(event.state, unseal=False)
     entry_id = cast(uuid.UUID, event.originator_id)
     outcome = Outcome(body["key"], "applied", entry_id=entry_id, kind=body["kind"])
     return KeyRecord(entry_id, body["key"], body["fp"], outcome.to_record())
@@ -312,8 +312,9 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def account_state_from(first: StoredEvent, last: StoredEvent) -> AccountState:
-    """Rebuild an account from its first and latest events (each carries what it needs)."""
-    opened = decode(first.state)
+    """Rebuild an account from its first and latest events (each carries what it needs;
+    the write side needs no personal field, so sealed ones stay sealed)."""
+    opened = decode(first.state, unseal=False)
     state = AccountState(
         account=opened["account"],
         stream_id=cast(uuid.UUID, first.originator_id),
@@ -326,7 +327,7 @@ def account_state_from(first: StoredEvent, last: StoredEvent) -> AccountState:
         last_hash=state_hash(last.state),
     )
     if last.originator_version > 1:
-        changed = decode(last.state)
+        changed = decode(last.state, unseal=False)
         state.posted = int(changed["posted"])
         state.pending_out = int(changed["pending_out"])
         state.pending_in = int(changed["pending_in"])
@@ -341,8 +342,9 @@ def _legs_from(rows: Sequence[Sequence[str]]) -> tuple[Leg, ...]:
 
 
 def entry_state_from(first: StoredEvent, last: StoredEvent) -> EntryState:
-    """Rebuild what later commands need of an entry from its first and latest events."""
-    body = decode(first.state)
+    """Rebuild what later commands need of an entry from its first and latest events
+    (sealed personal fields stay sealed: the write side needs none)."""
+    body = decode(first.state, unseal=False)
     kind: EntryKind = body["kind"]
     legs = _legs_from(body["terms"] if kind == "request" else body["legs"])
     status: HoldStatus | None = "pending" if kind == "pending" else None
@@ -350,7 +352,7 @@ def entry_state_from(first: StoredEvent, last: StoredEvent) -> EntryState:
         status = "open"
     remaining = [abs(leg.amount) for leg in legs] if kind in ("posted", "capture") else []
     if last.originator_version > 1:
-        update = decode(last.state)
+        update = decode(last.state, unseal=False)
         status = update["status"]
         remaining = [int(r) for r in update["remaining"]]
     expires = body.get("expires_at")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
-from ledger import crypto, events
+from ledger import events
 from ledger.accounts import AccountBalance, balance_of
 from ledger.adapters.urls import open_store
 from ledger.assets import Asset, iso_currency
@@ -17,7 +17,6 @@ from ledger.commands.builders import AmountLike, LegLike, build, leg
 from ledger.commands.executor import Executor
 from ledger.commands.group_commit import GroupCommitStats, GroupCommitter
 from ledger.commands.models import Command, ExpireHold, gc_paused, parse_commands
-from ledger.crypto import Keyring
 from ledger.errors import (
     AssetExists,
     EntryNotFound,
@@ -28,6 +27,7 @@ from ledger.errors import (
 from ledger.model import EntryState, account_stream_id, asset_stream_id, entry_id_for_key
 from ledger.outcome import Outcome
 from ledger.risk import RiskPolicy
+from ledger.sealing import Sealer, sealing
 from ledger.store import EventStore
 
 __all__ = ["AccountBalance", "Ledger", "build", "leg"]
@@ -56,8 +56,12 @@ class Ledger:
         group_commands_max: int | None = None,
         queue_commands_max: int | None = None,
         pause_gc: bool = False,
+        keyring: Sealer | None = None,
     ) -> None:
         self.store = store
+        #: Seals the personal fields of this ledger's new events and opens them on
+        #: reads (None: written plain); see :mod:`ledger.crypto`.
+        self.keyring = keyring
         self._executor = Executor(store, clock=clock, risk=risk, pause_gc=pause_gc)
         self._clock = clock or (lambda: datetime.now(UTC))
         limits = {
@@ -68,7 +72,7 @@ class Ledger:
             )
             if value is not None
         }
-        self._committer = GroupCommitter(self._executor, store, **limits)
+        self._committer = GroupCommitter(self._executor, store, sealer=keyring, **limits)
 
     @classmethod
     def open(
@@ -79,7 +83,7 @@ class Ledger:
         durability: Literal["require", "allow"] = "require",
         clock: Callable[[], datetime] | None = None,
         risk: RiskPolicy | None = None,
-        keyring: Keyring | None = None,
+        keyring: Sealer | None = None,
         group_commands_max: int | None = None,
         queue_commands_max: int | None = None,
         pause_gc: bool = False,
@@ -90,8 +94,9 @@ class Ledger:
         With ``durability="require"`` (the default) a PostgreSQL server with
         ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
         ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
-        ``keyring`` encrypts descriptions, notes and metadata at rest from now on, for
-        this process (see :mod:`ledger.crypto`). ``group_commands_max`` (default 1,000)
+        ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
+        and opens those it reads (see :mod:`ledger.crypto`); it is this ledger's
+        alone, not the process's. ``group_commands_max`` (default 1,000)
         caps the commands one group commit carries; ``queue_commands_max`` (default
         50,000) the commands waiting for one, beyond which a write raises
         :class:`~ledger.errors.Overloaded`. ``pause_gc=True`` lets the bulk path
@@ -99,8 +104,6 @@ class Ledger:
         while it runs (about a fifth faster); the collector is the application's, so
         this is off unless asked for.
         """
-        if keyring is not None:
-            crypto.configure(keyring)
         store = open_store(url, require_durable=durability == "require")
         try:
             if create_schema:
@@ -115,6 +118,7 @@ class Ledger:
             group_commands_max=group_commands_max,
             queue_commands_max=queue_commands_max,
             pause_gc=pause_gc,
+            keyring=keyring,
         )
 
     def close(self) -> None:
@@ -165,7 +169,7 @@ class Ledger:
         the models one by one. An invalid one raises
         :class:`~ledger.errors.InvalidCommand` before anything is applied."""
         pause = self._executor.pause_gc
-        with gc_paused(pause):
+        with gc_paused(pause), sealing(self.keyring):
             parsed = parse_commands(commands, pause_gc=pause)
             with self._committer.exclusive() as executor:
                 outcomes = executor.run_chunked(parsed, chunk_size)
@@ -340,7 +344,7 @@ class Ledger:
         found = self.store.load_streams([sid]).get(sid)
         if found is None:
             raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
-        return Asset(code, int(events.decode(found[0].state)["scale"]))
+        return Asset(code, int(events.decode(found[0].state, unseal=False)["scale"]))
 
     def request_status(self, request_id: uuid.UUID) -> str:
         """``open``, ``paid`` or ``declined``; EntryNotFound if there is no such request."""

@@ -21,10 +21,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from ledger.assets import Asset, to_decimal
-from ledger.crypto import seal_text
 from ledger.effects import entry_effects
 from ledger.errors import InvalidCommand
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
+from ledger.sealing import seal_text
 
 from .views import ViewWriter
 

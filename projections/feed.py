@@ -21,9 +21,9 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.assets import Asset, to_decimal
-from ledger.crypto import open_text, seal_text
 from ledger.errors import InvalidCommand
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
+from ledger.sealing import open_text, seal_text
 
 from .balances import utc_text
 from .views import ViewWriter

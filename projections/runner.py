@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.sealing import sealing
 from ledger.store import EventStore
 
 from .views import ViewStore, ViewWriter
@@ -103,10 +104,11 @@ class ProjectionRunner:
     def for_ledger(
         cls, ledger: Any, projections: Sequence[Projection], **kw: Any
     ) -> ProjectionRunner:
-        """A runner on the ledger's own database."""
+        """A runner on the ledger's own database, sealing with the ledger's keyring."""
         from ledger.adapters.view_store import open_view_store  # noqa: PLC0415
 
-        return cls(ledger.store, open_view_store(ledger.store), projections, **kw)
+        views = open_view_store(ledger.store, sealer=getattr(ledger, "keyring", None))
+        return cls(ledger.store, views, projections, **kw)
 
     def checkpoint(self, name: str) -> int:
         """The last position processed by projection ``name`` (0 if none)."""
@@ -116,6 +118,10 @@ class ProjectionRunner:
 
     def catch_up(self, until: int | None = None) -> int:
         """Process every committed event (up to position ``until``); return how many."""
+        with sealing(self.views.sealer):
+            return self._catch_up(until)
+
+    def _catch_up(self, until: int | None) -> int:
         done = 0
         positions = {p.name: self.checkpoint(p.name) for p in self.projections}
         while True:
@@ -194,7 +200,7 @@ class ProjectionRunner:
             seconds = 0.0
             pending = self.events.read_log(position, 1)
             if pending:
-                first = LogEvent.from_notification(pending[0])
+                first = LogEvent.from_notification(pending[0], unseal=False)
                 stamp = first.body.get("recorded_at") or first.body.get("at")
                 if stamp:
                     seconds = max(
@@ -219,6 +225,10 @@ class ProjectionRunner:
         """Rebuild one projection from position zero into fresh tables, then swap them
         in within one transaction: readers see the old view or the new one, never a
         half-built one. Returns the number of events replayed."""
+        with sealing(self.views.sealer):
+            return self._rebuild(name)
+
+    def _rebuild(self, name: str) -> int:
         projection = next(p for p in self.projections if p.name == name)
         suffix = _REBUILD_SUFFIX
         with self.views.transaction() as w:

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.assets import Asset, to_decimal
-from ledger.crypto import open_text
+from ledger.sealing import open_text
 
 from .balances import utc_text
 from .views import ViewWriter

@@ -12,6 +12,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ledger.sealing import Sealer
+
 __all__ = ["Checkpoint", "ViewStore", "ViewWriter"]
 
 
@@ -50,12 +52,17 @@ class ViewStore(Protocol):
     """Transactions on the database that holds the read models."""
 
     url: str
+    #: Seals the personal text the read models copy and opens it on reads, inside
+    #: :meth:`transaction` and :meth:`snapshot` blocks (None: plain; see
+    #: :mod:`ledger.sealing`).
+    sealer: Sealer | None
 
     def transaction(self) -> AbstractContextManager[ViewWriter]:
-        """A read-write transaction, committed when the block exits normally."""
+        """A read-write transaction, committed when the block exits normally (the
+        store's sealer in use inside)."""
 
     def snapshot(self) -> AbstractContextManager[ViewWriter]:
-        """A read-only view of committed data."""
+        """A read-only view of committed data (the store's sealer in use inside)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -13,17 +13,19 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ledger import Ledger, crypto
+from ledger import Ledger
+from ledger.sealing import in_use
 
 PG_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "")
 
 
 @pytest.fixture(autouse=True)
-def _plain_by_default() -> Iterator[None]:
-    """Each test starts without an encryption keyring (it is per process)."""
-    crypto.configure(None)
+def _no_sealer_left_in_use() -> Iterator[None]:
+    """A keyring belongs to the object given it: none is ever left in use behind a
+    test's back (ledger.sealing)."""
+    assert in_use() is None
     yield
-    crypto.configure(None)
+    assert in_use() is None
 
 
 LEDGER_TABLES = ("stored_events", "ledger_keys", "ledger_open_holds")

@@ -59,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledger import AsyncLedger, LedgerError, Outcome, payments
 from ledger.assets import plain
+from ledger.crypto import keyring_from_env
 from ledger.errors import (
     AccountExists,
     CommandRejected,
@@ -114,7 +115,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limit = os.environ.get("LEDGER_EXAMPLE_P2P_LIMIT")
     risk = None if limit is None else p2p_limit_policy(Decimal(limit))
     app.state.tokens = load_tokens(os.environ.get("LEDGER_EXAMPLE_TOKENS", ""))
-    books = await AsyncLedger.open(os.environ["LEDGER_STORE"], risk=risk)
+    # LEDGER_KEYS (optional) encrypts notes and metadata at rest (see ledger.crypto).
+    books = await AsyncLedger.open(
+        os.environ["LEDGER_STORE"], risk=risk, keyring=keyring_from_env()
+    )
     for currency in CURRENCY_ACCOUNTS:
         await _open_quietly(books, f"{BANK}:{currency}", currency, normal="debit")
         await _open_quietly(books, f"{FEES}:{currency}", currency)
@@ -126,7 +130,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         follower.start()
     # Requests read the views on connections of their own (the runner's connection
     # belongs to its thread).
-    app.state.views = ViewPool(lambda: open_view_store(books.sync.store), VIEW_CONNECTIONS)
+    app.state.views = ViewPool(
+        lambda: open_view_store(books.sync.store, sealer=books.sync.keyring), VIEW_CONNECTIONS
+    )
     app.state.books, app.state.runner = books, runner
     if os.environ.get("LEDGER_EXAMPLE_GC_FREEZE", "1") == "1":
         # The service's own choice, made once its startup objects exist (the ledger

@@ -5,6 +5,10 @@ readable; a missing key is a clear error."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,10 +17,10 @@ import pytest
 from ledger.adapters.jsonl import export_lines
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
-from ledger import Ledger, crypto
+from ledger import Ledger
 from ledger import payments as pay
 from ledger.audit import audit
-from ledger.crypto import DecryptionError, Keyring, new_key
+from ledger.crypto import DecryptionError, Keyring, keyring_from_env, new_key
 
 SECRETS = ("SECRET-NOTE-1", "SECRET-DESC-2", "SECRET-META-3", "SECRET-MAIL-4", "SECRET-REQ-5")
 
@@ -137,7 +141,6 @@ def test_key_rotation_keeps_old_events_readable(store_url: str) -> None:
         pytest.raises(DecryptionError, match="'k1'"),
     ):
         b"".join(export_lines(books))
-    crypto.configure(None)
     with Ledger.open(store_url) as books, pytest.raises(DecryptionError):
         b"".join(export_lines(books))
 
@@ -159,3 +162,101 @@ def test_keyring_from_the_environment_format() -> None:
     assert ring.open(Keyring({"k1": k1}, current="k1").seal(b"y")) == b"y"
     with pytest.raises(ValueError, match="LEDGER_KEYS"):
         Keyring.from_env("nonsense")
+
+
+def test_two_ledgers_in_one_process_each_keep_their_own_keyring(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The keyring is the ledger's, not the process's: ledgers with different keyrings
+    (and one without) write side by side from threads, each reads its own data and
+    not the other's, and the write side needs no key at all."""
+    ring_a = Keyring({"a1": new_key()}, current="a1")
+    ring_b = Keyring({"b1": new_key()}, current="b1")
+    url_b, url_p = f"sqlite:///{tmp_path}/b.db", f"sqlite:///{tmp_path}/plain.db"
+
+    def pay_from(books: Ledger, tag: str) -> None:
+        for i in range(20):
+            books.transfer(
+                f"{tag}-{i}",
+                debit="bank",
+                credit="alice",
+                amount="1",
+                asset="USD",
+                description=f"SECRET-{tag.upper()}-{i}",
+            )
+
+    with (
+        Ledger.open(store_url, keyring=ring_a) as a,
+        Ledger.open(url_b, keyring=ring_b) as b,
+        Ledger.open(url_p) as plain,
+    ):
+        for books in (a, b, plain):
+            books.open_account("bank", "USD", normal="debit")
+            books.open_account("alice", "USD", metadata={"email": "SECRET-MAIL-4"})
+        with ThreadPoolExecutor(3) as pool:
+            for done in [
+                pool.submit(pay_from, x, t) for x, t in ((a, "a"), (b, "b"), (plain, "p"))
+            ]:
+                done.result()
+        for books, tag in ((a, b"SECRET-A-7"), (b, b"SECRET-B-7"), (plain, b"SECRET-P-7")):
+            assert tag in b"".join(export_lines(books))
+        runner = ProjectionRunner.for_ledger(a, [BalancesView()])
+        runner.catch_up()
+        with runner.views.snapshot() as w:
+            lines = statement(
+                w, "alice", datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(1)
+            )
+        runner.close()
+        assert lines is not None and "SECRET-A-7" in [line.description for line in lines.lines]
+    # each store holds its own ledger's seals only, the plain one plain text
+    raw_a, raw_b, raw_p = (raw_contents(u) for u in (store_url, url_b, url_p))
+    assert holds(raw_a, '"sealed":"a1:') and not holds(raw_a, '"sealed":"b1:')
+    assert holds(raw_b, '"sealed":"b1:') and not holds(raw_b, '"sealed":"a1:')
+    assert not holds(raw_a, "SECRET-A-7") and not holds(raw_a, "SECRET-MAIL-4")
+    assert not holds(raw_b, "SECRET-B-7")
+    assert holds(raw_p, "SECRET-P-7") and holds(raw_p, "SECRET-MAIL-4")
+    # another ledger's keyring does not open them
+    for url, ring, other in ((store_url, ring_b, "'a1'"), (url_b, ring_a, "'b1'")):
+        with (
+            Ledger.open(url, keyring=ring) as wrong,
+            pytest.raises(DecryptionError, match=other),
+        ):
+            b"".join(export_lines(wrong))
+    # writing needs no key: a ledger without one pays on the encrypted store
+    with Ledger.open(store_url) as keyless:
+        pay_from(keyless, "k")
+        assert keyless.balance("alice").posted == 40
+
+
+def test_the_environment_is_read_only_when_asked(tmp_path: Path) -> None:
+    """A malformed LEDGER_KEYS breaks nothing at import; the CLI, which asks for it,
+    refuses it in one line; a valid one encrypts what the CLI writes."""
+    env = {**os.environ, "LEDGER_KEYS": "garbage"}
+    imported = subprocess.run(
+        [sys.executable, "-c", "import ledger, ledger.crypto; print('ok')"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
+    url = f"sqlite:///{tmp_path}/cli.db"
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ledger.adapters.cli import main; main()",
+            "--store",
+            url,
+            "balances",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "LEDGER_KEYS" in refused.stderr and refused.stdout == ""
+    assert keyring_from_env({}) is None and keyring_from_env({"LEDGER_KEYS": " "}) is None
+    ring = keyring_from_env({"LEDGER_KEYS": f"k9:{new_key()}"})
+    assert ring is not None and ring.current == "k9"
