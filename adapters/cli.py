@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from ledger.adapters.crypto import keyring_from_env
 from ledger.adapters.demo import run_demo
 from ledger.adapters.jsonl import export_lines, import_lines
 from ledger.adapters.logging import configure_logging
-from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
-
+from ledger.adapters.opening import Ledger
 from ledger.assets import plain
-from ledger.audit import audit as run_audit
-from ledger.audit import diff_read_model, position_at
-from ledger.crypto import keyring_from_env
 from ledger.errors import LedgerError
-from ledger.facade import Ledger
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
+from ledger.projections.audit import audit as run_audit
+from ledger.projections.audit import diff_read_model, position_at
 
 __all__ = ["main"]
 

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, TextIO
 
-from ledger.commands.models import LegInput, PostEntry
-
 from ledger.assets import plain
-from ledger.facade import Ledger
+from ledger.commands.models import LegInput, PostEntry
+from ledger.commands.service import Ledger
 
 __all__ = ["run_demo"]
 

@@ -29,15 +29,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
+
 from ledger.adapters.jsonl_lines import parse_line
+from ledger.assets import Asset, iso_currency, plain, to_decimal
 from ledger.commands.models import (
     Command,
     DeclareAsset,
     OpenAccount,
     RequestPayment,
 )
-
-from ledger.assets import Asset, iso_currency, plain, to_decimal
+from ledger.commands.service import Ledger
 from ledger.entries import minor_legs
 from ledger.errors import LedgerError, UnknownAsset
 from ledger.events import (
@@ -47,7 +48,6 @@ from ledger.events import (
     TOPIC_ENTRY,
     LogEvent,
 )
-from ledger.facade import Ledger
 from ledger.sealing import sealing
 
 __all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]

@@ -13,6 +13,17 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
+
 from ledger.commands.models import (
     AccountId,
     AssetCode,
@@ -37,17 +48,6 @@ from ledger.commands.models import (
     UnfreezeAccount,
     VoidHold,
 )
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    TypeAdapter,
-    ValidationError,
-)
-
 from ledger.model import entry_id_for_key
 
 __all__ = ["Line", "parse_line"]

@@ -28,13 +28,13 @@ from typing import Any
 from kafka import KafkaConsumer  # type: ignore[import-untyped]
 from kafka.errors import KafkaError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
-from ledger.adapters.kafka_messages import MessageError, decode_message
-from ledger.projections.runner import Projection
-from ledger.projections.views import ViewStore, ViewWriter
 
+from ledger.adapters.kafka_messages import MessageError, decode_message
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.projections.runner import Projection
+from ledger.projections.views import ViewStore, ViewWriter
 from ledger.sealing import sealing
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaProjector"]

@@ -24,9 +24,9 @@ from typing import Any
 from kafka import KafkaProducer  # type: ignore[import-untyped]
 from kafka.admin import KafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from kafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
+
 from ledger.adapters.kafka_messages import encode_event
 from ledger.adapters.view_store import open_view_store
-
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+
 from ledger.adapters.postgres_store import PostgresEventStore
 from ledger.adapters.sqlite_store import SQLiteEventStore
-
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.sealing import Sealer, sealing
 

@@ -29,7 +29,7 @@ from benchmarks.transfers import fresh_pg_database
 _CHILD = """
 import json, os, sys, time
 from ledger import Ledger
-from ledger.audit import audit
+from ledger.projections.audit import audit
 page = os.sysconf("SC_PAGE_SIZE")
 peak = [0]
 def sample(_):

@@ -93,10 +93,10 @@ def raw_produce(bootstrap: str, url: str, *, small: bool = False) -> float:
     """kafka-python alone: send the relay's messages, pre-encoded, and wait for acks;
     with ``small``, as many 100-byte messages without headers instead."""
     from kafka import KafkaProducer
-    from ledger.adapters.kafka_messages import encode_event
-    from ledger.adapters.kafka_relay import PRODUCER_DEFAULTS, ensure_topic
 
     from ledger import Ledger
+    from ledger.adapters.kafka_messages import encode_event
+    from ledger.adapters.kafka_relay import PRODUCER_DEFAULTS, ensure_topic
 
     with Ledger.open(url, create_schema=False) as books:
         messages = []
@@ -122,9 +122,8 @@ def raw_produce(bootstrap: str, url: str, *, small: bool = False) -> float:
 
 
 def relay_rate(bootstrap: str, url: str) -> float:
-    from ledger.adapters.kafka_relay import KafkaRelay, ensure_topic
-
     from ledger import Ledger
+    from ledger.adapters.kafka_relay import KafkaRelay, ensure_topic
 
     topic = f"relay-{uuid.uuid4().hex[:8]}"
     ensure_topic(bootstrap, topic)
@@ -138,14 +137,13 @@ def relay_rate(bootstrap: str, url: str) -> float:
 
 
 def end_to_end_lag(bootstrap: str, tmp: Path, payments: int, rate: float) -> dict[str, Any]:
+    from ledger import Ledger
     from ledger.adapters.kafka_consumer import KafkaProjector
     from ledger.adapters.kafka_relay import KafkaRelay, ensure_topic
     from ledger.adapters.urls import open_store
     from ledger.adapters.view_store import open_view_store
-    from ledger.projections import BalancesView
-
-    from ledger import Ledger
     from ledger.events import LogEvent
+    from ledger.projections import BalancesView
 
     url = f"sqlite:///{tmp}/lag.db"
     ledger_setup(url)

@@ -46,9 +46,8 @@ def build_store(url: str, events: int) -> int:
 
 
 def catch_up(url: str) -> dict[str, Any]:
-    from ledger.projections import BalancesView, ProjectionRunner
-
     from ledger import Ledger
+    from ledger.projections import BalancesView, ProjectionRunner
 
     with Ledger.open(url, create_schema=False) as books:
         runner = ProjectionRunner.for_ledger(books, [BalancesView()])

@@ -124,9 +124,8 @@ def ledger_mappings(triples: list[tuple[int, int, int]], prefix: str) -> list[di
 
 
 def ledger_setup(url: str) -> None:
-    from ledger.commands import OpenAccount, PostEntry
-
     from ledger import Ledger
+    from ledger.commands import OpenAccount, PostEntry
 
     with Ledger.open(url, pause_gc=True) as books:
         books.open_account("bank", "USD", normal="debit")
@@ -169,9 +168,8 @@ def ledger_run(
     instead of command models built one by one. ``writes=False`` measures the ceiling
     of the Python side: everything runs (reads, decisions, events) except that appends
     write nothing."""
-    from ledger.adapters.urls import open_store
-
     from ledger import Ledger
+    from ledger.adapters.urls import open_store
 
     triples = pairs(random.Random(seed), n)
     store = open_store(url)

@@ -231,9 +231,6 @@ class Executor:
         #: Pause before retrying after the store was unavailable (doubles per attempt,
         #: capped at one second); the fault simulator sets it to zero.
         self.unavailable_backoff_s = 0.05
-        #: Test-only hook: decide every command as new, ignoring recorded outcomes (a
-        #: planted bug that the fault simulator must catch). Never set it otherwise.
-        self.planted_bug_skip_replay = False
         self.cache = StateCache()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.attempts_max = attempts_max
@@ -371,9 +368,9 @@ class Executor:
         outcomes: list[Outcome] = []
         touched: list[Sequence[tuple[str, uuid.UUID]]] = []
         for cmd, key_id, fp in prints:
-            record = None if self.planted_bug_skip_replay else records.get(key_id)
+            record = records.get(key_id)
             earlier = decided.get(key_id)
-            if earlier is None and record is None and not self.planted_bug_skip_replay:
+            if earlier is None and record is None:
                 earlier = known.get(key_id)
             if record is not None:
                 outcome = _replay(

@@ -63,7 +63,6 @@ TOPIC_ACCOUNT_CHANGED = "ledger:AccountChanged:1"
 TOPIC_ENTRY = "ledger:Entry:1"
 TOPIC_ENTRY_UPDATED = "ledger:EntryUpdated:1"
 
-_GENESIS = ""
 #: The personal fields of an event body, sealed when a keyring is configured.
 _PERSONAL = ("description", "metadata")
 

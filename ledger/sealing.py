@@ -11,7 +11,7 @@ process, its threads and its event loops. Outside any of them no sealer is in us
 new data is written plain and sealed data cannot be opened.
 
 The domain knows only the :class:`Sealer` interface; the AES-GCM keyring that
-implements it is :class:`ledger.crypto.Keyring`.
+implements it is :class:`ledger.adapters.crypto.Keyring`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _TEXT_PREFIX = "sealed:"
 
 
 class Sealer(Protocol):
-    """Seals bytes into text and opens what it sealed (see ledger.crypto.Keyring)."""
+    """Seals bytes into text and opens what it sealed (see ledger.adapters.crypto.Keyring)."""
 
     def seal(self, plaintext: bytes) -> str:
         """``<key id>:<ciphertext>``."""

@@ -104,11 +104,15 @@ class ProjectionRunner:
     def for_ledger(
         cls, ledger: Any, projections: Sequence[Projection], **kw: Any
     ) -> ProjectionRunner:
-        """A runner on the ledger's own database, sealing with the ledger's keyring."""
-        from ledger.adapters.view_store import open_view_store  # noqa: PLC0415
-
-        views = open_view_store(ledger.store, sealer=getattr(ledger, "keyring", None))
-        return cls(ledger.store, views, projections, **kw)
+        """A runner on the ledger's own database (``ledger.open_views()``: a ledger
+        opened with ``ledger.Ledger.open`` knows it), sealing with its keyring."""
+        open_views = getattr(ledger, "open_views", None)
+        if open_views is None:
+            raise TypeError(
+                "for_ledger needs a ledger opened with ledger.Ledger.open; otherwise give "
+                "ProjectionRunner(events, views, projections) its view store"
+            )
+        return cls(ledger.store, open_views(), projections, **kw)
 
     def checkpoint(self, name: str) -> int:
         """The last position processed by projection ``name`` (0 if none)."""

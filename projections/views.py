@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ledger.sealing import Sealer
 
-__all__ = ["Checkpoint", "ViewStore", "ViewWriter"]
+__all__ = ["ViewStore", "ViewWriter"]
 
 
 class ViewWriter(Protocol):
@@ -66,11 +65,3 @@ class ViewStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """How far a projection has processed the log."""
-
-    name: str
-    position: int

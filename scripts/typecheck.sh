@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Type-check what ships: install the package into a temporary target (so the
-# ledger.* namespace is exactly the installed one) and run mypy --strict on it,
-# and on the examples against that installed package.
+# Check what ships: install the package into a temporary target (so the ledger.*
+# namespace is exactly the installed one), run mypy --strict on it and on the
+# examples against it, and check its layers with import-linter (the contracts in
+# pyproject.toml: imports point inward only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -14,3 +15,5 @@ MYPYPATH="$target/site" "$root/.venv/bin/mypy" --strict \
     --python-executable "$root/.venv/bin/python" --no-incremental -p ledger
 MYPYPATH="$target/site" "$root/.venv/bin/mypy" --strict \
     --python-executable "$root/.venv/bin/python" --no-incremental examples/payment_service/app.py
+PYTHONPATH="$target/site" "$root/.venv/bin/lint-imports" --no-cache --no-logo \
+    --config "$root/pyproject.toml"

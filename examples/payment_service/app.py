@@ -52,14 +52,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
-from ledger.adapters.logging import configure_logging
-from ledger.adapters.view_store import open_view_store
-from ledger.projections import BalancesView, FeedView, ProjectionRunner, ViewStore, statement
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger import AsyncLedger, LedgerError, Outcome, payments
+from ledger.adapters.crypto import keyring_from_env
+from ledger.adapters.logging import configure_logging
 from ledger.assets import plain
-from ledger.crypto import keyring_from_env
 from ledger.errors import (
     AccountExists,
     CommandRejected,
@@ -70,6 +68,7 @@ from ledger.errors import (
     PaymentVetoed,
     StoreError,
 )
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, ViewStore, statement
 from ledger.risk import RiskCheck
 
 BANK = "platform:bank:ach"
@@ -115,7 +114,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limit = os.environ.get("LEDGER_EXAMPLE_P2P_LIMIT")
     risk = None if limit is None else p2p_limit_policy(Decimal(limit))
     app.state.tokens = load_tokens(os.environ.get("LEDGER_EXAMPLE_TOKENS", ""))
-    # LEDGER_KEYS (optional) encrypts notes and metadata at rest (see ledger.crypto).
+    # LEDGER_KEYS (optional) encrypts notes and metadata at rest (see ledger.adapters.crypto).
     books = await AsyncLedger.open(
         os.environ["LEDGER_STORE"], risk=risk, keyring=keyring_from_env()
     )
@@ -130,9 +129,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         follower.start()
     # Requests read the views on connections of their own (the runner's connection
     # belongs to its thread).
-    app.state.views = ViewPool(
-        lambda: open_view_store(books.sync.store, sealer=books.sync.keyring), VIEW_CONNECTIONS
-    )
+    app.state.views = ViewPool(books.sync.open_views, VIEW_CONNECTIONS)
     app.state.books, app.state.runner = books, runner
     if os.environ.get("LEDGER_EXAMPLE_GC_FREEZE", "1") == "1":
         # The service's own choice, made once its startup objects exist (the ledger

@@ -8,8 +8,8 @@ from typing import Any
 
 from hypothesis.stateful import RuleBasedStateMachine, invariant
 
+from ledger.adapters.opening import Ledger
 from ledger.errors import LedgerError
-from ledger.facade import Ledger
 from ledger.outcome import Outcome
 from ledger.projections import BalancesView, ProjectionRunner
 

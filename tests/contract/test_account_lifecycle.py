@@ -12,7 +12,6 @@ import orjson
 import pytest
 
 from ledger import Ledger
-from ledger.audit import audit
 from ledger.errors import (
     AccountClosed,
     AccountExists,
@@ -23,6 +22,7 @@ from ledger.errors import (
     IdempotencyConflict,
     InvalidCommand,
 )
+from ledger.projections.audit import audit
 from tests.integration.test_cli import Raw
 
 

@@ -29,7 +29,7 @@ from ledger import (
     UnknownAccount,
     UnknownAsset,
 )
-from ledger.facade import Ledger
+from ledger.adapters.opening import Ledger
 
 
 def legs(a: str, b: str, amount: Any, asset: str = "USD") -> list[tuple[str, Any, str]]:

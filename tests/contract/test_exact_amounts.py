@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ledger import Ledger
 from ledger import payments as pay
-from ledger.audit import audit
+from ledger.projections.audit import audit
 from tests.integration.test_cli import ledger as cli
 
 BIG = "123456789012345678.123456789012345678"  # 36 significant digits

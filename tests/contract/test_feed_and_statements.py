@@ -8,10 +8,10 @@ from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger.commands import LegInput, PostEntry
-from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
 from ledger import Ledger
+from ledger.commands import LegInput, PostEntry
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
 USERS = ["ann", "ben", "cat", "dan", "eve"]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

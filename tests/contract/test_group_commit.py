@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from ledger.commands import LegInput, PostEntry
 
 from ledger import Ledger
+from ledger.commands import LegInput, PostEntry
 from ledger.errors import InvalidCommand
 from ledger.store import AppendConflict, WriteBatch
 

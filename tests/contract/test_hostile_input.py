@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
+from ledger import InvalidCommand, Ledger
 from ledger.adapters.jsonl import export_lines
 from ledger.commands.models import DESCRIPTION_MAX_CHARS, KEY_MAX_CHARS, METADATA_MAX_BYTES
 from ledger.projections import BalancesView, FeedView, ProjectionRunner
-
-from ledger import InvalidCommand, Ledger
-from ledger.audit import audit
+from ledger.projections.audit import audit
 
 HOSTILE = [
     "'; DROP TABLE stored_events; --",

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from ledger.commands import OpenAccount, PostEntry
 
 from ledger import (
     AccountExists,
@@ -22,6 +21,7 @@ from ledger import (
     Ledger,
     UnknownAccount,
 )
+from ledger.commands import OpenAccount, PostEntry
 from ledger.model import entry_id_for_key
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

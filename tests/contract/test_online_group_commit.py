@@ -10,13 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from ledger.commands import LegInput, PostEntry
-from ledger.commands.group_commit import GroupCommitter, ThreadWaiter
 
 from ledger import AsyncLedger, Ledger, Outcome, Overloaded
 from ledger import payments as pay
-from ledger.audit import audit
+from ledger.commands import LegInput, PostEntry
+from ledger.commands.group_commit import GroupCommitter, ThreadWaiter
 from ledger.errors import InvalidCommand, RiskPolicyFailed
+from ledger.projections.audit import audit
 from ledger.risk import RiskCheck
 
 WALLETS = 6

@@ -25,7 +25,7 @@ from ledger import (
     RequestNotOpen,
 )
 from ledger import payments as pay
-from ledger.audit import audit
+from ledger.projections.audit import audit
 from ledger.risk import RiskCheck
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ledger.projections import BalancesView, FeedView, ProjectionRunner
 
 from ledger import Ledger
 from ledger import payments as pay
 from ledger.errors import AssetExists, EntryNotReversible, HoldExpired, InvalidCommand
+from ledger.projections import BalancesView, FeedView, ProjectionRunner
 
 
 def test_errors_name_the_real_cause(store_url: str) -> None:

@@ -17,12 +17,12 @@ from typing import Any
 import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from ledger.adapters.kafka_messages import decode_message
-from ledger.adapters.kafka_relay import ensure_topic
-from ledger.projections import BalancesView, ProjectionRunner
 
 from ledger import Ledger
+from ledger.adapters.kafka_messages import decode_message
+from ledger.adapters.kafka_relay import ensure_topic
 from ledger.events import LogEvent
+from ledger.projections import BalancesView, ProjectionRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("LEDGER_TEST_KAFKA_BOOTSTRAP", "")

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from ledger.adapters.demo import run_demo
 
 from ledger import Ledger
+from ledger.adapters.demo import run_demo
 
 LEDGER = [sys.executable, "-c", "from ledger.adapters.cli import main; main()"]
 

@@ -1,4 +1,4 @@
-"""Encryption at rest (ledger.crypto): with a keyring, no note, description or
+"""Encryption at rest (ledger.adapters.crypto): with a keyring, no note, description or
 metadata value is stored in plain text (the raw tables and files are scanned), yet
 everything reads, projects, exports and audits; rotating the key keeps old events
 readable; a missing key is a clear error."""
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ledger.adapters.jsonl import export_lines
-from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
 from ledger import Ledger
 from ledger import payments as pay
-from ledger.audit import audit
-from ledger.crypto import DecryptionError, Keyring, keyring_from_env, new_key
+from ledger.adapters.crypto import DecryptionError, Keyring, keyring_from_env, new_key
+from ledger.adapters.jsonl import export_lines
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
+from ledger.projections.audit import audit
 
 SECRETS = ("SECRET-NOTE-1", "SECRET-DESC-2", "SECRET-META-3", "SECRET-MAIL-4", "SECRET-REQ-5")
 
@@ -233,7 +233,7 @@ def test_the_environment_is_read_only_when_asked(tmp_path: Path) -> None:
     refuses it in one line; a valid one encrypts what the CLI writes."""
     env = {**os.environ, "LEDGER_KEYS": "garbage"}
     imported = subprocess.run(
-        [sys.executable, "-c", "import ledger, ledger.crypto; print('ok')"],
+        [sys.executable, "-c", "import ledger, ledger.adapters.crypto; print('ok')"],
         env=env,
         capture_output=True,
         text=True,

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from ledger import Ledger
-from ledger.audit import audit
+from ledger.projections.audit import audit
 from tests.conftest import require_postgres, reset_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

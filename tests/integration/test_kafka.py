@@ -19,13 +19,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+from ledger import Ledger
 from ledger.adapters.kafka_consumer import KafkaProjector
 from ledger.adapters.kafka_relay import KafkaRelay
 from ledger.adapters.urls import open_store
 from ledger.adapters.view_store import open_view_store
 from ledger.projections import BalancesView
-
-from ledger import Ledger
 from tests.conftest import require_postgres
 from tests.integration.kafka_support import (
     FAST_GROUP,

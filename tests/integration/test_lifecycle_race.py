@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger
-from ledger.audit import audit
 from ledger.events import LogEvent
+from ledger.projections.audit import audit
 from tests.conftest import require_postgres, reset_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

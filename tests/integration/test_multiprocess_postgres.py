@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ledger.commands import LegInput, PostEntry
 
 from ledger import Ledger
+from ledger.commands import LegInput, PostEntry
 from tests.conftest import require_postgres, reset_postgres
 
 PROCESSES = 4

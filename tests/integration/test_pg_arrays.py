@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ledger.adapters.pg_arrays import (
     ByteaArray,
     Int8Array,
@@ -20,7 +21,6 @@ from ledger.adapters.pg_arrays import (
     UuidArray,
     adapt,
 )
-
 from tests.conftest import require_postgres
 
 pytestmark = pytest.mark.postgres

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from ledger.commands import LegInput, PostEntry
-from ledger.commands.executor import Executor, fingerprint
-from ledger.projections import BalancesView, FeedView, ProjectionRunner
 
 from ledger import Ledger
+from ledger.commands import LegInput, PostEntry
+from ledger.commands.executor import Executor, fingerprint
 from ledger.events import TOPIC_ENTRY, LogEvent
 from ledger.model import entry_id_for_key
+from ledger.projections import BalancesView, FeedView, ProjectionRunner
 from tests.conftest import require_postgres, reset_postgres
 from tests.property.test_feed_statement_replay import plain_feed
 from tests.property.test_views_machine import plain_replay

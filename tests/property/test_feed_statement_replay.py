@@ -12,12 +12,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger.commands import LegInput, PostEntry, ReverseEntry
-from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
 from ledger import Ledger
+from ledger.commands import LegInput, PostEntry, ReverseEntry
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
 from ledger.model import entry_id_for_key
+from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
 USERS = ["ann", "ben", "cat"]
 T0 = datetime(2026, 5, 1, tzinfo=UTC)

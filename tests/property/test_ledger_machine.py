@@ -25,10 +25,10 @@ from hypothesis.stateful import (
     multiple,
     rule,
 )
-from ledger.commands import AtomicBatch, LegInput, PostEntry
 
 from ledger import Ledger, Outcome
-from ledger.facade import build
+from ledger.commands import AtomicBatch, LegInput, PostEntry
+from ledger.commands.builders import build
 from ledger.model import entry_id_for_key
 from tests.conftest import require_postgres, reset_postgres
 

@@ -365,9 +365,10 @@ def test_a_planted_bug_is_caught(
 ) -> None:
     """A flow without one of its own checks moves money it must not: the checks see it."""
     from ledger.assets import parse_decimal
+    from ledger.commands import payments as recipes  # where the recipes live
 
     bugs = {"_positive": lambda value, what="": parse_decimal(value), "_distinct": lambda **_: None}
-    monkeypatch.setattr(pay, planted, bugs[planted])
+    monkeypatch.setattr(recipes, planted, bugs[planted])
     fresh = Books()
     try:
         with pytest.raises(AssertionError, match=caught):

@@ -23,7 +23,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 
 from ledger import CommandRejected, Ledger, LedgerError
 from ledger import payments as pay
-from ledger.audit import audit
+from ledger.projections.audit import audit
 from ledger.risk import RiskCheck
 from tests.conftest import require_postgres, reset_postgres
 from tests.property.test_ledger_machine import MAccount, Model

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
-from ledger.commands import PostEntry
-from ledger.projections import BalancesView, ProjectionRunner
 
 from ledger import Ledger
+from ledger.commands import PostEntry
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
+from ledger.projections import BalancesView, ProjectionRunner
 from tests.conftest import require_postgres, reset_postgres
 from tests.property.test_ledger_machine import ACCOUNTS, SCALES, START, LedgerMachine
 

@@ -35,19 +35,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ledger import Ledger, Outcome
 from ledger.adapters.kafka_consumer import KafkaProjector
 from ledger.adapters.sqlite_store import SQLiteEventStore
 from ledger.adapters.view_store import SQLiteViewStore
 from ledger.commands import AtomicBatch, LegInput, PlaceHold, PostEntry, PostHold, ReverseEntry
 from ledger.commands.models import VoidHold
-from ledger.projections import BalancesView, ProjectionRunner
-from ledger.projections.runner import ProjectionConflict
-
-from ledger import Ledger, Outcome
-from ledger.audit import audit
 from ledger.errors import StoreUnavailable
 from ledger.events import TOPIC_ACCOUNT_CHANGED, LogEvent, decode
 from ledger.model import entry_id_for_key
+from ledger.projections import BalancesView, ProjectionRunner
+from ledger.projections.audit import audit
+from ledger.projections.runner import ProjectionConflict
 from ledger.store import EventStore, WriteBatch
 from tests.property.test_ledger_machine import MAccount, Model
 
@@ -115,6 +114,29 @@ class FaultyStore:
         return Session()
 
 
+class _Forgetful(dict[Any, Any]):
+    """A cache of outcomes that keeps nothing."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _plant_skip_replay(books: Ledger) -> None:
+    """The planted bug, injected from the test side: the executor decides every command
+    as new, ignoring recorded outcomes (looked up or cached)."""
+    executor = books._executor
+    decide_all = executor._decide_all
+
+    def forgetful(prints: Any, flat: Any, store: Any, records: Any = None, **kw: Any) -> Any:
+        return decide_all(prints, flat, store, {}, **kw)
+
+    executor._decide_all = forgetful  # type: ignore[method-assign]
+    executor.cache.keys = _Forgetful()
+
+
 class Simulation:
     """One seeded run against one store."""
 
@@ -141,7 +163,8 @@ class Simulation:
     def _start(self) -> Ledger:
         books = Ledger(FaultyStore(self.open_store(), self))  # type: ignore[arg-type]
         books._executor.unavailable_backoff_s = 0.0
-        books._executor.planted_bug_skip_replay = self.planted_bug
+        if self.planted_bug:
+            _plant_skip_replay(books)
         return books
 
     def restart(self) -> None:

@@ -10,10 +10,10 @@ import threading
 import time
 
 import pytest
-from ledger.projections import BalancesView, ProjectionRunner
 
 from ledger import Ledger, events
 from ledger.model import account_stream_id
+from ledger.projections import BalancesView, ProjectionRunner
 from tests.conftest import require_postgres
 from tests.integration.test_projector_faults import USERS, fresh, writer_main
 

@@ -14,11 +14,11 @@ import time
 from decimal import Decimal
 
 import pytest
-from ledger.commands import LegInput, PostEntry
-from ledger.projections import BalancesView, ProjectionRunner
 
 from ledger import Ledger
+from ledger.commands import LegInput, PostEntry
 from ledger.events import TOPIC_ENTRY
+from ledger.projections import BalancesView, ProjectionRunner
 from tests.conftest import require_postgres, reset_postgres
 from tests.integration.kafka_support import view_rows
 

@@ -13,10 +13,10 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from ledger.commands import LegInput, PostEntry
 
 from ledger import Ledger
-from ledger.audit import audit
+from ledger.commands import LegInput, PostEntry
+from ledger.projections.audit import audit
 from tests.conftest import require_postgres, reset_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

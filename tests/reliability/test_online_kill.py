@@ -17,12 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from ledger.commands import LegInput, PostEntry
 
 from ledger import Ledger
-from ledger.audit import audit
+from ledger.commands import LegInput, PostEntry
 from ledger.events import TOPIC_ENTRY
 from ledger.model import entry_id_for_key
+from ledger.projections.audit import audit
 from tests.conftest import require_postgres, reset_postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

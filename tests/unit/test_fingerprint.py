@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
+
 from ledger.commands import (
     AtomicBatch,
     DeclareAsset,

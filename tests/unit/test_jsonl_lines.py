@@ -4,6 +4,7 @@ and a bad line is refused with the field and the reason."""
 from __future__ import annotations
 
 import pytest
+
 from ledger.adapters.jsonl_lines import parse_line
 from ledger.commands import (
     DeclareAsset,

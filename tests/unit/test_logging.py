@@ -58,8 +58,7 @@ def test_a_full_run_logs_no_personal_data(tmp_path: Path, caplog: pytest.LogCapt
     no log record carries any of it."""
     from ledger.adapters.jsonl import export_lines
     from ledger.projections import BalancesView, FeedView, ProjectionRunner
-
-    from ledger.audit import audit
+    from ledger.projections.audit import audit
     from tests.integration.test_encryption import SECRETS, write_personal_data
 
     with (

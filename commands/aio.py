@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from ledger.accounts import AccountBalance
 from ledger.assets import Asset
@@ -26,7 +26,7 @@ from ledger.commands import builders
 from ledger.commands.builders import AmountLike, LegLike
 from ledger.commands.group_commit import AsyncWaiter
 from ledger.commands.models import Command, parse_commands
-from ledger.facade import Ledger
+from ledger.commands.service import Ledger
 from ledger.model import EntryState
 from ledger.outcome import Outcome
 
@@ -38,26 +38,22 @@ T = TypeVar("T")
 class AsyncLedger:
     """A :class:`~ledger.Ledger` for asyncio code: every method is awaited.
 
-    Open one with :meth:`open` (or wrap a ``Ledger`` you already have, to share its
-    group commits with threads). Errors are the same typed errors as the ``Ledger``'s.
-    The recipes of :mod:`ledger.payments` take an ``AsyncLedger`` too and are then
-    awaited: ``await payments.send(abooks, key, ...)``.
+    Open one with ``ledger.AsyncLedger.open(url)`` (or wrap a ``Ledger`` you already
+    have, to share its group commits with threads). Errors are the same typed errors
+    as the ``Ledger``'s. The recipes of :mod:`ledger.payments` take an
+    ``AsyncLedger`` too and are then awaited: ``await payments.send(abooks, key,
+    ...)``.
     """
 
     def __init__(self, books: Ledger) -> None:
         self.sync = books
         """The wrapped :class:`~ledger.Ledger` (for code that runs in threads)."""
 
-    @classmethod
-    async def open(cls, url: str, **options: Any) -> AsyncLedger:
-        """Open the ledger at ``url``; ``options`` as for :meth:`Ledger.open`."""
-        return cls(await asyncio.to_thread(Ledger.open, url, **options))
-
     async def close(self) -> None:
         """Finish the writes already submitted, then release the store's connections."""
         await asyncio.to_thread(self.sync.close)
 
-    async def __aenter__(self) -> AsyncLedger:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -1,4 +1,9 @@
-"""The public entry point: :class:`Ledger`, a store plus the command handlers."""
+"""The write side's application service: :class:`Ledger`, an event store plus the
+command handlers, group commit and the reads the write side answers.
+
+It is given its store (any :class:`~ledger.store.EventStore`); opening one from a URL
+is the adapters' business: ``ledger.Ledger`` (:mod:`ledger.adapters.opening`) is this
+class with :meth:`open`."""
 
 from __future__ import annotations
 
@@ -6,11 +11,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from ledger import events
 from ledger.accounts import AccountBalance, balance_of
-from ledger.adapters.urls import open_store
 from ledger.assets import Asset, iso_currency
 from ledger.commands import builders
 from ledger.commands.builders import AmountLike, LegLike, build, leg
@@ -36,9 +40,10 @@ __all__ = ["AccountBalance", "Ledger", "build", "leg"]
 class Ledger:
     """A double-entry ledger on an event store.
 
-    Open one with :meth:`open`. Every write takes an idempotency key: the same key and
-    request return the original outcome without applying anything again; the same key
-    with another request raises :class:`~ledger.errors.IdempotencyConflict`.
+    Open one with ``ledger.Ledger.open(url)``, or give it a store. Every write takes
+    an idempotency key: the same key and request return the original outcome without
+    applying anything again; the same key with another request raises
+    :class:`~ledger.errors.IdempotencyConflict`.
 
     Thread-safe, and made to be shared: use one object per process. Writes from
     concurrent threads (and from :class:`~ledger.AsyncLedger` tasks on it) share
@@ -60,7 +65,7 @@ class Ledger:
     ) -> None:
         self.store = store
         #: Seals the personal fields of this ledger's new events and opens them on
-        #: reads (None: written plain); see :mod:`ledger.crypto`.
+        #: reads (None: written plain); see :mod:`ledger.adapters.crypto`.
         self.keyring = keyring
         self._executor = Executor(store, clock=clock, risk=risk, pause_gc=pause_gc)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -74,59 +79,12 @@ class Ledger:
         }
         self._committer = GroupCommitter(self._executor, store, sealer=keyring, **limits)
 
-    @classmethod
-    def open(
-        cls,
-        url: str,
-        *,
-        create_schema: bool = True,
-        durability: Literal["require", "allow"] = "require",
-        clock: Callable[[], datetime] | None = None,
-        risk: RiskPolicy | None = None,
-        keyring: Sealer | None = None,
-        group_commands_max: int | None = None,
-        queue_commands_max: int | None = None,
-        pause_gc: bool = False,
-    ) -> Ledger:
-        """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``).
-
-        ``create_schema`` creates missing tables (safe to repeat, also concurrently).
-        With ``durability="require"`` (the default) a PostgreSQL server with
-        ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
-        ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
-        ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
-        and opens those it reads (see :mod:`ledger.crypto`); it is this ledger's
-        alone, not the process's. ``group_commands_max`` (default 1,000)
-        caps the commands one group commit carries; ``queue_commands_max`` (default
-        50,000) the commands waiting for one, beyond which a write raises
-        :class:`~ledger.errors.Overloaded`. ``pause_gc=True`` lets the bulk path
-        (``submit_all``, large ``submit_many``) pause Python's cyclic garbage collector
-        while it runs (about a fifth faster); the collector is the application's, so
-        this is off unless asked for.
-        """
-        store = open_store(url, require_durable=durability == "require")
-        try:
-            if create_schema:
-                store.create_schema()
-        except BaseException:
-            store.close()
-            raise
-        return cls(
-            store,
-            clock=clock,
-            risk=risk,
-            group_commands_max=group_commands_max,
-            queue_commands_max=queue_commands_max,
-            pause_gc=pause_gc,
-            keyring=keyring,
-        )
-
     def close(self) -> None:
         """Finish the writes already submitted, then release the store's connections."""
         self._committer.close()
         self.store.close()
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -43,6 +43,7 @@ from ledger.events import (
     TOPIC_ENTRY,
     TOPIC_ENTRY_UPDATED,
     LogEvent,
+    decode,
     link_hash,
     state_hash,
 )
@@ -342,8 +343,6 @@ class _Auditor:
 
 
 def _decode(state: bytes) -> dict[str, Any]:
-    from ledger.events import decode  # noqa: PLC0415
-
     return decode(state, unseal=False)  # personal fields are not the audit's business
 
 

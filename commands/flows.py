@@ -18,9 +18,9 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ledger.aio import AsyncLedger
+from ledger.commands.aio import AsyncLedger
 from ledger.commands.models import Command
-from ledger.facade import Ledger
+from ledger.commands.service import Ledger
 from ledger.outcome import Outcome
 
 __all__ = ["Flow", "Read", "Steps", "Write", "flow", "read", "write"]

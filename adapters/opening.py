@@ -1,0 +1,101 @@
+"""The public ``Ledger`` and ``AsyncLedger``: the write side's services, opened from a
+store URL.
+
+The services in :mod:`ledger.commands` are given an event store; this module binds
+them to the stores of :mod:`ledger.adapters` (``sqlite:///...``, ``postgresql://...``)
+and is what ``from ledger import Ledger, AsyncLedger`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from ledger.commands import aio, service
+from ledger.projections.views import ViewStore
+from ledger.risk import RiskPolicy
+from ledger.sealing import Sealer
+
+from .urls import open_store
+from .view_store import open_view_store
+
+__all__ = ["AsyncLedger", "Ledger"]
+
+
+class Ledger(service.Ledger):
+    """A double-entry ledger on an event store; open one with :meth:`open`.
+
+    See :class:`ledger.commands.service.Ledger` for the commands and reads.
+    """
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        create_schema: bool = True,
+        durability: Literal["require", "allow"] = "require",
+        clock: Callable[[], datetime] | None = None,
+        risk: RiskPolicy | None = None,
+        keyring: Sealer | None = None,
+        group_commands_max: int | None = None,
+        queue_commands_max: int | None = None,
+        pause_gc: bool = False,
+    ) -> Ledger:
+        """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``).
+
+        ``create_schema`` creates missing tables (safe to repeat, also concurrently).
+        With ``durability="require"`` (the default) a PostgreSQL server with
+        ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
+        ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
+        ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
+        and opens those it reads (see :mod:`ledger.adapters.crypto`); it is this
+        ledger's alone, not the process's. ``group_commands_max`` (default 1,000)
+        caps the commands one group commit carries; ``queue_commands_max`` (default
+        50,000) the commands waiting for one, beyond which a write raises
+        :class:`~ledger.errors.Overloaded`. ``pause_gc=True`` lets the bulk path
+        (``submit_all``, large ``submit_many``) pause Python's cyclic garbage collector
+        while it runs (about a fifth faster); the collector is the application's, so
+        this is off unless asked for.
+        """
+        store = open_store(url, require_durable=durability == "require")
+        try:
+            if create_schema:
+                store.create_schema()
+        except BaseException:
+            store.close()
+            raise
+        return cls(
+            store,
+            clock=clock,
+            risk=risk,
+            group_commands_max=group_commands_max,
+            queue_commands_max=queue_commands_max,
+            pause_gc=pause_gc,
+            keyring=keyring,
+        )
+
+    def open_views(self) -> ViewStore:
+        """A new connection to this ledger's read-model database (the same database),
+        sealing the text its read models copy with this ledger's keyring (the caller
+        closes it)."""
+        return open_view_store(self.store, sealer=self.keyring)
+
+
+class AsyncLedger(aio.AsyncLedger):
+    """A ledger for asyncio code; open one with :meth:`open`.
+
+    See :class:`ledger.commands.aio.AsyncLedger` for the commands and reads.
+    """
+
+    sync: Ledger
+
+    def __init__(self, books: Ledger) -> None:
+        super().__init__(books)
+
+    @classmethod
+    async def open(cls, url: str, **options: Any) -> AsyncLedger:
+        """Open the ledger at ``url``; ``options`` as for :meth:`Ledger.open`."""
+        return cls(await asyncio.to_thread(Ledger.open, url, **options))
