@@ -35,11 +35,15 @@ from ledger.events import LogEvent
 from ledger.logs import get_logger
 from ledger.projections.runner import Projection
 from ledger.projections.views import ViewStore, ViewWriter
+from ledger.retry import Backoff, keep_running
 from ledger.sealing import sealing
 
 __all__ = ["CONSUMER_DEFAULTS", "KafkaProjector"]
 
 log = get_logger(__name__)
+
+#: Pauses between retries while the broker or the database is unreachable (seconds).
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
 
 #: Consumer settings: manual commits (after the read-model transaction), start from
 #: the beginning of the topic for a new group.
@@ -184,12 +188,16 @@ class KafkaProjector:
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; broker and database errors are logged and
         retried (the transaction makes a retried batch safe)."""
-        while not stop.is_set():
-            try:
-                self.poll_once()
-            except (KafkaError, StoreUnavailable) as e:
-                log.warning("ledger.kafka_consumer_retry", error=type(e).__name__)
-                stop.wait(0.5)
+        keep_running(
+            self.poll_once,  # waits up to its poll timeout for messages: no idle pause
+            stop,
+            retry_on=(KafkaError, StoreUnavailable),
+            backoff=Backoff(RETRY_FIRST_S, RETRY_MAX_S),
+            idle_s=0.0,
+            on_retry=lambda e, delay: log.warning(
+                "ledger.kafka_consumer_retry", error=type(e).__name__, backoff_s=round(delay, 2)
+            ),
+        )
 
     def close(self) -> None:
         """Leave the group and close the read-model connection."""

@@ -30,6 +30,7 @@ from ledger.adapters.view_store import open_view_store
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.retry import Backoff, keep_running
 from ledger.store import EventStore
 
 __all__ = ["PRODUCER_DEFAULTS", "KafkaRelay", "RelayLag", "ensure_topic"]
@@ -191,25 +192,25 @@ class KafkaRelay:
     def run(self, stop: threading.Event, *, poll_s: float = 0.1) -> None:
         """Publish until ``stop`` is set, polling the log when idle. A broker or
         database outage is logged and retried with exponential back-off."""
-        backoff = BACKOFF_MIN_S
-        while not stop.is_set():
-            try:
-                processed = self.catch_up()
-            except (KafkaError, StoreUnavailable) as e:
-                self.failures += 1
-                self._drop_producer()  # a fresh idempotent session after an outage
-                log.warning(
-                    "ledger.relay_retry",
-                    error=type(e).__name__,
-                    backoff_s=round(backoff, 2),
-                    checkpoint=self.checkpoint_or_none(),
-                )
-                stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-                continue
-            backoff = BACKOFF_MIN_S
-            if processed == 0:
-                stop.wait(poll_s)
+
+        def failed(error: BaseException, delay: float) -> None:
+            self.failures += 1
+            self._drop_producer()  # a fresh idempotent session after an outage
+            log.warning(
+                "ledger.relay_retry",
+                error=type(error).__name__,
+                backoff_s=round(delay, 2),
+                checkpoint=self.checkpoint_or_none(),
+            )
+
+        keep_running(
+            self.catch_up,
+            stop,
+            retry_on=(KafkaError, StoreUnavailable),
+            backoff=Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S),
+            idle_s=poll_s,
+            on_retry=failed,
+        )
 
     def checkpoint_or_none(self) -> int | None:
         """The checkpoint, or None if the database is unreachable too."""

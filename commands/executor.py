@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -49,6 +48,7 @@ from ledger.model import (
     entry_id_for_key,
 )
 from ledger.outcome import Outcome
+from ledger.retry import Backoff
 from ledger.risk import RiskCheck, RiskPolicy
 from ledger.store import AppendConflict, EventStore, KeyRecord, StoreSession, WriteBatch
 
@@ -228,13 +228,14 @@ class Executor:
         #: :func:`~ledger.commands.models.gc_paused`).
         self.pause_gc = pause_gc
         self.risk = risk
-        #: Pause before retrying after the store was unavailable (doubles per attempt,
-        #: capped at one second); the fault simulator sets it to zero.
-        self.unavailable_backoff_s = 0.05
+        #: Pauses before retrying after the store was unavailable (doubling, capped at
+        #: one second; the fault simulator makes them zero), and after a conflict
+        #: with a concurrent writer (jittered: writers that collided stop colliding).
+        self.unavailable_backoff = Backoff(0.05, 1.0)
+        self.contention_backoff = Backoff(0.0005, BACKOFF_MAX_S, jitter=True)
         self.cache = StateCache()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.attempts_max = attempts_max
-        self._jitter = random.Random()  # noqa: S311 - back-off jitter, not security
 
     def run(self, commands: Sequence[Command]) -> list[Outcome]:
         """Apply ``commands`` in one transaction; one outcome per command, in order."""
@@ -312,11 +313,10 @@ class Executor:
                 failure = ConcurrencyConflict(
                     f"gave up after {self.attempts_max} attempts under contention; retry later"
                 )
-                # Jitter spreads writers that collided, so they stop colliding.
-                time.sleep(self._jitter.uniform(0, min(0.0005 * 2**attempt, BACKOFF_MAX_S)))
+                time.sleep(self.contention_backoff.delay(attempt))
             except StoreUnavailable as e:
                 failure = e
-                time.sleep(min(self.unavailable_backoff_s * 2**attempt, 1.0))
+                time.sleep(self.unavailable_backoff.delay(attempt))
             self._forget(flat)
             log.debug("ledger.retry", attempt=attempt + 1, reason=type(failure).__name__)
         assert failure is not None

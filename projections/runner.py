@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.retry import Backoff, keep_running
 from ledger.sealing import sealing
 from ledger.store import EventStore
 
@@ -34,6 +35,8 @@ log = get_logger(__name__)
 
 #: Events read and written per read-model transaction.
 BATCH_SIZE = 5_000
+#: Longest pause between retries while the store is unavailable (seconds).
+RETRY_MAX_S = 5.0
 _REBUILD_SUFFIX = "__rebuild"
 _DDL_LOCK_KEY = 0x1ED6E6
 
@@ -216,14 +219,16 @@ class ProjectionRunner:
     def follow(self, stop: threading.Event, *, poll_s: float = 0.2) -> None:
         """Keep catching up until ``stop`` is set (polling when idle). A store that is
         briefly unavailable (restart, deadlock, serialization failure) is retried."""
-        while not stop.is_set():
-            try:
-                processed = self.catch_up()
-            except StoreUnavailable as e:
-                log.warning("ledger.projection_retry", error=type(e).__name__)
-                processed = 0
-            if processed == 0:
-                stop.wait(poll_s)
+        keep_running(
+            self.catch_up,
+            stop,
+            retry_on=(StoreUnavailable,),
+            backoff=Backoff(poll_s, RETRY_MAX_S),
+            idle_s=poll_s,
+            on_retry=lambda e, delay: log.warning(
+                "ledger.projection_retry", error=type(e).__name__, backoff_s=round(delay, 2)
+            ),
+        )
 
     def rebuild(self, name: str) -> int:
         """Rebuild one projection from position zero into fresh tables, then swap them

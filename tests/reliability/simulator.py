@@ -47,6 +47,7 @@ from ledger.model import entry_id_for_key
 from ledger.projections import BalancesView, ProjectionRunner
 from ledger.projections.audit import audit
 from ledger.projections.runner import ProjectionConflict
+from ledger.retry import Backoff
 from ledger.store import EventStore, WriteBatch
 from tests.property.test_ledger_machine import MAccount, Model
 
@@ -162,7 +163,7 @@ class Simulation:
 
     def _start(self) -> Ledger:
         books = Ledger(FaultyStore(self.open_store(), self))  # type: ignore[arg-type]
-        books._executor.unavailable_backoff_s = 0.0
+        books._executor.unavailable_backoff = Backoff(0.0, 0.0)
         if self.planted_bug:
             _plant_skip_replay(books)
         return books
