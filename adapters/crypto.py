@@ -3,8 +3,9 @@
 A :class:`Keyring` is the AES-GCM :class:`~ledger.sealing.Sealer` (the eventsourcing
 library's ``AESCipher`` on the ``cryptography`` package). Give one to the object that
 does the work: ``Ledger.open(url, keyring=...)`` (the ledger's projection runners and
-read-model stores take it from there), ``open_view_store(store, sealer=...)``,
-``KafkaProjector(..., keyring=...)``. The personal fields of every new event
+read-model connections take it from there: ``books.open_views()``), or to a
+read-model store directly: ``open_view_store(store, sealer=...)``, which a
+``KafkaProjector`` on it uses. The personal fields of every new event
 (``description`` and ``metadata`` of entries, ``metadata`` of account openings,
 ``reason`` of account changes) are then sealed into one ciphertext stored in the
 event as ``"sealed": "<key id>:<base64>"``, and the read models seal the text they copy

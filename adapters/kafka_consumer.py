@@ -108,7 +108,7 @@ class KafkaProjector:
             return 0
         batches: dict[int, list[LogEvent]] = defaultdict(list)
         offsets: dict[Any, OffsetAndMetadata] = {}
-        with sealing(self.views.sealer):  # the events' personal fields, opened
+        with sealing(getattr(self.views, "sealer", None)):  # the events' personal fields, opened
             for tp, messages in records.items():
                 for message in messages:
                     try:

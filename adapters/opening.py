@@ -9,11 +9,13 @@ and is what ``from ledger import Ledger, AsyncLedger`` returns.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from ledger.commands import aio, service
+from ledger.logs import get_logger
 from ledger.projections.views import ViewStore
 from ledger.risk import RiskPolicy
 from ledger.sealing import Sealer
@@ -22,6 +24,8 @@ from .urls import open_store
 from .view_store import open_view_store
 
 __all__ = ["AsyncLedger", "Ledger"]
+
+log = get_logger(__name__)
 
 
 class Ledger(service.Ledger):
@@ -60,6 +64,13 @@ class Ledger(service.Ledger):
         while it runs (about a fifth faster); the collector is the application's, so
         this is off unless asked for.
         """
+        if keyring is None and os.environ.get("LEDGER_KEYS", "").strip():
+            # The environment is read only when asked; an application that relied on
+            # LEDGER_KEYS alone (the keyring used to be per process) hears about it.
+            log.warning(
+                "ledger.keys_in_environment_not_used",
+                hint="pass keyring=ledger.adapters.crypto.keyring_from_env() to encrypt",
+            )
         store = open_store(url, require_durable=durability == "require")
         try:
             if create_schema:

@@ -52,7 +52,9 @@ from ledger.outcome import Outcome
 
 __all__ = [
     "FLOWS",
+    "Mode",
     "Split",
+    "Visibility",
     "accept_request",
     "authorize_card",
     "cancel_p2p",

@@ -35,8 +35,9 @@ log = get_logger(__name__)
 
 #: Events read and written per read-model transaction.
 BATCH_SIZE = 5_000
-#: Longest pause between retries while the store is unavailable (seconds).
-RETRY_MAX_S = 5.0
+#: Longest pause between retries while the store is unavailable (seconds): the views
+#: catch up at most this long after the store is back.
+RETRY_MAX_S = 1.0
 _REBUILD_SUFFIX = "__rebuild"
 _DDL_LOCK_KEY = 0x1ED6E6
 
@@ -125,7 +126,7 @@ class ProjectionRunner:
 
     def catch_up(self, until: int | None = None) -> int:
         """Process every committed event (up to position ``until``); return how many."""
-        with sealing(self.views.sealer):
+        with sealing(getattr(self.views, "sealer", None)):
             return self._catch_up(until)
 
     def _catch_up(self, until: int | None) -> int:
@@ -234,7 +235,7 @@ class ProjectionRunner:
         """Rebuild one projection from position zero into fresh tables, then swap them
         in within one transaction: readers see the old view or the new one, never a
         half-built one. Returns the number of events replayed."""
-        with sealing(self.views.sealer):
+        with sealing(getattr(self.views, "sealer", None)):
             return self._rebuild(name)
 
     def _rebuild(self, name: str) -> int:

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 root="$PWD"
 target="$(mktemp -d)"
 trap 'rm -rf "$target"' EXIT
+# setuptools reuses build/lib without cleaning it: a module moved or deleted since the
+# last build would still ship from there.
+rm -rf build
 uv pip install -q --no-deps --target "$target/site" .
 cp -r examples "$target/examples"
 cd "$target"

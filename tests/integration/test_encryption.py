@@ -5,6 +5,7 @@ readable; a missing key is a clear error."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -260,3 +261,15 @@ def test_the_environment_is_read_only_when_asked(tmp_path: Path) -> None:
     assert keyring_from_env({}) is None and keyring_from_env({"LEDGER_KEYS": " "}) is None
     ring = keyring_from_env({"LEDGER_KEYS": f"k9:{new_key()}"})
     assert ring is not None and ring.current == "k9"
+
+
+def test_keys_in_the_environment_without_a_keyring_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LEDGER_KEYS", f"k1:{new_key()}")
+    with caplog.at_level(logging.WARNING, logger="ledger"):
+        Ledger.open(f"sqlite:///{tmp_path}/plain.db").close()
+        assert "ledger.keys_in_environment_not_used" in caplog.text
+        caplog.clear()
+        Ledger.open(f"sqlite:///{tmp_path}/sealed.db", keyring=keyring_from_env()).close()
+        assert "keys_in_environment" not in caplog.text
