@@ -40,6 +40,7 @@ from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
 
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
+from .pg_loop import PostgresLoopAppender
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
@@ -366,7 +367,7 @@ class PostgresEventStore:
         stream the events with binary COPY.
         """
         with self._translated(conflicts=True), self.datastore.get_connection() as conn:
-            if len(batch.events) <= FUNCTION_EVENTS_MAX:
+            if self.fits_one_call(batch):
                 self._append_call_once(conn, batch)
             else:
                 self._append_copy(conn, batch)
@@ -378,42 +379,58 @@ class PostgresEventStore:
             self._adapted.add(conn)
         query = self._append_call_bytes
         if query is None:
-            query = self._append_call_bytes = self._append_call.as_bytes(conn)
-        events, opened, keys = batch.events, batch.holds_opened, batch.keys
+            query = self._append_call_bytes = self.append_query(conn)
         with conn.cursor() as cur:
             try:
-                cur.execute(
-                    query,
-                    (
-                        UuidArray.of(batch.entry_keys),
-                        UuidArray.of(batch.expect_versions),
-                        Int8Array.of(batch.expect_versions.values()),
-                        UuidArray.of(cast(list[uuid.UUID], [e.originator_id for e in events])),
-                        Int8Array.of([e.originator_version for e in events]),
-                        TextArray.of([e.topic for e in events]),
-                        ByteaArray.of([e.state for e in events]),
-                        UuidArray.of([k.key_id for k in keys]),
-                        TextArray.of([k.key for k in keys]),
-                        TextArray.of([k.fingerprint for k in keys]),
-                        ByteaArray.of([k.outcome for k in keys]),
-                        UuidArray.of([h for h, _ in opened]),
-                        TimestamptzArray.of([at for _, at in opened]),
-                        UuidArray.of(batch.holds_closed),
-                    ),
-                    prepare=True,
-                )
+                cur.execute(query, self.append_params(batch), prepare=True)
             except psycopg.errors.UndefinedFunction as e:
-                raise StoreError(
-                    f"PostgreSQL store {self.url} lacks the ledger's append function "
-                    f"{APPEND_FUNCTION}: create the schema (ledger init, or open with "
-                    "create_schema=True)"
-                ) from e
+                raise self.missing_function_error() from e
             row = cur.fetchone()
         assert row is not None
         if not next(iter(row.values())):
             raise AppendConflict(
                 "a concurrent writer changed a stream or key this batch depends on"
             )
+
+    def fits_one_call(self, batch: WriteBatch) -> bool:
+        """Whether ``batch`` goes in one call of the append function (else COPY)."""
+        return len(batch.events) <= FUNCTION_EVENTS_MAX
+
+    def append_query(self, conn: Any) -> bytes:
+        """The append function's call, rendered for ``conn`` (sync or async)."""
+        return self._append_call.as_bytes(conn)
+
+    def missing_function_error(self) -> StoreError:
+        """The error for a database without the ledger's append function."""
+        return StoreError(
+            f"PostgreSQL store {self.url} lacks the ledger's append function "
+            f"{APPEND_FUNCTION}: create the schema (ledger init, or open with "
+            "create_schema=True)"
+        )
+
+    def loop_appender(self) -> PostgresLoopAppender:
+        """An appender for the running asyncio loop (see :mod:`.pg_loop`)."""
+        return PostgresLoopAppender(self)
+
+    def append_params(self, batch: WriteBatch) -> tuple[Any, ...]:
+        """The append function's parameters for ``batch`` (binary arrays)."""
+        events, opened, keys = batch.events, batch.holds_opened, batch.keys
+        return (
+            UuidArray.of(batch.entry_keys),
+            UuidArray.of(batch.expect_versions),
+            Int8Array.of(batch.expect_versions.values()),
+            UuidArray.of(cast(list[uuid.UUID], [e.originator_id for e in events])),
+            Int8Array.of([e.originator_version for e in events]),
+            TextArray.of([e.topic for e in events]),
+            ByteaArray.of([e.state for e in events]),
+            UuidArray.of([k.key_id for k in keys]),
+            TextArray.of([k.key for k in keys]),
+            TextArray.of([k.fingerprint for k in keys]),
+            ByteaArray.of([k.outcome for k in keys]),
+            UuidArray.of([h for h, _ in opened]),
+            TimestamptzArray.of([at for _, at in opened]),
+            UuidArray.of(batch.holds_closed),
+        )
 
     def _append_copy(self, conn: psycopg.Connection[Any], batch: WriteBatch) -> None:
         with conn.transaction(), conn.cursor() as cur:

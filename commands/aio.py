@@ -2,9 +2,17 @@
 
 An ``AsyncLedger`` wraps a :class:`~ledger.Ledger` and submits to the same group
 commit: awaiting tasks and threads of one process share transactions. Awaiting never
-blocks the event loop on the store: writes wait on a future that the committer thread
-resolves (the tasks of one group are woken together), and reads run in the loop's
-default thread pool.
+blocks the event loop on the store. On PostgreSQL the loop commits its own tasks'
+groups: it decides a group on the loop when every state it needs is cached (in a
+worker thread when it must read), then awaits the append on a connection of its own,
+serving other tasks meanwhile; no thread switch per group. On SQLite, writes wait on a
+future that the committer thread resolves (the tasks of one group are woken
+together). Reads run in the loop's default thread pool.
+
+Inside the loop that commits an ``AsyncLedger``'s writes, the wrapped
+:class:`~ledger.Ledger`'s blocking writes are refused with ``RuntimeError`` (they
+would block the loop that must finish the group in flight): await the
+``AsyncLedger``, or call the ``Ledger`` from a thread (``asyncio.to_thread``).
 
 Cancelling a task that awaits a write never half-applies anything: the command was
 queued whole, and it applies or not (usually it does, a moment later). A retry with
@@ -50,7 +58,11 @@ class AsyncLedger:
         """The wrapped :class:`~ledger.Ledger` (for code that runs in threads)."""
 
     async def close(self) -> None:
-        """Finish the writes already submitted, then release the store's connections."""
+        """Finish the writes already submitted, then release the store's connections
+        (close an ``AsyncLedger`` this way, not through :attr:`sync`, from its loop)."""
+        driver = self.sync._committer.forget_loop(asyncio.get_running_loop())
+        if driver is not None:
+            await driver.finish()
         await asyncio.to_thread(self.sync.close)
 
     async def __aenter__(self) -> Self:

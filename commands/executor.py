@@ -251,6 +251,7 @@ class Executor:
         *,
         trust_cache: bool = False,
         refresh: bool = False,
+        store: EventStore | None = None,
     ) -> Decision:
         """Read what the commands need and decide them; append nothing (the caller
         appends the decision's batch, then calls :meth:`accept`). See
@@ -261,18 +262,25 @@ class Executor:
         The append's guard and primary keys catch a key or state that another process
         wrote (the append fails; run the commands again with :meth:`run`).
         ``refresh``: read every state the commands use again (the cache may be stale
-        because other processes write)."""
+        because other processes write).
+        ``store``: where to read (default: the executor's store). Nothing the executor
+        keeps changes before a read returns, so a store that raises instead of reading
+        leaves the executor as it was (the event loop's committer uses one to decide
+        on the loop only what needs no reads)."""
+        source = self.store if store is None else store
         if refresh:
             self.forget(flat)
-        decision = self._decide_all(prints, flat, self.store, trust_cache=trust_cache)
-        if trust_cache and self._unseen_keys_of_invalid(prints, decision):
+        decision = self._decide_all(prints, flat, source, trust_cache=trust_cache)
+        if trust_cache and self._unseen_keys_of_invalid(prints, decision, source):
             # An invalid outcome writes no key, so the append cannot catch a key that
             # another process (or an earlier Ledger on this store) already applied:
             # a retry must replay that outcome, not judge the request again now.
-            decision = self._decide_all(prints, flat, self.store)
+            decision = self._decide_all(prints, flat, source)
         return decision
 
-    def _unseen_keys_of_invalid(self, prints: Sequence[Print], decision: Decision) -> bool:
+    def _unseen_keys_of_invalid(
+        self, prints: Sequence[Print], decision: Decision, store: EventStore
+    ) -> bool:
         """Whether the store holds the key of a command decided invalid without its
         key being read."""
         key_ids: set[uuid.UUID] = set()
@@ -283,7 +291,7 @@ class Executor:
                     key_ids.update(entry_id_for_key(inner.key) for inner in cmd.commands)
         if not key_ids:
             return False
-        records, _ = self.store.read(key_ids, [])
+        records, _ = store.read(key_ids, [])
         return bool(records)
 
     def accept(self, decision: Decision) -> None:

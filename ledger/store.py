@@ -32,6 +32,7 @@ __all__ = [
     "AppendConflict",
     "EventStore",
     "KeyRecord",
+    "LoopAppender",
     "StoreSession",
     "WriteBatch",
     "stored_event",
@@ -173,3 +174,20 @@ class EventStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class LoopAppender(Protocol):
+    """Appends from one asyncio event loop without blocking it (a backend's option).
+
+    A store that can offers ``loop_appender()``, which returns one of these for the
+    running loop. The group commit then decides the groups of that loop's tasks on the
+    loop itself and awaits the append, instead of handing them to its thread: no
+    thread switch per group, so the loop keeps serving requests while the store
+    commits (see :mod:`ledger.commands.group_commit`).
+    """
+
+    async def append(self, batch: WriteBatch) -> None:
+        """As :meth:`EventStore.append`, awaited (same errors)."""
+
+    async def aclose(self) -> None:
+        """Release the connection (on the loop it was opened on)."""
