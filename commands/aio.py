@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -81,15 +81,22 @@ class AsyncLedger:
 
     # -- the general write path -----------------------------------------------------------
 
+    def _queue(self, commands: Sequence[Command | Mapping[str, Any]]) -> Awaitable[list[Outcome]]:
+        """Queue ``commands`` for the group commit; a future of their outcomes."""
+        parsed = parse_commands(commands)
+        loop = asyncio.get_running_loop()
+        if not parsed:
+            done: asyncio.Future[list[Outcome]] = loop.create_future()
+            done.set_result([])
+            return done
+        waiter = AsyncWaiter(loop)
+        self.sync._committer.submit(parsed, waiter)
+        return waiter.future
+
     async def submit_many(self, commands: Sequence[Command | Mapping[str, Any]]) -> list[Outcome]:
         """As :meth:`Ledger.submit_many`: one outcome per command, in one transaction
         (shared with other callers)."""
-        parsed = parse_commands(commands)
-        if not parsed:
-            return []
-        waiter = AsyncWaiter(asyncio.get_running_loop())
-        self.sync._committer.submit(parsed, waiter)
-        return await waiter.future
+        return await self._queue(commands)
 
     async def submit_all(
         self, commands: Sequence[Command | Mapping[str, Any]], *, chunk_size: int = 10_000
@@ -99,11 +106,11 @@ class AsyncLedger:
 
     async def submit(self, command: Command | Mapping[str, Any]) -> Outcome:
         """Apply one command and return its outcome."""
-        return (await self.submit_many([command]))[0]
+        return (await self._queue([command]))[0]
 
     async def execute(self, command: Command | Mapping[str, Any]) -> Outcome:
         """Apply one command; raise its typed error unless it applied."""
-        return (await self.submit(command)).raise_for_status()
+        return (await self._queue([command]))[0].raise_for_status()
 
     # -- convenience commands (as Ledger's; see ledger.commands.builders) ----------------
 

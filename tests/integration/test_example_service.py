@@ -189,6 +189,14 @@ def test_bad_requests_are_refused_and_change_nothing(service: tuple[str, list[st
     assert post(a, "/payments", body, user="frank").status_code == 400  # no key
     as_float = {**body, "amount": 1.5}
     assert post(a, "/payments", as_float, "frank-2", user="frank").status_code == 422
+    extra = post(a, "/payments", {**body, "admin": True}, "frank-6", user="frank")
+    assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "admin"]
+    not_json = httpx.post(
+        f"{a}/payments",
+        content=b"{not json",
+        headers={"Authorization": "Bearer token-of-frank", "Idempotency-Key": "frank-7"},
+    )
+    assert not_json.status_code == 422
     decimals = post(a, "/payments", {**body, "amount": "1.001"}, "frank-3", user="frank")
     assert decimals.status_code == 400 and decimals.json()["error"] == "invalid_amount"
     negative = post(a, "/payments", {**body, "amount": "-5"}, "frank-5", user="frank")
