@@ -25,6 +25,7 @@ from ledger.errors import LedgerError
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 from ledger.projections.audit import audit as run_audit
 from ledger.projections.audit import diff_read_model, position_at
+from ledger.projections.runner import LINGER_S
 
 __all__ = ["main"]
 
@@ -239,8 +240,17 @@ def projections_rebuild(store: str, name: str) -> None:
     show_default=True,
     help="Seconds between polls when the read models are up to date.",
 )
+@click.option(
+    "--linger",
+    "linger_s",
+    type=click.FloatRange(0, 5),
+    default=LINGER_S,
+    show_default=True,
+    help="Seconds to wait after a catch-up that found events, so that the next one "
+    "takes what arrived meanwhile in one transaction (the read models' added lag).",
+)
 @click.pass_obj
-def projections_follow(store: str, poll_s: float) -> None:
+def projections_follow(store: str, poll_s: float, linger_s: float) -> None:
     """Keep the read models up to date until stopped (SIGTERM or Ctrl-C): the worker
     a service runs beside its web processes."""
     with _open(store) as books:
@@ -248,7 +258,7 @@ def projections_follow(store: str, poll_s: float) -> None:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            runner.follow(stop, poll_s=poll_s)
+            runner.follow(stop, poll_s=poll_s, linger_s=linger_s)
         except KeyboardInterrupt:
             stop.set()
         finally:

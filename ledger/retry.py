@@ -43,11 +43,14 @@ def keep_running(
     backoff: Backoff,
     idle_s: float,
     on_retry: Callable[[BaseException, float], None],
+    busy_s: float = 0.0,
 ) -> None:
     """Call ``step`` until ``stop`` is set. A step that returns 0 (nothing done) is
-    followed by a pause of ``idle_s``; one that raises one of ``retry_on`` is reported
-    to ``on_retry`` (the error and the delay) and retried after the back-off, which
-    doubles until a step succeeds. Any other error propagates."""
+    followed by a pause of ``idle_s``, one that did something by ``busy_s`` (work
+    arriving meanwhile is then taken in one step rather than many); one that raises
+    one of ``retry_on`` is reported to ``on_retry`` (the error and the delay) and
+    retried after the back-off, which doubles until a step succeeds. Any other error
+    propagates."""
     failures = 0
     while not stop.is_set():
         try:
@@ -61,3 +64,5 @@ def keep_running(
         failures = 0
         if done == 0:
             stop.wait(idle_s)
+        elif busy_s > 0:
+            stop.wait(busy_s)

@@ -93,3 +93,18 @@ def test_other_errors_propagate_and_a_set_stop_runs_nothing() -> None:
         idle_s=1.0,
         on_retry=lambda e, d: None,
     )
+
+
+def test_a_step_that_did_work_is_followed_by_the_busy_pause() -> None:
+    script = iter([7, 3, 0, 2])
+    stop = _Clock(steps=4)
+    keep_running(
+        lambda: next(script),
+        stop,
+        retry_on=(StoreUnavailable,),
+        backoff=Backoff(1.0, 1.0),
+        idle_s=0.5,
+        on_retry=lambda e, d: None,
+        busy_s=0.02,
+    )
+    assert stop.waits == [0.02, 0.02, 0.5, 0.02]
