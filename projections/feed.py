@@ -57,6 +57,28 @@ class FeedPage:
     next_cursor: str | None
 
 
+_ACCOUNT_COLUMNS = (
+    ("account", "text"),
+    ("owner", "text"),
+    ("sign", "int"),
+    ("asset", "text"),
+    ("scale", "int"),
+)
+_ITEM_COLUMNS = (
+    ("position", "int"),
+    ("entry_id", "text"),
+    ("payer", "text"),
+    ("payee", "text"),
+    ("asset", "text"),
+    ("scale", "int"),
+    ("amount", "amount"),
+    ("note", "text"),
+    ("visibility", "text"),
+    ("at", "text"),
+)
+_MEMBER_COLUMNS = (("owner", "text"), ("position", "int"))
+
+
 class FeedView:
     """The activity feed projection."""
 
@@ -104,10 +126,11 @@ class FeedView:
 
     def flush(self, w: ViewWriter, suffix: str = "") -> None:
         """Write new accounts, items and memberships."""
-        w.executemany(
-            f"INSERT INTO rm_feed_accounts{suffix} (account, owner, sign, asset, scale)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account) DO NOTHING",
+        w.bulk_insert(
+            f"rm_feed_accounts{suffix}",
+            _ACCOUNT_COLUMNS,
             [(name, *meta) for name, meta in self._accounts.items()],
+            "ON CONFLICT (account) DO NOTHING",
         )
         names = {leg.account for e in self._entries for leg in e.legs()}
         known = dict(self._accounts)
@@ -121,14 +144,10 @@ class FeedView:
             row, owners = item
             items.append((*row[:6], w.amount(row[6]), *row[7:]))
             members.extend((owner, event.position) for owner in owners)
-        w.executemany(
-            f"INSERT INTO rm_feed_items{suffix} (position, entry_id, payer, payee, asset, scale,"
-            " amount, note, visibility, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            items,
-        )
-        w.executemany(
-            f"INSERT INTO rm_feed_members{suffix} (owner, position) VALUES (?, ?)", members
-        )
+        # One statement per table (unnest of arrays on PostgreSQL), not one per row:
+        # the follower's share of the machine beside busy web processes.
+        w.bulk_insert(f"rm_feed_items{suffix}", _ITEM_COLUMNS, items)
+        w.bulk_insert(f"rm_feed_members{suffix}", _MEMBER_COLUMNS, members)
         self.discard()
 
     def discard(self) -> None:
