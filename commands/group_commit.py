@@ -33,16 +33,19 @@ competed with the loop for the interpreter lock: each time the thread needed it,
 waited up to a switch interval (5 ms) for the busy loop, and the loop sat idle while
 its requests waited on that commit. Measured with ``benchmarks.http_service``: the
 web process went from 85% to 95% busy. One driver holds the executor at a time (the
-thread, or one loop); a loop's driver takes only its own loop's submissions, so a
-thread never waits on a loop that may stop, and whoever frees the executor takes
-what is queued next, in arrival order. If a loop stops with its group in flight,
-that group's callers get :class:`~ledger.errors.StoreError` (retry with the same key).
+thread, or one loop); a loop's driver takes only its own loop's submissions, from
+the head of the queue, so a thread never waits on a loop that may stop; work at the
+head that is not its own it leaves to the thread (which takes anything), so the queue
+is served in arrival order. If a loop stops with its group in flight, that group's
+callers get :class:`~ledger.errors.StoreError` (retry with the same key), unless
+they were cancelled first, and what is queued passes to the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -236,6 +239,7 @@ class GroupCommitter:
         self._loop_appender = getattr(store, "loop_appender", None)
         self._drivers: dict[asyncio.AbstractEventLoop, LoopDriver] = {}
         self._off_loop: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
 
     # -- callers ------------------------------------------------------------------------
 
@@ -257,6 +261,7 @@ class GroupCommitter:
                     f"{self.queue_commands_max}); nothing was recorded, retry after a "
                     "short pause"
                 )
+            self._after_fork()
             driver = self._driver_of(waiter)
             submission.commits_at_submit = self.stats.commits
             self._queue.append(submission)
@@ -327,10 +332,13 @@ class GroupCommitter:
             barrier.released.set()
 
     def close(self) -> None:
-        """Finish everything queued, then stop the committer thread."""
+        """Finish everything queued, then stop the committer thread. Refused (with
+        RuntimeError) on the thread of a loop that commits this ledger's groups: close
+        its AsyncLedger with ``await close()`` instead."""
         with self._cond:
             if self._closing:
                 return
+            self._refuse_blocking_in_driving_loop()
             self._closing = True
             if self._queue:  # loop submissions whose loop no longer drives them
                 self._ensure_started()
@@ -348,9 +356,19 @@ class GroupCommitter:
 
     # -- the committer thread -------------------------------------------------------------
 
+    def _after_fork(self) -> None:
+        """In a forked child (lock held): the parent's committer thread, worker thread
+        and event loops do not run here, so nothing holds the executor."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._busy = False
+            self._drivers = {}
+            self._off_loop = None
+
     def _ensure_started(self) -> None:
         """Start the committer (lock held); again in a forked child, where the
         parent's thread does not run."""
+        self._after_fork()
         thread = self._thread
         if thread is not None and thread.is_alive():
             return
@@ -415,11 +433,15 @@ class GroupCommitter:
             self._busy = True
             return self._pick(loop)
 
-    def _release(self) -> None:
-        """The executor is free again; wake the thread if it has work of its own."""
+    def _release(self, *, hand_off: bool = False) -> None:
+        """The executor is free again; wake the thread if it has work of its own, or
+        (``hand_off``: a loop's driver stopped and will not look again) if anything is
+        queued at all."""
         with self._cond:
             self._busy = False
-            if self._thread_work or self._closing:
+            if hand_off and self._queue and not self._closing:
+                self._ensure_started()
+            if self._thread_work or self._closing or (hand_off and self._queue):
                 self._cond.notify()
 
     def _commit_loop(self) -> None:
@@ -485,8 +507,8 @@ class GroupCommitter:
         self, subs: list[_Submission], appender: LoopAppender, loop: asyncio.AbstractEventLoop
     ) -> bool:
         """Decide a group on the loop (in a worker thread if it needs reads), await its
-        append, wake its callers. Returns False when a worker thread still holds the
-        executor (it releases it when done)."""
+        append, wake its callers. Raises _WorkerHoldsExecutor when cancelled while a
+        worker thread holds the executor (it releases it when done)."""
         commands = [c for sub in subs for c in sub.commands]
         prints = prints_of(commands)
         flat = flatten(commands)
@@ -507,7 +529,7 @@ class GroupCommitter:
                 try:
                     decision = await self._await_worker(work)
                 except _WorkerHoldsExecutor:  # decided, never appended: not applied
-                    self._fail(subs, StoreError(_CUT_SHORT))
+                    self._fail(subs, StoreError(_NOT_APPLIED))
                     raise
             if decision.batch.events or decision.batch.keys:
                 await appender.append(decision.batch)
@@ -527,7 +549,7 @@ class GroupCommitter:
             self._careful_until = time.monotonic() + CAREFUL_S
             await self._await_worker(self._in_worker(self._redo, subs, prints, flat))
             return True
-        except BaseException:  # unreachable store etc.: redone with retries
+        except Exception:  # unreachable store etc.: redone with retries
             await self._await_worker(self._in_worker(self._redo, subs, prints, flat))
             return True
         with sealing(self.sealer):
@@ -546,7 +568,10 @@ class GroupCommitter:
             with sealing(self.sealer):
                 return fn(*args, **kwargs)
 
-        return self._off_loop.submit(sealed)
+        try:
+            return self._off_loop.submit(sealed)
+        except RuntimeError:  # shut down by close()
+            raise StoreError("the ledger is closed") from None
 
     async def _await_worker(self, work: Future[T]) -> T:
         """Await work running in the worker thread; if the awaiting task is cancelled,
@@ -555,7 +580,7 @@ class GroupCommitter:
             return await asyncio.wrap_future(work)
         except asyncio.CancelledError:
             if not work.done():
-                work.add_done_callback(lambda _: self._release())
+                work.add_done_callback(lambda _: self._release(hand_off=True))
                 raise _WorkerHoldsExecutor from None
             raise
 
@@ -635,6 +660,10 @@ _CUT_SHORT = (
     "the event loop stopped while this command was being committed: whether it "
     "applied is unknown; retry with the same key (it replays the outcome if it did)"
 )
+_NOT_APPLIED = (
+    "the event loop stopped while this command was being decided: it was not "
+    "applied; retry with the same key"
+)
 
 
 class LoopDriver:
@@ -669,7 +698,7 @@ class LoopDriver:
                 work = committer._take_on_loop(self.loop)
                 if work is None:
                     return
-                held = True
+                held, stopped = True, False
                 try:
                     if self.appender is None:
                         assert committer._loop_appender is not None
@@ -679,13 +708,18 @@ class LoopDriver:
                     held = False
                     raise asyncio.CancelledError from None
                 except asyncio.CancelledError:
+                    stopped = True
                     raise
-                except BaseException as e:  # a defect: never leave a caller waiting
+                except Exception as e:  # a defect: never leave a caller waiting
                     log.error("ledger.group_commit_failed", error=type(e).__name__)
                     committer._fail(work, e)
+                except BaseException as e:  # KeyboardInterrupt and the like: passed on
+                    committer._fail(work, e)
+                    stopped = True
+                    raise
                 finally:
                     if held:
-                        committer._release()
+                        committer._release(hand_off=stopped)
         finally:
             self.task = None
 

@@ -84,6 +84,8 @@ def test_a_blocking_write_from_the_driving_loop_is_refused_and_changes_nothing(u
                 books.submit(payment("b", 0, 1))
             with pytest.raises(RuntimeError, match="blocking ledger write"):
                 books.submit_all([payment("c", 0, 1)])
+            with pytest.raises(RuntimeError, match="blocking ledger write"):
+                books.close()  # would wait on the loop it blocks
             # the same calls from a thread are fine
             assert (await asyncio.to_thread(books.submit, payment("b", 0, 1))).ok
             await abooks.close()
@@ -232,3 +234,53 @@ def test_the_loop_path_seals_personal_data(url: str) -> None:
     raw = raw_contents(url)
     assert holds(raw, '"sealed":"k1:')
     assert not holds(raw, "SECRET-NOTE-1") and not holds(raw, "SECRET-MAIL-4")
+
+
+def test_a_loop_that_stops_hands_another_loops_work_to_the_thread(url: str) -> None:
+    with Ledger.open(url) as books:
+        setup(books)
+        abooks = AsyncLedger(books)
+        committer = books._committer
+        real = committer._loop_appender
+        assert real is not None
+
+        class Slow:  # an append that takes its time, so loop A is caught mid-commit
+            def __init__(self) -> None:
+                self.inner = real()
+
+            async def append(self, batch: Any) -> None:
+                await asyncio.sleep(0.3)
+                await self.inner.append(batch)
+
+            async def aclose(self) -> None:
+                await self.inner.aclose()
+
+        committer._loop_appender = Slow
+        in_flight = threading.Event()
+        from_b: list[Outcome] = []
+
+        async def loop_a() -> None:
+            task = asyncio.get_running_loop().create_task(abooks.submit(payment("a", 0, 1)))
+            await asyncio.sleep(0.1)  # A's driver is in its append
+            in_flight.set()
+            await asyncio.sleep(0.1)  # B submits; its driver finds A's holding the ledger
+            assert not task.done()
+            # returning: asyncio.run cancels A's driver mid-commit
+
+        def run_b() -> None:
+            in_flight.wait(5)
+
+            async def loop_b() -> Outcome:
+                return await asyncio.wait_for(abooks.submit(payment("b", 2, 3)), 10)
+
+            from_b.append(asyncio.run(loop_b()))
+
+        thread = threading.Thread(target=run_b)
+        thread.start()
+        asyncio.run(loop_a())
+        thread.join(15)
+        assert from_b and from_b[0].ok  # the thread took B's command
+        again = books.submit(payment("a", 0, 1))
+        assert again.ok  # applied at most once, whatever A's fate
+        assert books.balance("w1").posted == Decimal("101.00")
+        assert audit(books.store).clean
