@@ -236,12 +236,12 @@ def main() -> None:
             health = run_wrk(wrk, f"http://127.0.0.1:{port}/health", args.seconds, None)
             pay = run_wrk(wrk, f"http://127.0.0.1:{port}", args.seconds, str(script))
             share = pay["requests_per_s"] / health["requests_per_s"]
-            runs.append({"health": health, "payments": pay, "share": round(share, 2)})
+            runs.append({"health": health, "payments": pay, "share": round(share, 3)})
             print(
                 f"  run {r}: health {health['requests_per_s']}/s (p99 "
                 f"{health.get('latency_ms_p99')} ms); payments {pay['requests_per_s']}/s "
                 f"(p50 {pay.get('latency_ms_p50')} ms, p99 {pay.get('latency_ms_p99')} ms, "
-                f"failed {pay.get('failed')}); share {share:.2f}",
+                f"failed {pay.get('failed')}); share {share:.3f}",
                 flush=True,
             )
     finally:
@@ -250,7 +250,7 @@ def main() -> None:
             p.wait(timeout=30)
     runs.sort(key=lambda x: x["share"])
     median = runs[len(runs) // 2]
-    print(f"median share {median['share']:.2f}")
+    print(f"median share {median['share']:.3f}")
     report = {
         "machine": {
             "cpus": os.cpu_count(),
