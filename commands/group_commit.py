@@ -426,9 +426,7 @@ class GroupCommitter:
                 return None
             head = queue[0]
             if type(head) is _Barrier or not _awaited_on(cast(_Submission, head), loop):
-                if not self._closing:
-                    self._ensure_started()
-                self._cond.notify()
+                self._hand_to_thread()
                 return None
             self._busy = True
             return self._pick(loop)
@@ -439,10 +437,16 @@ class GroupCommitter:
         queued at all."""
         with self._cond:
             self._busy = False
-            if hand_off and self._queue and not self._closing:
-                self._ensure_started()
-            if self._thread_work or self._closing or (hand_off and self._queue):
+            if hand_off and self._queue:
+                self._hand_to_thread()
+            elif self._thread_work or self._closing:
                 self._cond.notify()
+
+    def _hand_to_thread(self) -> None:
+        """Let the committer thread take what is queued (lock held)."""
+        if not self._closing:
+            self._ensure_started()
+        self._cond.notify()
 
     def _commit_loop(self) -> None:
         with sealing(self.sealer):
@@ -478,9 +482,7 @@ class GroupCommitter:
 
     def _commit(self, subs: list[_Submission]) -> None:
         """Decide a group, append it in one transaction, wake its callers."""
-        commands = [c for sub in subs for c in sub.commands]
-        prints = prints_of(commands)
-        flat = flatten(commands)
+        prints, flat = _group(subs)
         careful = time.monotonic() < self._careful_until
         executor = self.executor
         try:
@@ -497,9 +499,7 @@ class GroupCommitter:
         except BaseException:  # unreachable store etc.: redone with retries
             self._redo(subs, prints, flat)
             return
-        executor.accept(decision)
-        decision.log()
-        self._resolve(subs, decision.outcomes)
+        self._accept(subs, decision)
 
     # -- on an event loop ------------------------------------------------------------------
 
@@ -509,9 +509,7 @@ class GroupCommitter:
         """Decide a group on the loop (in a worker thread if it needs reads), await its
         append, wake its callers. Raises _WorkerHoldsExecutor when cancelled while a
         worker thread holds the executor (it releases it when done)."""
-        commands = [c for sub in subs for c in sub.commands]
-        prints = prints_of(commands)
-        flat = flatten(commands)
+        prints, flat = _group(subs)
         careful = time.monotonic() < self._careful_until
         executor = self.executor
         decision: Decision | None = None
@@ -553,9 +551,7 @@ class GroupCommitter:
             await self._await_worker(self._in_worker(self._redo, subs, prints, flat))
             return True
         with sealing(self.sealer):
-            executor.accept(decision)
-            decision.log()
-        self._resolve(subs, decision.outcomes, loop)
+            self._accept(subs, decision, loop)
         return True
 
     def _in_worker(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
@@ -583,6 +579,17 @@ class GroupCommitter:
                 work.add_done_callback(lambda _: self._release(hand_off=True))
                 raise _WorkerHoldsExecutor from None
             raise
+
+    def _accept(
+        self,
+        subs: list[_Submission],
+        decision: Decision,
+        here: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """A group's append committed: keep its states and outcomes, wake its callers."""
+        self.executor.accept(decision)
+        decision.log()
+        self._resolve(subs, decision.outcomes, here)
 
     def _redo(self, subs: list[_Submission], prints: list[Print], flat: list[Command]) -> None:
         """Run a group whose commit failed again, with the executor's bounded retries
@@ -630,6 +637,12 @@ class GroupCommitter:
                 _settle(settlements)
             else:
                 _wake_loop(loop, settlements)
+
+
+def _group(subs: list[_Submission]) -> tuple[list[Print], list[Command]]:
+    """A group's commands with their prints, and flattened (atomic batches opened)."""
+    commands = [c for sub in subs for c in sub.commands]
+    return prints_of(commands), flatten(commands)
 
 
 def _awaited_on(sub: _Submission, loop: asyncio.AbstractEventLoop) -> bool:

@@ -91,6 +91,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str
 
 
 @pytest.fixture
+def pg_url() -> str:
+    """The URL of an empty PostgreSQL store (for tests of PostgreSQL alone)."""
+    url = require_postgres()
+    Ledger.open(url).close()
+    reset_postgres(url)
+    return url
+
+
+@pytest.fixture
 def books(store_url: str) -> Iterator[Ledger]:
     """An open ledger on an empty store (each backend)."""
     with Ledger.open(store_url) as ledger:

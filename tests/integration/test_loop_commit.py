@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +19,6 @@ from ledger import AsyncLedger, Ledger, Outcome
 from ledger import payments as pay
 from ledger.adapters.crypto import Keyring, new_key
 from ledger.projections.audit import audit
-from tests.conftest import require_postgres, reset_postgres
 from tests.contract.test_online_group_commit import WALLETS, payment, setup, total
 from tests.integration.test_encryption import holds, raw_contents
 
@@ -28,11 +26,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def url() -> Iterator[str]:
-    url = require_postgres()
-    Ledger.open(url).close()
-    reset_postgres(url)
-    yield url
+def url(pg_url: str) -> str:
+    return pg_url
 
 
 def test_the_loop_commits_its_groups_and_never_reads_on_the_loop(

@@ -15,17 +15,14 @@ import pytest
 
 from ledger import Ledger
 from ledger.projections.audit import audit
-from tests.conftest import require_postgres, reset_postgres
+from tests.conftest import require_postgres
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def books() -> Iterator[Ledger]:
-    url = require_postgres()
-    Ledger.open(url).close()
-    reset_postgres(url)
-    with Ledger.open(url) as ledger:
+def books(pg_url: str) -> Iterator[Ledger]:
+    with Ledger.open(pg_url) as ledger:
         ledger.open_account("bank", "USD", normal="debit")
         ledger.open_account("alice", "USD")
         yield ledger
