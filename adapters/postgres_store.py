@@ -41,8 +41,8 @@ from ledger.events import TOPIC_ENTRY, key_record_from_entry
 from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
 
+from .pg_appenders import PostgresLoopAppender, PostgresThreadAppender
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
-from .pg_loop import PostgresLoopAppender
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
@@ -420,8 +420,12 @@ class PostgresEventStore:
         )
 
     def loop_appender(self) -> PostgresLoopAppender:
-        """An appender for the running asyncio loop (see :mod:`.pg_loop`)."""
+        """An appender for the running asyncio loop (see :mod:`.pg_appenders`)."""
         return PostgresLoopAppender(self)
+
+    def thread_appender(self) -> PostgresThreadAppender:
+        """An appender for the group commit's thread (see :mod:`.pg_appenders`)."""
+        return PostgresThreadAppender(self)
 
     def append_params(self, batch: WriteBatch) -> tuple[Any, ...]:
         """The append function's parameters for ``batch`` (binary arrays)."""

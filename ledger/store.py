@@ -34,6 +34,7 @@ __all__ = [
     "KeyRecord",
     "LoopAppender",
     "StoreSession",
+    "ThreadAppender",
     "WriteBatch",
     "stored_event",
 ]
@@ -191,3 +192,20 @@ class LoopAppender(Protocol):
 
     async def aclose(self) -> None:
         """Release the connection (on the loop it was opened on)."""
+
+
+class ThreadAppender(Protocol):
+    """Appends from the group commit's thread on a connection of its own (a backend's
+    option).
+
+    A store that can offers ``thread_appender()``; the committer thread opens one
+    when it starts and closes it when it stops. Every caller waits on that thread,
+    so borrowing a pooled connection for each group is a cost on the path they all
+    share (see :mod:`ledger.commands.group_commit`).
+    """
+
+    def append(self, batch: WriteBatch) -> None:
+        """As :meth:`EventStore.append` (same errors)."""
+
+    def close(self) -> None:
+        """Release the connection."""

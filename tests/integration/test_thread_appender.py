@@ -1,0 +1,130 @@
+"""On PostgreSQL the group commit's thread appends on a connection of its own
+(:class:`ledger.adapters.pg_appenders.PostgresThreadAppender`), against the real
+server: every group goes through it rather than the pool, a dropped connection is
+redone and reopened, a conflict keeps the connection, and closing the ledger closes
+it."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from ledger import Ledger, Outcome
+from ledger.projections.audit import audit
+from tests.contract.test_online_group_commit import WALLETS, payment, setup, total
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def url(pg_url: str) -> str:
+    return pg_url
+
+
+def _in_threads(books: Ledger, prefix: str, count: int) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+
+    def caller(i: int) -> None:
+        outcome = books.submit(payment(f"{prefix}-{i}", i % WALLETS, (i + 1) % WALLETS))
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def _backends(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_groups_are_appended_on_the_threads_own_connection(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Ledger.open(url) as books:
+        setup(books)
+        through_store: list[int] = []
+        store: Any = books.store
+        real = store.append
+
+        def counted(batch: Any) -> Any:
+            through_store.append(len(batch.events))
+            return real(batch)
+
+        monkeypatch.setattr(store, "append", counted)
+        outcomes = _in_threads(books, "own", 24)
+        assert all(o.ok and not o.replayed for o in outcomes)
+        assert books.group_commit_stats.commits >= 1
+        assert through_store == []  # every group went through the thread's appender
+        assert total(books) == Decimal(100 * WALLETS)
+        assert audit(books.store).clean
+
+
+def test_a_dropped_connection_is_redone_and_reopened(url: str) -> None:
+    def drop_connections() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+    with Ledger.open(url) as books:
+        setup(books, funds="1000")
+        outcomes: list[Outcome] = []
+        for round_ in range(3):
+            outcomes += _in_threads(books, f"r{round_}", 10)
+            drop_connections()
+        outcomes += _in_threads(books, "after", 10)
+        redone = books.group_commit_stats.redone
+    assert all(o.ok and not o.replayed for o in outcomes)
+    assert redone >= 1  # the first group after a drop failed and was run again
+    with Ledger.open(url) as books:
+        assert total(books) == Decimal(1000 * WALLETS)
+        keys = {o.key for o in outcomes}
+        assert len(keys) == 40
+        for round_ in ("r0", "r1", "r2", "after"):  # i = 0 paid w0 -> w1
+            assert books.submit(payment(f"{round_}-0", 0, 1)).replayed
+        assert audit(books.store).clean
+
+
+def test_a_conflict_keeps_the_connection(url: str) -> None:
+    with Ledger.open(url) as books, Ledger.open(url, create_schema=False) as other:
+        setup(books)
+        books.submit(payment("warm", 0, 1))  # the thread's connection is open
+        appender: Any = books._committer._appender  # type: ignore[attr-defined]
+        connection = appender._conn
+        assert connection is not None
+        # Another writer moves w0 on: this ledger's cached state of it is stale, so
+        # its next append fails the guard and is redone on fresh state.
+        assert other.submit(payment("other", 0, 2)).ok
+        outcome = books.submit(payment("after", 0, 1))
+        assert outcome.ok and not outcome.replayed
+        assert books.group_commit_stats.redone == 1
+        assert appender._conn is connection and not connection.closed
+        assert total(books) == Decimal(100 * WALLETS)
+
+
+def test_closing_the_ledger_closes_the_connection(url: str) -> None:
+    before = _backends(url)
+    books = Ledger.open(url)
+    setup(books)
+    assert books.submit(payment("one", 0, 1)).ok
+    appender: Any = books._committer._appender  # type: ignore[attr-defined]
+    assert appender._conn is not None and not appender._conn.closed
+    books.close()
+    assert appender._conn is None
+    assert _backends(url) == before
