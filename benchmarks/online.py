@@ -147,6 +147,13 @@ class LedgerPayer:
     def close(self) -> None:
         self.books.close()
 
+    async def aclose(self) -> None:
+        """Close from the event loop (the ledger refuses a blocking close there)."""
+        if self.abooks is not None:
+            await self.abooks.close()
+        else:
+            self.books.close()
+
 
 _NAIVE_PG = (
     "SELECT id, balance FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
@@ -336,7 +343,10 @@ async def _run_tasks(
 
     _sleep_until(start_at)
     await asyncio.gather(*(caller(i) for i in range(callers)))
-    payer.close()
+    if isinstance(payer, LedgerPayer):
+        await payer.aclose()
+    else:
+        payer.close()
     return latencies
 
 
