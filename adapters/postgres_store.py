@@ -41,7 +41,7 @@ from ledger.events import TOPIC_ENTRY, key_record_from_entry
 from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
 
-from .pg_appenders import PostgresLoopAppender, PostgresThreadAppender
+from .pg_appenders import PostgresCommitterConnection, PostgresLoopAppender
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
@@ -423,9 +423,9 @@ class PostgresEventStore:
         """An appender for the running asyncio loop (see :mod:`.pg_appenders`)."""
         return PostgresLoopAppender(self)
 
-    def thread_appender(self) -> PostgresThreadAppender:
-        """An appender for the group commit's thread (see :mod:`.pg_appenders`)."""
-        return PostgresThreadAppender(self)
+    def committer_connection(self) -> PostgresCommitterConnection:
+        """A connection for the group commit's thread (see :mod:`.pg_appenders`)."""
+        return PostgresCommitterConnection(self)
 
     def append_params(self, batch: WriteBatch) -> tuple[Any, ...]:
         """The append function's parameters for ``batch`` (binary arrays)."""

@@ -50,7 +50,14 @@ from ledger.model import (
 from ledger.outcome import Outcome, Status
 from ledger.retry import Backoff
 from ledger.risk import RiskCheck, RiskPolicy
-from ledger.store import AppendConflict, EventStore, KeyRecord, StoreSession, WriteBatch
+from ledger.store import (
+    AppendConflict,
+    EventStore,
+    KeyRecord,
+    StateReader,
+    StoreSession,
+    WriteBatch,
+)
 
 from .handlers import HANDLERS, referenced_accounts, referenced_assets, referenced_entries
 from .models import (
@@ -287,7 +294,7 @@ class Executor:
         *,
         trust_cache: bool = False,
         refresh: bool = False,
-        store: EventStore | None = None,
+        store: StateReader | None = None,
     ) -> Decision:
         """Read what the commands need and decide them; append nothing (the caller
         appends the decision's batch, then calls :meth:`accept`). See
@@ -299,7 +306,8 @@ class Executor:
         wrote (the append fails; run the commands again with :meth:`run`).
         ``refresh``: read every state the commands use again (the cache may be stale
         because other processes write).
-        ``store``: where to read (default: the executor's store). Nothing the executor
+        ``store``: where to read (default: the executor's store; the committer thread
+        reads on its own connection). Nothing the executor
         keeps changes before a read returns, so a store that raises instead of reading
         leaves the executor as it was (the event loop's committer uses one to decide
         on the loop only what needs no reads)."""
@@ -315,7 +323,7 @@ class Executor:
         return decision
 
     def _unseen_keys_of_invalid(
-        self, prints: Sequence[Print], decision: Decision, store: EventStore
+        self, prints: Sequence[Print], decision: Decision, store: StateReader
     ) -> bool:
         """Whether the store holds the key of a command decided invalid without its
         key being read."""
@@ -392,7 +400,7 @@ class Executor:
         self,
         prints: Sequence[Print],
         flat: Sequence[Command],
-        store: EventStore | StoreSession,
+        store: StateReader,
         records: dict[uuid.UUID, KeyRecord] | None = None,
         *,
         trust_cache: bool = False,
@@ -601,7 +609,7 @@ class Executor:
         self,
         key_ids: set[uuid.UUID],
         flat: Sequence[Command],
-        store: EventStore | StoreSession,
+        store: StateReader,
         *,
         trust_cache: bool = False,
     ) -> dict[uuid.UUID, KeyRecord]:

@@ -25,9 +25,10 @@ more (GIL and wake-ups) than the overlap saved, once a decision needs no reads.
 Tried again with each append in a thread of its own while the committer decides the
 next group on the accepted states: 8 callers 3,815 -> 2,414 payments/s, 32 callers
 6,994 -> 5,142/s (groups split smaller, and every hand-off waits for the interpreter
-lock). What did pay: the thread appends on a connection of its own when the store
-offers one (:class:`~ledger.store.ThreadAppender`) rather than borrowing a pooled
-connection per group (one caller 1,264 -> 1,471/s, 32 callers 6,856 -> 7,707/s).
+lock). What did pay: the thread reads and appends on a connection of its own when
+the store offers one (:class:`~ledger.store.CommitterConnection`) rather than
+borrowing a pooled connection per group (one caller 1,264 -> 1,471/s, 32 callers
+6,856 -> 7,707/s).
 
 **On an event loop.** When the store can append from a loop (PostgreSQL:
 ``loop_appender()``, see :class:`~ledger.store.LoopAppender`), the groups of an
@@ -66,7 +67,7 @@ from ledger.errors import LimitExceeded, Overloaded, StoreError
 from ledger.logs import get_logger
 from ledger.outcome import Outcome
 from ledger.sealing import Sealer, sealing
-from ledger.store import AppendConflict, EventStore, LoopAppender, ThreadAppender
+from ledger.store import AppendConflict, CommitterConnection, EventStore, LoopAppender
 
 from .executor import BATCH_MAX, Decision, Executor, Print, flatten, prints_of
 from .models import Command
@@ -243,8 +244,8 @@ class GroupCommitter:
         self._thread_work = 0
         #: The store's loop appender factory (None: every group goes to the thread).
         self._loop_appender = getattr(store, "loop_appender", None)
-        #: The committer thread's appender (None: it appends through the store).
-        self._appender: ThreadAppender | None = None
+        #: The committer thread's connection (None: it goes through the store).
+        self._connection: CommitterConnection | None = None
         self._drivers: dict[asyncio.AbstractEventLoop, LoopDriver] = {}
         self._off_loop: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
@@ -457,15 +458,15 @@ class GroupCommitter:
         self._cond.notify()
 
     def _commit_loop(self) -> None:
-        make = getattr(self.store, "thread_appender", None)
-        appender: ThreadAppender | None = None if make is None else make()
-        self._appender = appender
+        make = getattr(self.store, "committer_connection", None)
+        connection: CommitterConnection | None = None if make is None else make()
+        self._connection = connection
         try:
             with sealing(self.sealer):
                 self._commit_forever()
         finally:
-            if appender is not None:
-                appender.close()
+            if connection is not None:
+                connection.close()
 
     def _commit_forever(self) -> None:
         while True:
@@ -501,9 +502,11 @@ class GroupCommitter:
         careful = time.monotonic() < self._careful_until
         executor = self.executor
         try:
-            decision = executor.decide(prints, flat, trust_cache=not careful, refresh=careful)
+            decision = executor.decide(
+                prints, flat, trust_cache=not careful, refresh=careful, store=self._connection
+            )
             if decision.batch.events or decision.batch.keys:
-                (self._appender or self.store).append(decision.batch)
+                (self._connection or self.store).append(decision.batch)
                 self.stats.commits += 1
         except AppendConflict:
             # Another process wrote what this one had cached (or took one of the keys):

@@ -30,11 +30,12 @@ from eventsourcing.persistence import Notification, StoredEvent
 
 __all__ = [
     "AppendConflict",
+    "CommitterConnection",
     "EventStore",
     "KeyRecord",
     "LoopAppender",
+    "StateReader",
     "StoreSession",
-    "ThreadAppender",
     "WriteBatch",
     "stored_event",
 ]
@@ -194,18 +195,43 @@ class LoopAppender(Protocol):
         """Release the connection (on the loop it was opened on)."""
 
 
-class ThreadAppender(Protocol):
-    """Appends from the group commit's thread on a connection of its own (a backend's
-    option).
+class CommitterConnection(Protocol):
+    """A connection of its own for the group commit's thread (a backend's option).
 
-    A store that can offers ``thread_appender()``; the committer thread opens one
-    when it starts and closes it when it stops. Every caller waits on that thread,
-    so borrowing a pooled connection for each group is a cost on the path they all
+    A store that can offers ``committer_connection()``; the committer thread opens
+    one when it starts and closes it when it stops, and reads what its groups need
+    and appends them through it. Every caller waits on that thread, so borrowing a
+    pooled connection for each read and each append is a cost on the path they all
     share (see :mod:`ledger.commands.group_commit`).
     """
+
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """As :meth:`EventStore.read`."""
+
+    def load_streams(
+        self, stream_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+        """As :meth:`EventStore.load_streams`."""
 
     def append(self, batch: WriteBatch) -> None:
         """As :meth:`EventStore.append` (same errors)."""
 
     def close(self) -> None:
         """Release the connection."""
+
+
+class StateReader(Protocol):
+    """Where a decision reads key records and stream heads: the store, a session
+    holding its lock, or the committer's connection."""
+
+    def read(
+        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+        """As :meth:`EventStore.read`."""
+
+    def load_streams(
+        self, stream_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+        """As :meth:`EventStore.load_streams`."""

@@ -1,8 +1,8 @@
-"""On PostgreSQL the group commit's thread appends on a connection of its own
-(:class:`ledger.adapters.pg_appenders.PostgresThreadAppender`), against the real
-server: every group goes through it rather than the pool, a dropped connection is
-redone and reopened, a conflict keeps the connection, and closing the ledger closes
-it."""
+"""On PostgreSQL the group commit's thread reads and appends on a connection of its
+own (:class:`ledger.adapters.pg_appenders.PostgresCommitterConnection`), against the
+real server: every group goes through it rather than the pool (its reads too, after
+a conflict), a dropped connection is redone and reopened, a conflict keeps the
+connection, and closing the ledger closes it."""
 
 from __future__ import annotations
 
@@ -52,24 +52,27 @@ def _backends(url: str) -> int:
     return int(row[0])
 
 
-def test_groups_are_appended_on_the_threads_own_connection(
+def test_groups_are_read_and_appended_on_the_threads_own_connection(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with Ledger.open(url) as books:
-        setup(books)
-        through_store: list[int] = []
+        through_store: list[str] = []
         store: Any = books.store
-        real = store.append
+        for name in ("append", "read", "load_streams"):
+            real = getattr(store, name)
 
-        def counted(batch: Any) -> Any:
-            through_store.append(len(batch.events))
-            return real(batch)
+            def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+                through_store.append(_name)
+                return _real(*args)
 
-        monkeypatch.setattr(store, "append", counted)
+            monkeypatch.setattr(store, name, counted)
+        setup(books)  # reads every account it opens (none cached yet)
+        # A group after a conflict reads its states again (careful mode).
+        books._committer._careful_until = float("inf")  # type: ignore[attr-defined]
         outcomes = _in_threads(books, "own", 24)
         assert all(o.ok and not o.replayed for o in outcomes)
         assert books.group_commit_stats.commits >= 1
-        assert through_store == []  # every group went through the thread's appender
+        assert through_store == []  # every read and append went through the thread's
         assert total(books) == Decimal(100 * WALLETS)
         assert audit(books.store).clean
 
@@ -105,7 +108,7 @@ def test_a_conflict_keeps_the_connection(url: str) -> None:
     with Ledger.open(url) as books, Ledger.open(url, create_schema=False) as other:
         setup(books)
         books.submit(payment("warm", 0, 1))  # the thread's connection is open
-        appender: Any = books._committer._appender  # type: ignore[attr-defined]
+        appender: Any = books._committer._connection  # type: ignore[attr-defined]
         connection = appender._conn
         assert connection is not None
         # Another writer moves w0 on: this ledger's cached state of it is stale, so
@@ -123,7 +126,7 @@ def test_closing_the_ledger_closes_the_connection(url: str) -> None:
     books = Ledger.open(url)
     setup(books)
     assert books.submit(payment("one", 0, 1)).ok
-    appender: Any = books._committer._appender  # type: ignore[attr-defined]
+    appender: Any = books._committer._connection  # type: ignore[attr-defined]
     assert appender._conn is not None and not appender._conn.closed
     books.close()
     assert appender._conn is None
