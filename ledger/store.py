@@ -112,8 +112,9 @@ class WriteBatch:
     expect_versions: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
-class StoreSession(Protocol):
-    """Reads and one append inside a transaction that holds the store's write lock."""
+class StateReader(Protocol):
+    """Where a decision reads key records and stream heads: the store, a session
+    holding its lock, or the committer's connection."""
 
     def read(
         self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
@@ -124,6 +125,10 @@ class StoreSession(Protocol):
         self, stream_ids: Collection[uuid.UUID]
     ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
         """As :meth:`EventStore.load_streams`."""
+
+
+class StoreSession(StateReader, Protocol):
+    """Reads and one append inside a transaction that holds the store's write lock."""
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """As :meth:`EventStore.append`."""
@@ -195,7 +200,7 @@ class LoopAppender(Protocol):
         """Release the connection (on the loop it was opened on)."""
 
 
-class CommitterConnection(Protocol):
+class CommitterConnection(StateReader, Protocol):
     """A connection of its own for the group commit's thread (a backend's option).
 
     A store that can offers ``committer_connection()``; the committer thread opens
@@ -205,33 +210,8 @@ class CommitterConnection(Protocol):
     share (see :mod:`ledger.commands.group_commit`).
     """
 
-    def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
-    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
-        """As :meth:`EventStore.read`."""
-
-    def load_streams(
-        self, stream_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
-        """As :meth:`EventStore.load_streams`."""
-
     def append(self, batch: WriteBatch) -> None:
         """As :meth:`EventStore.append` (same errors)."""
 
     def close(self) -> None:
         """Release the connection."""
-
-
-class StateReader(Protocol):
-    """Where a decision reads key records and stream heads: the store, a session
-    holding its lock, or the committer's connection."""
-
-    def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
-    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
-        """As :meth:`EventStore.read`."""
-
-    def load_streams(
-        self, stream_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
-        """As :meth:`EventStore.load_streams`."""
