@@ -15,8 +15,9 @@ loop):
 
 Groups too large for one call go through the store's COPY path. Errors are the
 store's: a conflict is :class:`~ledger.store.AppendConflict`, an unreachable server
-:class:`~ledger.errors.StoreUnavailable` (the connection is dropped and opened again
-on the next append).
+or a statement the server stopped (lock timeout, cancelled)
+:class:`~ledger.errors.StoreUnavailable`; a broken connection is dropped and opened
+again on the next use, a working one is kept.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ _CONFLICT = "a concurrent writer changed a stream or key this batch depends on"
 
 
 class _Broken(Exception):
-    """The connection failed: drop it, then raise :attr:`error`."""
+    """The server could not be reached or the statement failed on the server's side
+    (lock timeout, cancelled): raise :attr:`error`, after dropping the connection if
+    it is broken."""
 
     def __init__(self, error: StoreUnavailable) -> None:
         super().__init__(str(error))
@@ -75,7 +78,12 @@ def _check(row: Any) -> None:
 
 
 def _connection_kwargs(store: PostgresEventStore) -> dict[str, Any]:
-    return {**store.settings, "autocommit": True, "connect_timeout": 5}
+    """The store's settings as given (a ``connect_timeout`` in the URL wins)."""
+    return {"connect_timeout": 5, **store.settings, "autocommit": True}
+
+
+def _unusable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
+    return conn is None or conn.closed or conn.broken
 
 
 class PostgresCommitterConnection:
@@ -99,7 +107,8 @@ class PostgresCommitterConnection:
             ):
                 return self.store.read_with(cur, key_ids, stream_ids)
         except _Broken as e:
-            self.close()
+            if _unusable(self._conn):
+                self.close()
             raise e.error from e.__cause__
 
     def load_streams(
@@ -122,7 +131,8 @@ class PostgresCommitterConnection:
                     cur.execute(self._query, store.append_params(batch), prepare=True)
                     row = cur.fetchone()
         except _Broken as e:
-            self.close()
+            if _unusable(self._conn):
+                self.close()
             raise e.error from e.__cause__
         _check(row)
 
@@ -131,8 +141,12 @@ class PostgresCommitterConnection:
         if conn is not None and not conn.closed:
             return conn
         conn = psycopg.connect(**_connection_kwargs(self.store))
-        adapt(conn)
-        self._query = self.store.append_query(conn)
+        try:
+            adapt(conn)
+            self._query = self.store.append_query(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
         return conn
 
@@ -168,7 +182,8 @@ class PostgresLoopAppender:
                     await cur.execute(self._query, store.append_params(batch), prepare=True)
                     row = await cur.fetchone()
         except _Broken as e:
-            await self._drop()
+            if _unusable(self._conn):
+                await self._drop()
             raise e.error from e.__cause__
         except (AppendConflict, StoreError):
             raise
@@ -181,8 +196,12 @@ class PostgresLoopAppender:
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(**_connection_kwargs(self.store))
-        adapt(conn)
-        self._query = self.store.append_query(conn)
+        try:
+            adapt(conn)
+            self._query = self.store.append_query(conn)
+        except BaseException:
+            await conn.close()
+            raise
         self._conn = conn
         return conn
 

@@ -109,7 +109,7 @@ def _probe(url: str, settings: dict[str, Any]) -> None:
     server's own reason (authentication failed, connection refused, no such database,
     SSL required) at once rather than as a pool timeout."""
     try:
-        psycopg.connect(**settings, connect_timeout=5).close()
+        psycopg.connect(**{"connect_timeout": 5, **settings}).close()
     except psycopg.OperationalError as e:
         reason = " ".join(str(e).split())
         where = _redact(url)

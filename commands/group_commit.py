@@ -243,7 +243,10 @@ class GroupCommitter:
         #: Queued submissions and barriers that only the thread serves promptly.
         self._thread_work = 0
         #: The store's loop appender factory (None: every group goes to the thread).
-        self._loop_appender = getattr(store, "loop_appender", None)
+        #: Optional features are looked up on the store's class, so that a wrapper
+        #: that passes unknown attributes on (a fault injector, a metrics shim) is
+        #: not bypassed: its own append is used unless it offers the feature itself.
+        self._loop_appender = _feature(store, "loop_appender")
         #: The committer thread's connection (None: it goes through the store).
         self._connection: CommitterConnection | None = None
         self._drivers: dict[asyncio.AbstractEventLoop, LoopDriver] = {}
@@ -373,6 +376,7 @@ class GroupCommitter:
             self._busy = False
             self._drivers = {}
             self._off_loop = None
+            self._connection = None  # the parent's: never used here
 
     def _ensure_started(self) -> None:
         """Start the committer (lock held); again in a forked child, where the
@@ -458,13 +462,14 @@ class GroupCommitter:
         self._cond.notify()
 
     def _commit_loop(self) -> None:
-        make = getattr(self.store, "committer_connection", None)
+        make = _feature(self.store, "committer_connection")
         connection: CommitterConnection | None = None if make is None else make()
         self._connection = connection
         try:
             with sealing(self.sealer):
                 self._commit_forever()
         finally:
+            self._connection = None
             if connection is not None:
                 connection.close()
 
@@ -506,7 +511,10 @@ class GroupCommitter:
                 prints, flat, trust_cache=not careful, refresh=careful, store=self._connection
             )
             if decision.batch.events or decision.batch.keys:
-                (self._connection or self.store).append(decision.batch)
+                if self._connection is not None:
+                    self._connection.append(decision.batch)
+                else:
+                    self.store.append(decision.batch)
                 self.stats.commits += 1
         except AppendConflict:
             # Another process wrote what this one had cached (or took one of the keys):
@@ -661,6 +669,14 @@ def _group(subs: list[_Submission]) -> tuple[list[Print], list[Command]]:
     """A group's commands with their prints, and flattened (atomic batches opened)."""
     commands = [c for sub in subs for c in sub.commands]
     return prints_of(commands), flatten(commands)
+
+
+def _feature(store: EventStore, name: str) -> Callable[[], Any] | None:
+    """The store's optional factory ``name`` (bound), if its class offers one."""
+    if getattr(type(store), name, None) is None:
+        return None
+    factory: Callable[[], Any] = getattr(store, name)
+    return factory
 
 
 def _awaited_on(sub: _Submission, loop: asyncio.AbstractEventLoop) -> bool:

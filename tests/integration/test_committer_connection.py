@@ -1,12 +1,14 @@
 """On PostgreSQL the group commit's thread reads and appends on a connection of its
 own (:class:`ledger.adapters.pg_appenders.PostgresCommitterConnection`), against the
 real server: every group goes through it rather than the pool (its reads too, after
-a conflict), a dropped connection is redone and reopened, a conflict keeps the
-connection, and closing the ledger closes it."""
+a conflict), a dropped connection is redone and opened again, a conflict (the guard,
+or a key's primary key) and a statement the server cancels keep the connection, and
+closing the ledger closes it."""
 
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -77,6 +79,10 @@ def test_groups_are_read_and_appended_on_the_threads_own_connection(
         assert audit(books.store).clean
 
 
+def _connection_of(books: Ledger) -> Any:
+    return books._committer._connection  # type: ignore[attr-defined]
+
+
 def test_a_dropped_connection_is_redone_and_reopened(url: str) -> None:
     def drop_connections() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -88,13 +94,21 @@ def test_a_dropped_connection_is_redone_and_reopened(url: str) -> None:
     with Ledger.open(url) as books:
         setup(books, funds="1000")
         outcomes: list[Outcome] = []
+        seen = []
         for round_ in range(3):
             outcomes += _in_threads(books, f"r{round_}", 10)
+            seen.append(_connection_of(books)._conn)
             drop_connections()
         outcomes += _in_threads(books, "after", 10)
+        seen.append(_connection_of(books)._conn)
         redone = books.group_commit_stats.redone
+        # Each drop cost the next group one failed append; the connection was opened
+        # again each time and the groups after it went through it.
+        assert 1 <= redone <= 3
+        assert len({id(conn) for conn in seen}) == 4
+        assert not seen[-1].closed and not seen[-1].broken
+        assert all(conn.closed for conn in seen[:-1])
     assert all(o.ok and not o.replayed for o in outcomes)
-    assert redone >= 1  # the first group after a drop failed and was run again
     with Ledger.open(url) as books:
         assert total(books) == Decimal(1000 * WALLETS)
         keys = {o.key for o in outcomes}
@@ -104,11 +118,56 @@ def test_a_dropped_connection_is_redone_and_reopened(url: str) -> None:
         assert audit(books.store).clean
 
 
+def test_a_key_taken_by_another_process_is_redone_on_the_same_connection(url: str) -> None:
+    with Ledger.open(url) as books, Ledger.open(url, create_schema=False) as other:
+        setup(books, funds="1")
+        books.submit(payment("warm", 0, 1))  # w0 is cached, its funds spent
+        connection = _connection_of(books)._conn
+        # Another process records a rejection under key "k". This process decides the
+        # same request on its cache (keys are not read), also a rejection, and its
+        # append hits the key's primary key: a conflict, redone, replaying the record.
+        first = other.submit(payment("k", 0, 1, amount="5"))
+        assert first.status == "rejected"
+        again = books.submit(payment("k", 0, 1, amount="5"))
+        assert again.status == "rejected" and again.replayed
+        assert books.group_commit_stats.redone == 1
+        # A conflict (not an unavailable store): groups read their states for a while.
+        assert books._committer._careful_until > time.monotonic()  # type: ignore[attr-defined]
+        assert _connection_of(books)._conn is connection and not connection.closed
+
+
+def test_a_statement_the_server_cancels_keeps_the_connection(url: str) -> None:
+    with Ledger.open(url) as books:
+        setup(books)
+        books.submit(payment("warm", 0, 1))
+        connection = _connection_of(books)._conn
+        pid = connection.info.backend_pid
+        # Hold the writers' lock; cancel the committer's append while it waits.
+        with psycopg.connect(url, autocommit=True) as holder, holder.transaction():
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (books.store._write_lock_key,))  # type: ignore[attr-defined]
+            done: list[Outcome] = []
+            writer = threading.Thread(target=lambda: done.append(books.submit(payment("c", 0, 2))))
+            writer.start()
+            with psycopg.connect(url, autocommit=True) as admin:
+                for _ in range(200):
+                    row = admin.execute(
+                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+                    ).fetchone()
+                    if row is not None and row[0] == "Lock":
+                        break
+                    threading.Event().wait(0.01)
+                admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+        writer.join()
+        assert done[0].ok and not done[0].replayed  # redone once the lock was free
+        assert books.group_commit_stats.redone == 1
+        assert _connection_of(books)._conn is connection and not connection.closed
+
+
 def test_a_conflict_keeps_the_connection(url: str) -> None:
     with Ledger.open(url) as books, Ledger.open(url, create_schema=False) as other:
         setup(books)
         books.submit(payment("warm", 0, 1))  # the thread's connection is open
-        appender: Any = books._committer._connection  # type: ignore[attr-defined]
+        appender: Any = _connection_of(books)
         connection = appender._conn
         assert connection is not None
         # Another writer moves w0 on: this ledger's cached state of it is stale, so

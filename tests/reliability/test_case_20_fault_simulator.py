@@ -36,9 +36,14 @@ def test_seeds_on_an_sqlite_file(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_seeds_on_postgres() -> None:
     url = require_postgres()
+    faults: dict[str, int] = {}
     for seed in range(200_000, 200_000 + max(SEEDS // 40, 10)):
         reset_postgres(url)
-        run_seed(seed, store="postgres", pg_url=url)
+        for name, count in run_seed(seed, store="postgres", pg_url=url).faults.items():
+            faults[name] = faults.get(name, 0) + count
+    # the store's faults reach the group commit (it appends through the wrapper)
+    for name in ("conflict", "drop_ack", "crash_before", "crash_after"):
+        assert faults.get(name, 0) > 0, faults
 
 
 def test_a_planted_bug_is_caught_within_the_seeds() -> None:
