@@ -41,7 +41,7 @@ from .pg_arrays import adapt
 if TYPE_CHECKING:
     from .postgres_store import PostgresEventStore
 
-__all__ = ["PostgresCommitterConnection", "PostgresLoopAppender"]
+__all__ = ["PostgresCommitterConnection", "PostgresLoopAppender", "direct_connection_kwargs"]
 
 _CONFLICT = "a concurrent writer changed a stream or key this batch depends on"
 
@@ -77,9 +77,10 @@ def _check(row: Any) -> None:
         raise AppendConflict(_CONFLICT)
 
 
-def _connection_kwargs(store: PostgresEventStore) -> dict[str, Any]:
-    """The store's settings as given (a ``connect_timeout`` in the URL wins)."""
-    return {"connect_timeout": 5, **store.settings, "autocommit": True}
+def direct_connection_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for a connection of the ledger's own outside the pool: the URL's
+    settings as given (its ``connect_timeout`` wins over the default 5 s), autocommit."""
+    return {"connect_timeout": 5, **settings, "autocommit": True}
 
 
 def _unusable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
@@ -140,7 +141,7 @@ class PostgresCommitterConnection:
         conn = self._conn
         if conn is not None and not conn.closed:
             return conn
-        conn = psycopg.connect(**_connection_kwargs(self.store))
+        conn = psycopg.connect(**direct_connection_kwargs(self.store.settings))
         try:
             adapt(conn)
             self._query = self.store.append_query(conn)
@@ -195,7 +196,9 @@ class PostgresLoopAppender:
         _check(row)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        conn = await psycopg.AsyncConnection.connect(**_connection_kwargs(self.store))
+        conn = await psycopg.AsyncConnection.connect(
+            **direct_connection_kwargs(self.store.settings)
+        )
         try:
             adapt(conn)
             self._query = self.store.append_query(conn)

@@ -41,7 +41,11 @@ from ledger.events import TOPIC_ENTRY, key_record_from_entry
 from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
 
-from .pg_appenders import PostgresCommitterConnection, PostgresLoopAppender
+from .pg_appenders import (
+    PostgresCommitterConnection,
+    PostgresLoopAppender,
+    direct_connection_kwargs,
+)
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
@@ -109,7 +113,7 @@ def _probe(url: str, settings: dict[str, Any]) -> None:
     server's own reason (authentication failed, connection refused, no such database,
     SSL required) at once rather than as a pool timeout."""
     try:
-        psycopg.connect(**{"connect_timeout": 5, **settings}).close()
+        psycopg.connect(**direct_connection_kwargs(settings)).close()
     except psycopg.OperationalError as e:
         reason = " ".join(str(e).split())
         where = _redact(url)
@@ -281,7 +285,7 @@ class PostgresEventStore:
     def create_schema(self) -> None:
         """Create tables once; concurrent callers wait on an advisory lock."""
         try:
-            with psycopg.connect(**self.settings, autocommit=True, connect_timeout=5) as conn:
+            with psycopg.connect(**direct_connection_kwargs(self.settings)) as conn:
                 conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
                 try:
                     self._call(self.recorder.create_table)

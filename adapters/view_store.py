@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from ledger.adapters.pg_appenders import direct_connection_kwargs
 from ledger.adapters.postgres_store import PostgresEventStore
 from ledger.adapters.sqlite_store import SQLiteEventStore
 from ledger.errors import StoreError, StoreUnavailable
@@ -158,7 +159,7 @@ class PostgresViewStore:
         self.url = url
         self.sealer = sealer
         try:
-            self.conn = psycopg.connect(**settings, autocommit=True, connect_timeout=5)
+            self.conn = psycopg.connect(**direct_connection_kwargs(settings))
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"PostgreSQL store {url} is unavailable: {e}") from e
 

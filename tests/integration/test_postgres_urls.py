@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ledger import Ledger
+from ledger.adapters.view_store import PostgresViewStore
 from ledger.errors import StoreError, StoreUnavailable
 from tests.conftest import require_postgres
 
@@ -29,6 +30,22 @@ def test_every_libpq_parameter_reaches_the_connection() -> None:
             " current_setting('statement_timeout') AS t"
         ).fetchone()
     assert row == {"a": "ledger-url-test", "t": "4321ms"}
+
+
+def test_connections_outside_the_pool_get_the_same_settings() -> None:
+    url = require_postgres()
+    # A connect_timeout in the URL is kept (it used to clash with the ledger's default
+    # in the first connection and in the schema's, a TypeError).
+    with Ledger.open(f"{url}?application_name=ledger-own-test&connect_timeout=7") as books:
+        books.open_account("cash", "USD")  # the committer thread opens its connection
+        conn = books._committer._connection._conn  # type: ignore[attr-defined]
+        assert conn.info.parameter_status("application_name") == "ledger-own-test"
+        assert conn.info.get_parameters()["connect_timeout"] == "7"
+        views = PostgresViewStore(books.store.url, books.store.settings)  # type: ignore[attr-defined]
+        try:
+            assert views.conn.info.get_parameters()["connect_timeout"] == "7"
+        finally:
+            views.close()
 
 
 def test_sslmode_require_against_a_server_without_tls_is_refused_at_once() -> None:
