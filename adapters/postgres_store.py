@@ -33,13 +33,15 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
 from ledger.logs import get_logger
-from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
+from ledger.store import AppendConflict, KeyRecord, WriteBatch, notification, stored_event
 
 from .pg_appenders import (
     PostgresCommitterConnection,
@@ -181,6 +183,14 @@ class PostgresEventStore:
             " ORDER BY e.originator_id, e.originator_version)"
         ).format(topic=Literal(TOPIC_ENTRY), **self._tables)
         self._notify = SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name))
+        # The log in position order, as plain rows (eventsourcing's reader makes a
+        # dict per row and a Notification through its __init__: a quarter of a
+        # read-model rebuild's CPU, measured).
+        self._select_log = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {schema}.stored_events WHERE notification_id > %s"
+            " ORDER BY notification_id LIMIT %s"
+        ).format(**self._tables)
         # The append's parameters are arrays built in one pass (pg_arrays), on the
         # connections adapted for them; the statement is rendered once.
         self._append_call = SQL(
@@ -550,11 +560,19 @@ class PostgresEventStore:
             return [row["hold_id"] for row in cur.fetchall()]
 
     def read_log(self, after: int, limit: int) -> Sequence[Notification]:
-        """Events after position ``after``, in log order."""
-        notifications: Sequence[Notification] = self._call(
-            lambda: self.recorder.select_notifications(after, limit, inclusive_of_start=False)
-        )
-        return notifications
+        """Events after position ``after``, in log order (a dropped connection is
+        tried again, as eventsourcing's reader does)."""
+        read: list[Notification] = self._call(lambda: self._read_log(after, limit))
+        return read
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _read_log(self, after: int, limit: int) -> list[Notification]:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as cur,
+        ):
+            cur.execute(self._select_log, (after, limit), prepare=True)
+            return [notification(*row) for row in cur]
 
     def read_stream_version(self, stream_id: uuid.UUID, version: int) -> bytes | None:
         """The state of one event of one stream, or None."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventsourcing.persistence import Notification, StoredEvent
 
@@ -37,6 +37,7 @@ __all__ = [
     "StateReader",
     "StoreSession",
     "WriteBatch",
+    "notification",
     "stored_event",
 ]
 
@@ -62,24 +63,58 @@ def _stored_event(
     return event
 
 
-def _fills_dict() -> bool:
-    """Whether a StoredEvent is its four fields in its ``__dict__`` (eventsourcing 9)."""
-    values = (uuid.UUID(int=0), 1, "topic", b"{}")
-    fields = tuple(getattr(StoredEvent, "__dataclass_fields__", ()))
-    made = StoredEvent(*values)
-    return fields == _FIELDS and getattr(made, "__dict__", None) == dict(
-        zip(_FIELDS, values, strict=True)
-    )
+def _fills_dict(cls: type[StoredEvent], fields: tuple[str, ...], values: tuple[Any, ...]) -> bool:
+    """Whether an instance of ``cls`` is its ``fields`` in its ``__dict__``, in that
+    order (eventsourcing 9 lays StoredEvent and Notification out so)."""
+    made = cls(**dict(zip(fields, values, strict=True)))
+    return tuple(getattr(cls, "__dataclass_fields__", ())) == fields and getattr(
+        made, "__dict__", None
+    ) == dict(zip(fields, values, strict=True))
 
+
+_SAMPLE = (uuid.UUID(int=0), 1, "topic", b"{}")
 
 stored_event: Callable[[uuid.UUID, int, str, bytes], StoredEvent] = (
-    _stored_event if _fills_dict() else StoredEvent
+    _stored_event if _fills_dict(StoredEvent, _FIELDS, _SAMPLE) else StoredEvent
 )
 """``StoredEvent(originator_id, originator_version, topic, state)``, made without the
 frozen dataclass's ``__init__`` (which sets each field with ``object.__setattr__``:
 1.0 us, twice what this costs; about two events are made per transfer). Equal to the
 constructor's in value, hash, repr and pickling (tested). Falls back to the constructor
 if a future eventsourcing lays the class out otherwise."""
+
+
+def _notification(
+    position: int, originator_id: uuid.UUID, originator_version: int, topic: str, state: bytes
+) -> Notification:
+    made = _new(Notification)
+    _set(
+        made,
+        "__dict__",
+        {
+            "originator_id": originator_id,
+            "originator_version": originator_version,
+            "topic": topic,
+            "state": state,
+            "id": position,
+        },
+    )
+    return made
+
+
+def _notification_by_init(
+    position: int, originator_id: uuid.UUID, originator_version: int, topic: str, state: bytes
+) -> Notification:
+    return Notification(originator_id, originator_version, topic, state, position)
+
+
+notification: Callable[[int, uuid.UUID, int, str, bytes], Notification] = (
+    _notification
+    if _fills_dict(Notification, (*_FIELDS, "id"), (*_SAMPLE, 1))
+    else _notification_by_init
+)
+"""``Notification`` at log ``position`` (first, as a log row reads), made without the
+frozen dataclass's ``__init__``, as :data:`stored_event`."""
 
 
 class AppendConflict(Exception):

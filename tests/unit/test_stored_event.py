@@ -1,4 +1,5 @@
-"""Events made by ``stored_event`` are the constructor's, in every way the stores use."""
+"""Events made by ``stored_event`` and log entries made by ``notification`` are the
+constructors', in every way the stores and readers use."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import pickle
 import uuid
 
 import pytest
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import store
-from ledger.store import stored_event
+from ledger.store import notification, stored_event
 
 fields = st.tuples(
     st.uuids(),
@@ -26,6 +27,28 @@ fields = st.tuples(
 def test_the_fast_way_is_in_use() -> None:
     # If eventsourcing changes the class, the fallback keeps this correct but slow.
     assert stored_event is store._stored_event
+    assert notification is store._notification
+
+
+@given(st.integers(min_value=1, max_value=2**63 - 1), fields)
+def test_log_entries_equal_the_constructors(
+    position: int, values: tuple[uuid.UUID, int, str, bytes]
+) -> None:
+    made = notification(position, *values)
+    plain = Notification(*values, id=position)
+    fallback = store._notification_by_init(position, *values)
+    assert type(made) is Notification and made == plain == fallback
+    assert hash(made) == hash(plain)
+    assert repr(made) == repr(plain)
+    assert dataclasses.astuple(made) == (*values, position)
+    assert pickle.loads(pickle.dumps(made)) == plain
+    assert copy.copy(made) == plain
+    assert (made.id, made.originator_id, made.originator_version, made.topic, made.state) == (
+        position,
+        *values,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.id = 0  # type: ignore[misc]
 
 
 @given(fields)
