@@ -139,8 +139,9 @@ class PostgresCommitterConnection:
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
-        if conn is not None and not conn.closed:
+        if conn is not None and not _unusable(conn):
             return conn
+        self.close()
         conn = psycopg.connect(**direct_connection_kwargs(self.store.settings))
         try:
             adapt(conn)
@@ -176,7 +177,8 @@ class PostgresLoopAppender:
         try:
             with _translated(store):
                 conn = self._conn
-                if conn is None or conn.closed:
+                if conn is None or _unusable(conn):
+                    await self._drop()
                     conn = await self._connect()
                 assert self._query is not None
                 async with conn.cursor() as cur:

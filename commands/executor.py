@@ -307,10 +307,10 @@ class Executor:
         ``refresh``: read every state the commands use again (the cache may be stale
         because other processes write).
         ``store``: where to read (default: the executor's store; the committer thread
-        reads on its own connection). Nothing the executor
-        keeps changes before a read returns, so a store that raises instead of reading
-        leaves the executor as it was (the event loop's committer uses one to decide
-        on the loop only what needs no reads)."""
+        reads on its own connection). Nothing the executor keeps changes before a
+        read returns, so a store that raises instead of reading leaves the executor
+        as it was (the event loop's committer uses one to decide on the loop only
+        what needs no reads)."""
         source = self.store if store is None else store
         if refresh:
             self.forget(flat)
