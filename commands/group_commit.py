@@ -28,7 +28,8 @@ next group on the accepted states: 8 callers 3,815 -> 2,414 payments/s, 32 calle
 lock). What did pay: the thread reads and appends on a connection of its own when
 the store offers one (:class:`~ledger.store.CommitterConnection`) rather than
 borrowing a pooled connection per group (one caller 1,264 -> 1,471/s, 32 callers
-6,856 -> 7,707/s).
+6,856 -> 7,707/s; the pool hands its connections out in turn, so each group went to
+another PostgreSQL backend).
 
 **On an event loop.** When the store can append from a loop (PostgreSQL:
 ``loop_appender()``, see :class:`~ledger.store.LoopAppender`), the groups of an
