@@ -361,6 +361,10 @@ class GroupCommitter:
             thread.join()
         if self._off_loop is not None:
             self._off_loop.shutdown(wait=True)
+        with self._cond:
+            drivers, self._drivers = list(self._drivers.values()), {}
+        for driver in drivers:  # loops whose AsyncLedger was not closed with await
+            driver.finish_soon()
 
     def forget_loop(self, loop: asyncio.AbstractEventLoop) -> LoopDriver | None:
         """Remove (and return) ``loop``'s driver: its async ledger is closing."""
@@ -770,6 +774,15 @@ class LoopDriver:
                         committer._release(hand_off=stopped)
         finally:
             self.task = None
+
+    def finish_soon(self) -> None:
+        """From another thread: have the loop :meth:`finish` (its connection is closed
+        there, once its groups in flight are done). A closed loop's connection is left
+        to be released with the object."""
+        if self.appender is None or self.loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            asyncio.run_coroutine_threadsafe(self.finish(), self.loop)
 
     async def finish(self) -> None:
         """Wait for the groups in flight, then close the loop's connection."""

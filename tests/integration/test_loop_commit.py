@@ -279,3 +279,33 @@ def test_a_loop_that_stops_hands_another_loops_work_to_the_thread(url: str) -> N
         assert again.ok  # applied at most once, whatever A's fate
         assert books.balance("w1").posted == Decimal("101.00")
         assert audit(books.store).clean
+
+
+def test_closing_the_ledger_from_another_thread_closes_a_running_loops_connection(
+    url: str,
+) -> None:
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        books = Ledger.open(url)
+        setup(books)
+        abooks = AsyncLedger(books)
+        done = asyncio.run_coroutine_threadsafe(abooks.submit(payment("far", 0, 1)), loop)
+        assert done.result(timeout=10).ok
+        driver = books._committer._drivers[loop]  # type: ignore[attr-defined]
+        connection = driver.appender._conn
+        assert connection is not None and not connection.closed
+        # The AsyncLedger is never closed with await: closing the Ledger from this
+        # thread has the still-running loop close its connection.
+        books.close()
+        for _ in range(500):
+            if connection.closed:
+                break
+            threading.Event().wait(0.01)
+        assert connection.closed
+        assert driver.appender is None
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join()
+        loop.close()
