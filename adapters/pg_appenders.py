@@ -42,7 +42,12 @@ from .pg_arrays import adapt
 if TYPE_CHECKING:
     from .postgres_store import PostgresEventStore
 
-__all__ = ["PostgresCommitterConnection", "PostgresLoopAppender", "direct_connection_kwargs"]
+__all__ = [
+    "PostgresCommitterConnection",
+    "PostgresLoopAppender",
+    "direct_connection_kwargs",
+    "prefer_generic_plans",
+]
 
 _CONFLICT = "a concurrent writer changed a stream or key this batch depends on"
 
@@ -82,6 +87,27 @@ def direct_connection_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     """Arguments for a connection of the ledger's own outside the pool: the URL's
     settings as given (its ``connect_timeout`` wins over the default 5 s), autocommit."""
     return {"connect_timeout": 5, **settings, "autocommit": True}
+
+
+#: Sets plan_cache_mode for the session only where nobody chose it (URL ``options``,
+#: PGOPTIONS, the role's or database's defaults, postgresql.conf all leave it non-auto).
+_GENERIC_PLANS = (
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)"
+    " WHERE current_setting('plan_cache_mode') = 'auto'"
+)
+
+
+def prefer_generic_plans(conn: psycopg.Connection[Any]) -> None:
+    """Have the event store's prepared statements keep one generic plan on ``conn``.
+
+    Under the default (``auto``) the server plans the decision's read again at every
+    execution (its parameters are arrays whose length the generic plan cannot know,
+    so it looks dearer than a plan made for each call): about 140 us of the server's
+    CPU in a read of 8 streams that costs 107 us in all with the generic plan
+    (measured). Every statement the store prepares looks rows up by key, so one plan
+    fits every call. Applies to the store's own connections only (pooled, the
+    committer's), and not where the session already chose a mode."""
+    conn.execute(_GENERIC_PLANS)
 
 
 def _unusable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
@@ -145,6 +171,7 @@ class PostgresCommitterConnection:
         self.close()
         conn = psycopg.connect(**direct_connection_kwargs(self.store.settings))
         try:
+            prefer_generic_plans(conn)
             adapt(conn)
             self._query = self.store.append_query(conn)
         except BaseException:

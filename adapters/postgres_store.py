@@ -17,7 +17,7 @@ import hashlib
 import re
 import uuid
 import weakref
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
@@ -47,6 +47,7 @@ from .pg_appenders import (
     PostgresCommitterConnection,
     PostgresLoopAppender,
     direct_connection_kwargs,
+    prefer_generic_plans,
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
 
@@ -122,6 +123,20 @@ def _probe(url: str, settings: dict[str, Any]) -> None:
         raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}") from None
 
 
+class _Datastore(PostgresDatastore):
+    """eventsourcing's datastore; each pooled connection also prefers generic plans
+    (see :func:`~ledger.adapters.pg_appenders.prefer_generic_plans`)."""
+
+    def after_connect_func(self) -> Callable[[psycopg.Connection[Any]], None]:
+        setup = super().after_connect_func()
+
+        def after_connect(conn: psycopg.Connection[Any]) -> None:
+            setup(conn)
+            prefer_generic_plans(conn)
+
+        return after_connect
+
+
 class PostgresEventStore:
     """An :class:`~ledger.store.EventStore` in a PostgreSQL database."""
 
@@ -130,7 +145,7 @@ class PostgresEventStore:
         self.settings = parse_postgres_url(url)
         _probe(url, self.settings)
         self.require_durable = require_durable
-        self.datastore = PostgresDatastore(
+        self.datastore = _Datastore(
             **{name: self.settings[name] for name in _DATASTORE_SETTINGS},
             pool_size=pool_size,
             max_overflow=2,

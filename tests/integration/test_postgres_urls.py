@@ -48,6 +48,26 @@ def test_connections_outside_the_pool_get_the_same_settings() -> None:
             views.close()
 
 
+def _plan_modes(books: Ledger) -> tuple[str, str]:
+    books.open_account("cash", "USD")  # the committer thread opens its connection
+    committer = books._committer._connection._conn  # type: ignore[attr-defined]
+    with books.store.datastore.pool.connection() as pooled:  # type: ignore[attr-defined]
+        row = pooled.execute("SHOW plan_cache_mode").fetchone()
+    (own,) = committer.execute("SHOW plan_cache_mode").fetchone()
+    return row["plan_cache_mode"], own
+
+
+def test_the_store_s_connections_keep_generic_plans_unless_the_session_chose() -> None:
+    url = require_postgres()
+    # The decision's read is planned once, not at every call (see prefer_generic_plans).
+    with Ledger.open(url) as books:
+        assert _plan_modes(books) == ("force_generic_plan", "force_generic_plan")
+    # A mode the URL names is the user's choice and stays.
+    chosen = f"{url}?options=-c%20plan_cache_mode%3Dforce_custom_plan"
+    with Ledger.open(chosen) as books:
+        assert _plan_modes(books) == ("force_custom_plan", "force_custom_plan")
+
+
 def test_sslmode_require_against_a_server_without_tls_is_refused_at_once() -> None:
     url = require_postgres()
     started = time.monotonic()
