@@ -17,7 +17,13 @@ concurrency, in the same run
 UNIQUE key; COMMIT; one connection per thread or task; SQLite: BEGIN IMMEDIATE). Each
 row runs in fresh processes for ``--seconds`` after a warm-up second; figures are
 payments per second and per-call latency (p50, p99, p99.9) in milliseconds, median
-run of ``--runs`` by throughput.
+run of ``--runs`` by throughput. Every row starts from the same books: copies of
+databases set up once (10,000 funded accounts and 20,000 payments of history), so
+that rows compare under the same conditions. (Run on one growing database, the last
+row, 4 processes, ran on a log of 3.2 million events, 1.4 GB, against the 8 threads
+row's third of that: PostgreSQL's shared buffers no longer held it, and the same
+probe of 4 processes made 3,899-3,971 payments/s there against 4,303-4,437/s on the
+fresh books; one process of 8 threads 3,637/s there.)
 
 Expected on a 2-core machine (../shared/PERFORMANCE.md): the naive write ~2,500/s with
 8 threads and ~3,000/s with 32 on PostgreSQL (six round trips and ~0.9 ms of CPU per
@@ -43,6 +49,7 @@ import multiprocessing
 import os
 import platform
 import random
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -430,16 +437,64 @@ def measure(
     return {**median, "runs": [r["payments_per_s"] for r in results]}
 
 
+def _pg_books() -> Callable[[], tuple[str, str]]:
+    """Set up the ledger's and the naive write's databases once, as templates; each
+    call returns fresh copies of both (ledger URL, naive URL)."""
+    base = (
+        os.environ.get("LEDGER_BENCH_POSTGRES_URL")
+        or subprocess.run(
+            [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    ledger_template = fresh_pg_database(base, "bench_online_ledger_template")
+    naive_template = fresh_pg_database(base, "bench_online_naive_template")
+    ledger_setup(ledger_template)
+    naive_setup_pg(naive_template)
+    for url in (ledger_template, naive_template):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+
+    def fresh() -> tuple[str, str]:
+        return (
+            fresh_pg_database(base, "bench_online_ledger", "bench_online_ledger_template"),
+            fresh_pg_database(base, "bench_online_naive", "bench_online_naive_template"),
+        )
+
+    return fresh
+
+
+def _sqlite_books(tmp: Path) -> Callable[[], tuple[str, str]]:
+    """As :func:`_pg_books`, in SQLite files (copied with SQLite's backup API)."""
+    ledger_template, naive_template = tmp / "ledger-template.db", tmp / "naive-template.db"
+    ledger_setup(f"sqlite:///{ledger_template}")
+    naive_setup_sqlite(str(naive_template))
+    count = 0
+
+    def fresh() -> tuple[str, str]:
+        nonlocal count
+        count += 1
+        copies = tmp / f"ledger-{count}.db", tmp / f"naive-{count}.db"
+        for source, target in zip((ledger_template, naive_template), copies, strict=True):
+            with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+                src.backup(dst)
+            src.close()
+            dst.close()
+        return f"sqlite:///{copies[0]}", str(copies[1])
+
+    return fresh
+
+
 def bench_store(
     store: str,
-    ledger_url: str,
-    naive_target: str,
+    fresh: Callable[[], tuple[str, str]],
     rows: tuple[Row, ...],
     seconds: float,
     runs: int,
 ) -> list[dict[str, Any]]:
+    """Each row on fresh copies of the same books (see the module's docstring)."""
     results = []
     for index, row in enumerate(rows):
+        ledger_url, naive_target = fresh()
         line: dict[str, Any] = {"store": store, "row": row.label}
         for kind, target in (("naive", naive_target), ("ledger", ledger_url)):
             tag = f"{store[:2]}{kind[0]}{index}-{time.time_ns()}"
@@ -488,26 +543,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ledger-online-"))
     for store in stores:
         print(f"{store}:", flush=True)
-        if store == "postgresql":
-            base = (
-                os.environ.get("LEDGER_BENCH_POSTGRES_URL")
-                or subprocess.run(
-                    [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
-                ).stdout.strip()
-            )
-            ledger_url = fresh_pg_database(base, "bench_online_ledger")
-            naive_target = fresh_pg_database(base, "bench_online_naive")
-            ledger_setup(ledger_url)
-            naive_setup_pg(naive_target)
-            for url in (ledger_url, naive_target):
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute("VACUUM ANALYZE")
-        else:
-            ledger_url = f"sqlite:///{tmp}/ledger.db"
-            naive_target = str(tmp / "naive.db")
-            ledger_setup(ledger_url)
-            naive_setup_sqlite(naive_target)
-        results.extend(bench_store(store, ledger_url, naive_target, rows, seconds, runs))
+        fresh = _pg_books() if store == "postgresql" else _sqlite_books(tmp)
+        results.extend(bench_store(store, fresh, rows, seconds, runs))
+    shutil.rmtree(tmp, ignore_errors=True)
     report = {
         "machine": {
             "cpus": os.cpu_count(),

@@ -76,11 +76,14 @@ def pairs(rng: random.Random, n: int) -> list[tuple[int, int, int]]:
 # -- PostgreSQL databases ------------------------------------------------------------------
 
 
-def fresh_pg_database(base_url: str, name: str) -> str:
+def fresh_pg_database(base_url: str, name: str, template: str | None = None) -> str:
+    """An empty database ``name`` (dropped first if it exists), or a copy of the
+    database ``template``."""
     root, _, _ = base_url.rpartition("/")
+    copy = "" if template is None else f' TEMPLATE "{template}"'
     with psycopg.connect(f"{root}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return f"{root}/{name}"
 
 
