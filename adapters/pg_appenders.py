@@ -47,6 +47,7 @@ __all__ = [
     "PostgresLoopAppender",
     "direct_connection_kwargs",
     "prefer_generic_plans",
+    "prefer_generic_plans_async",
 ]
 
 _CONFLICT = "a concurrent writer changed a stream or key this batch depends on"
@@ -89,25 +90,34 @@ def direct_connection_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     return {"connect_timeout": 5, **settings, "autocommit": True}
 
 
-#: Sets plan_cache_mode for the session only where nobody chose it (URL ``options``,
-#: PGOPTIONS, the role's or database's defaults, postgresql.conf all leave it non-auto).
+#: Sets plan_cache_mode for the session only where its value is the server's built-in
+#: default: any value from the URL's ``options``, PGOPTIONS, ``ALTER ROLE/DATABASE ...
+#: SET`` or postgresql.conf has another source and stays, an explicit ``auto`` too. A
+#: server without the setting (before PostgreSQL 12) has no such row: nothing is set.
 _GENERIC_PLANS = (
     "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)"
-    " WHERE current_setting('plan_cache_mode') = 'auto'"
+    " FROM pg_settings WHERE name = 'plan_cache_mode' AND source = 'default'"
 )
 
 
 def prefer_generic_plans(conn: psycopg.Connection[Any]) -> None:
     """Have the event store's prepared statements keep one generic plan on ``conn``.
 
-    Under the default (``auto``) the server plans the decision's read again at every
+    Under the default (``auto``) the server planned the decision's read again at every
     execution (its parameters are arrays whose length the generic plan cannot know,
     so it looks dearer than a plan made for each call): about 140 us of the server's
     CPU in a read of 8 streams that costs 107 us in all with the generic plan
-    (measured). Every statement the store prepares looks rows up by key, so one plan
-    fits every call. Applies to the store's own connections only (pooled, the
-    committer's), and not where the session already chose a mode."""
+    (measured). The statements the store prepares look rows up by key, or read an
+    index in order (the log from a position, holds due by a time), which one plan
+    serves as well; the append function's statements are planned the same way.
+    Applies to the event store's own connections only (pooled, the committer's, the
+    event loop's), and only where nobody chose a mode (see ``_GENERIC_PLANS``)."""
     conn.execute(_GENERIC_PLANS)
+
+
+async def prefer_generic_plans_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """:func:`prefer_generic_plans` on an asyncio connection."""
+    await conn.execute(_GENERIC_PLANS)
 
 
 def _unusable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
@@ -230,6 +240,7 @@ class PostgresLoopAppender:
             **direct_connection_kwargs(self.store.settings)
         )
         try:
+            await prefer_generic_plans_async(conn)
             adapt(conn)
             self._query = self.store.append_query(conn)
         except BaseException:

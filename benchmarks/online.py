@@ -21,9 +21,10 @@ run of ``--runs`` by throughput. Every row starts from the same books: copies of
 databases set up once (10,000 funded accounts and 20,000 payments of history), so
 that rows compare under the same conditions. (Run on one growing database, the last
 row, 4 processes, ran on a log of 3.2 million events, 1.4 GB, against the 8 threads
-row's third of that: PostgreSQL's shared buffers no longer held it, and the same
-probe of 4 processes made 3,899-3,971 payments/s there against 4,303-4,437/s on the
-fresh books; one process of 8 threads 3,637/s there.)
+row's third of that, and the same probe of 4 processes made 3,899-3,971 payments/s
+there against 4,303-4,437/s on the fresh books; one process of 8 threads 3,637/s
+there.) On PostgreSQL a checkpoint runs before each side of a row is measured, so
+that what the copy wrote is not flushed during either side's runs.
 
 Expected on a 2-core machine (../shared/PERFORMANCE.md): the naive write ~2,500/s with
 8 threads and ~3,000/s with 32 on PostgreSQL (six round trips and ~0.9 ms of CPU per
@@ -437,56 +438,78 @@ def measure(
     return {**median, "runs": [r["payments_per_s"] for r in results]}
 
 
-def _pg_books() -> Callable[[], tuple[str, str]]:
-    """Set up the ledger's and the naive write's databases once, as templates; each
-    call returns fresh copies of both (ledger URL, naive URL)."""
-    base = (
-        os.environ.get("LEDGER_BENCH_POSTGRES_URL")
-        or subprocess.run(
-            [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
-    ledger_template = fresh_pg_database(base, "bench_online_ledger_template")
-    naive_template = fresh_pg_database(base, "bench_online_naive_template")
-    ledger_setup(ledger_template)
-    naive_setup_pg(naive_template)
-    for url in (ledger_template, naive_template):
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
+class PgBooks:
+    """The ledger's and the naive write's databases, set up once as templates;
+    :meth:`fresh` hands out copies of both for a row."""
 
-    def fresh() -> tuple[str, str]:
-        return (
-            fresh_pg_database(base, "bench_online_ledger", "bench_online_ledger_template"),
-            fresh_pg_database(base, "bench_online_naive", "bench_online_naive_template"),
+    def __init__(self) -> None:
+        self.base = (
+            os.environ.get("LEDGER_BENCH_POSTGRES_URL")
+            or subprocess.run(
+                [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
+            ).stdout.strip()
         )
+        self.names = ("bench_online_ledger", "bench_online_naive")
+        ledger_template = fresh_pg_database(self.base, "bench_online_ledger_template")
+        naive_template = fresh_pg_database(self.base, "bench_online_naive_template")
+        ledger_setup(ledger_template)
+        naive_setup_pg(naive_template)
+        for url in (ledger_template, naive_template):
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
 
-    return fresh
+    def fresh(self) -> tuple[str, str]:
+        """Copies of both templates: (ledger URL, naive URL)."""
+        ledger, naive = (fresh_pg_database(self.base, n, f"{n}_template") for n in self.names)
+        return ledger, naive
+
+    def settle(self) -> None:
+        """Checkpoint, so that what the copies wrote is flushed before either side
+        is measured (the next checkpoint would land in whichever side runs then)."""
+        with psycopg.connect(self.base, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+
+    def drop(self) -> None:
+        """Drop the copies and the templates."""
+        root = self.base.rpartition("/")[0]
+        with psycopg.connect(f"{root}/postgres", autocommit=True) as conn:
+            for name in self.names:
+                for db in (name, f"{name}_template"):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def _sqlite_books(tmp: Path) -> Callable[[], tuple[str, str]]:
-    """As :func:`_pg_books`, in SQLite files (copied with SQLite's backup API)."""
-    ledger_template, naive_template = tmp / "ledger-template.db", tmp / "naive-template.db"
-    ledger_setup(f"sqlite:///{ledger_template}")
-    naive_setup_sqlite(str(naive_template))
-    count = 0
+class SqliteBooks:
+    """As :class:`PgBooks`, in SQLite files (copied with SQLite's backup API)."""
 
-    def fresh() -> tuple[str, str]:
-        nonlocal count
-        count += 1
-        copies = tmp / f"ledger-{count}.db", tmp / f"naive-{count}.db"
-        for source, target in zip((ledger_template, naive_template), copies, strict=True):
-            with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="ledger-online-"))
+        self.templates = self.tmp / "ledger-template.db", self.tmp / "naive-template.db"
+        ledger_setup(f"sqlite:///{self.templates[0]}")
+        naive_setup_sqlite(str(self.templates[1]))
+
+    def fresh(self) -> tuple[str, str]:
+        copies = self.tmp / "ledger.db", self.tmp / "naive.db"
+        for source, target in zip(self.templates, copies, strict=True):
+            for stale in target.parent.glob(f"{target.name}*"):  # the last row's, -wal too
+                stale.unlink()
+            src, dst = sqlite3.connect(source), sqlite3.connect(target)
+            try:
                 src.backup(dst)
-            src.close()
-            dst.close()
+            finally:
+                src.close()
+                dst.close()
         return f"sqlite:///{copies[0]}", str(copies[1])
 
-    return fresh
+    def settle(self) -> None:
+        pass
+
+    def drop(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def bench_store(
     store: str,
-    fresh: Callable[[], tuple[str, str]],
+    books: PgBooks | SqliteBooks,
     rows: tuple[Row, ...],
     seconds: float,
     runs: int,
@@ -494,9 +517,10 @@ def bench_store(
     """Each row on fresh copies of the same books (see the module's docstring)."""
     results = []
     for index, row in enumerate(rows):
-        ledger_url, naive_target = fresh()
+        ledger_url, naive_target = books.fresh()
         line: dict[str, Any] = {"store": store, "row": row.label}
         for kind, target in (("naive", naive_target), ("ledger", ledger_url)):
+            books.settle()
             tag = f"{store[:2]}{kind[0]}{index}-{time.time_ns()}"
             try:
                 line[kind] = measure(kind, target, row, seconds, runs, tag)
@@ -540,12 +564,13 @@ def main() -> None:
         rows = tuple(r for r in ROWS if r.label in wanted)
     stores = ("postgresql", "sqlite") if args.store == "both" else (args.store,)
     results: list[dict[str, Any]] = []
-    tmp = Path(tempfile.mkdtemp(prefix="ledger-online-"))
     for store in stores:
         print(f"{store}:", flush=True)
-        fresh = _pg_books() if store == "postgresql" else _sqlite_books(tmp)
-        results.extend(bench_store(store, fresh, rows, seconds, runs))
-    shutil.rmtree(tmp, ignore_errors=True)
+        books = PgBooks() if store == "postgresql" else SqliteBooks()
+        try:
+            results.extend(bench_store(store, books, rows, seconds, runs))
+        finally:
+            books.drop()
     report = {
         "machine": {
             "cpus": os.cpu_count(),

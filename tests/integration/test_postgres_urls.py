@@ -4,12 +4,13 @@ once, and no error or log line shows the password."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import pytest
 
-from ledger import Ledger
+from ledger import AsyncLedger, Ledger
 from ledger.adapters.view_store import PostgresViewStore
 from ledger.errors import StoreError, StoreUnavailable
 from tests.conftest import require_postgres
@@ -48,24 +49,40 @@ def test_connections_outside_the_pool_get_the_same_settings() -> None:
             views.close()
 
 
-def _plan_modes(books: Ledger) -> tuple[str, str]:
+def _plan_modes(books: Ledger) -> tuple[str, str, str]:
+    """plan_cache_mode on a pooled connection, the committer's and the event loop's
+    (the last closes the ledger)."""
     books.open_account("cash", "USD")  # the committer thread opens its connection
-    committer = books._committer._connection._conn  # type: ignore[attr-defined]
+    committer = books._committer._connection  # type: ignore[attr-defined]
+    (own,) = committer._conn.execute("SHOW plan_cache_mode").fetchone()
+    committer.close()  # opened again for the next group, set up again
+    books.open_account("cash-2", "USD")
+    (again,) = committer._conn.execute("SHOW plan_cache_mode").fetchone()
+    assert again == own
     with books.store.datastore.pool.connection() as pooled:  # type: ignore[attr-defined]
         row = pooled.execute("SHOW plan_cache_mode").fetchone()
-    (own,) = committer.execute("SHOW plan_cache_mode").fetchone()
-    return row["plan_cache_mode"], own
+
+    async def on_a_loop() -> str:
+        abooks = AsyncLedger(books)
+        await abooks.open_account(f"cash-{time.time_ns()}", "USD")  # committed on the loop
+        driver = books._committer._drivers[asyncio.get_running_loop()]  # type: ignore[attr-defined]
+        cur = await driver.appender._conn.execute("SHOW plan_cache_mode")
+        (mode,) = await cur.fetchone()
+        await abooks.close()
+        return str(mode)
+
+    return row["plan_cache_mode"], own, asyncio.run(on_a_loop())
 
 
-def test_the_store_s_connections_keep_generic_plans_unless_the_session_chose() -> None:
+def test_the_store_s_connections_keep_generic_plans_unless_a_mode_was_chosen() -> None:
     url = require_postgres()
     # The decision's read is planned once, not at every call (see prefer_generic_plans).
     with Ledger.open(url) as books:
-        assert _plan_modes(books) == ("force_generic_plan", "force_generic_plan")
-    # A mode the URL names is the user's choice and stays.
-    chosen = f"{url}?options=-c%20plan_cache_mode%3Dforce_custom_plan"
-    with Ledger.open(chosen) as books:
-        assert _plan_modes(books) == ("force_custom_plan", "force_custom_plan")
+        assert _plan_modes(books) == ("force_generic_plan",) * 3
+    # A mode the URL names is the user's choice and stays, the default's name too.
+    for mode in ("force_custom_plan", "auto"):
+        with Ledger.open(f"{url}?options=-c%20plan_cache_mode%3D{mode}") as books:
+            assert _plan_modes(books) == (mode,) * 3
 
 
 def test_sslmode_require_against_a_server_without_tls_is_refused_at_once() -> None:
