@@ -47,7 +47,6 @@ __all__ = [
     "PostgresLoopAppender",
     "direct_connection_kwargs",
     "prefer_generic_plans",
-    "prefer_generic_plans_async",
 ]
 
 _CONFLICT = "a concurrent writer changed a stream or key this batch depends on"
@@ -113,11 +112,6 @@ def prefer_generic_plans(conn: psycopg.Connection[Any]) -> None:
     Applies to the event store's own connections only (pooled, the committer's, the
     event loop's), and only where nobody chose a mode (see ``_GENERIC_PLANS``)."""
     conn.execute(_GENERIC_PLANS)
-
-
-async def prefer_generic_plans_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    """:func:`prefer_generic_plans` on an asyncio connection."""
-    await conn.execute(_GENERIC_PLANS)
 
 
 def _unusable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
@@ -240,7 +234,7 @@ class PostgresLoopAppender:
             **direct_connection_kwargs(self.store.settings)
         )
         try:
-            await prefer_generic_plans_async(conn)
+            await conn.execute(_GENERIC_PLANS)  # as prefer_generic_plans
             adapt(conn)
             self._query = self.store.append_query(conn)
         except BaseException:

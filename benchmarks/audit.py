@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from benchmarks.projections import build_store
-from benchmarks.transfers import fresh_pg_database
+from benchmarks.transfers import fresh_pg_database, postgres_base_url
 
 # The child samples its resident memory while it audits (ru_maxrss would include the
 # memory of the parent it was forked from: Linux keeps it across exec).
@@ -58,12 +57,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--out", default="benchmarks/results/audit.json")
     args = parser.parse_args()
-    base = (
-        os.environ.get("LEDGER_BENCH_POSTGRES_URL")
-        or subprocess.run(
-            [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
+    base = postgres_base_url()
     url = fresh_pg_database(base, "bench_audit")
     build_store(url, args.events)
     from ledger import Ledger

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.transfers import fresh_pg_database
+from benchmarks.transfers import fresh_pg_database, postgres_base_url
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 1_000
@@ -205,12 +205,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/http_service.json")
     args = parser.parse_args()
     wrk = ensure_wrk()
-    base = (
-        os.environ.get("LEDGER_BENCH_POSTGRES_URL")
-        or subprocess.run(
-            [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
+    base = postgres_base_url()
     url = fresh_pg_database(base, "bench_http")
     tokens = setup_books(url)
     port = _free_port()

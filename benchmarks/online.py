@@ -52,7 +52,6 @@ import platform
 import random
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import threading
 import time
@@ -66,10 +65,12 @@ import psycopg
 
 from benchmarks.transfers import (
     ACCOUNTS,
+    drop_pg_database,
     fresh_pg_database,
     ledger_setup,
     naive_setup_pg,
     naive_setup_sqlite,
+    postgres_base_url,
 )
 
 SEED = 20261130
@@ -443,12 +444,7 @@ class PgBooks:
     :meth:`fresh` hands out copies of both for a row."""
 
     def __init__(self) -> None:
-        self.base = (
-            os.environ.get("LEDGER_BENCH_POSTGRES_URL")
-            or subprocess.run(
-                [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
-            ).stdout.strip()
-        )
+        self.base = postgres_base_url()
         self.names = ("bench_online_ledger", "bench_online_naive")
         ledger_template = fresh_pg_database(self.base, "bench_online_ledger_template")
         naive_template = fresh_pg_database(self.base, "bench_online_naive_template")
@@ -471,11 +467,9 @@ class PgBooks:
 
     def drop(self) -> None:
         """Drop the copies and the templates."""
-        root = self.base.rpartition("/")[0]
-        with psycopg.connect(f"{root}/postgres", autocommit=True) as conn:
-            for name in self.names:
-                for db in (name, f"{name}_template"):
-                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        for name in self.names:
+            drop_pg_database(self.base, name)
+            drop_pg_database(self.base, f"{name}_template")
 
 
 class SqliteBooks:

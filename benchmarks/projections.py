@@ -22,13 +22,18 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.transfers import fresh_pg_database, ledger_commands, ledger_setup, pairs
+from benchmarks.transfers import (
+    fresh_pg_database,
+    ledger_commands,
+    ledger_setup,
+    pairs,
+    postgres_base_url,
+)
 
 
 def build_store(url: str, events: int) -> int:
@@ -78,12 +83,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--out", default="benchmarks/results/projections.json")
     args = parser.parse_args()
-    base = (
-        os.environ.get("LEDGER_BENCH_POSTGRES_URL")
-        or subprocess.run(
-            [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
+    base = postgres_base_url()
     tmp = Path(tempfile.mkdtemp(prefix="ledger-proj-"))
     results = {}
     for store, url in (

@@ -76,13 +76,31 @@ def pairs(rng: random.Random, n: int) -> list[tuple[int, int, int]]:
 # -- PostgreSQL databases ------------------------------------------------------------------
 
 
+def postgres_base_url() -> str:
+    """The server the benchmarks use: ``LEDGER_BENCH_POSTGRES_URL``, or the throwaway
+    cluster that ``.ci/postgres.sh`` starts (its URL)."""
+    return (
+        os.environ.get("LEDGER_BENCH_POSTGRES_URL")
+        or subprocess.run(
+            [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+
+
+def drop_pg_database(base_url: str, name: str) -> None:
+    """Drop the database ``name`` on ``base_url``'s server, if it exists."""
+    root, _, _ = base_url.rpartition("/")
+    with psycopg.connect(f"{root}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def fresh_pg_database(base_url: str, name: str, template: str | None = None) -> str:
     """An empty database ``name`` (dropped first if it exists), or a copy of the
     database ``template``."""
+    drop_pg_database(base_url, name)
     root, _, _ = base_url.rpartition("/")
     copy = "" if template is None else f' TEMPLATE "{template}"'
     with psycopg.connect(f"{root}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return f"{root}/{name}"
 
@@ -436,12 +454,7 @@ def main() -> None:
     plan = Plan(runs=args.runs)
     if args.quick:
         plan = Plan(single=300, batch=6000, batch_size=2000, naive=300, es=300, runs=1)
-    base = (
-        os.environ.get("LEDGER_BENCH_POSTGRES_URL")
-        or subprocess.run(
-            [".ci/postgres.sh", "start"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
+    base = postgres_base_url()
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     results: list[dict[str, Any]] = []
     for store in ("postgresql", "sqlite"):
