@@ -1,9 +1,9 @@
 """Appending to PostgreSQL on a connection of the appender's own.
 
-Both send the store's one-statement append (the same prepared call, the same binary
-array parameters) as :meth:`PostgresEventStore.append`, on a connection opened on
-first use with the store's settings (one connection more per process, or per event
-loop):
+Both send the store's one-statement append (the same function, the same binary array
+parameters) as :meth:`PostgresEventStore.append`, prepared by name and sent through
+libpq directly (see :mod:`.pg_wire`), on a connection opened on first use with the
+store's settings (one connection more per process, or per event loop):
 
 * :class:`PostgresCommitterConnection` (the :class:`~ledger.store.CommitterConnection`)
   for the group commit's thread, which also reads what its groups need through it.
@@ -37,6 +37,7 @@ from psycopg.rows import dict_row
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.store import AppendConflict, KeyRecord, WriteBatch
 
+from . import pg_wire
 from .pg_arrays import adapt
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ def _translated(store: PostgresEventStore) -> Iterator[None]:
         raise StoreError(f"PostgreSQL store {store.url} failed: {e}") from e
 
 
-def _check(row: Any) -> None:
-    if row is None or not row[0]:
+def _check(written: bool) -> None:
+    if not written:
         raise AppendConflict(_CONFLICT)
 
 
@@ -124,7 +125,8 @@ class PostgresCommitterConnection:
     def __init__(self, store: PostgresEventStore) -> None:
         self.store = store
         self._conn: psycopg.Connection[Any] | None = None
-        self._query: bytes | None = None
+        #: Whether the append is prepared on the current connection.
+        self._prepared = False
 
     def read(
         self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
@@ -158,15 +160,16 @@ class PostgresCommitterConnection:
         try:
             with _translated(store):
                 conn = self._connection()
-                assert self._query is not None
-                with conn.cursor() as cur:
-                    cur.execute(self._query, store.append_params(batch), prepare=True)
-                    row = cur.fetchone()
+                if not self._prepared:
+                    pg_wire.prepare(conn.pgconn, store.append_statement(conn))
+                    self._prepared = True
+                pg_wire.send(conn.pgconn, store.append_params(batch))
+                written = pg_wire.collect(conn.pgconn)
         except _Broken as e:
             if _unusable(self._conn):
                 self.close()
             raise e.error from e.__cause__
-        _check(row)
+        _check(written)
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
@@ -177,11 +180,10 @@ class PostgresCommitterConnection:
         try:
             prefer_generic_plans(conn)
             adapt(conn)
-            self._query = self.store.append_query(conn)
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self._conn, self._prepared = conn, False
         return conn
 
     def close(self) -> None:
@@ -198,7 +200,6 @@ class PostgresLoopAppender:
     def __init__(self, store: PostgresEventStore) -> None:
         self.store = store
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._query: bytes | None = None
 
     async def append(self, batch: WriteBatch) -> None:
         """Write ``batch`` atomically (as :meth:`PostgresEventStore.append`)."""
@@ -212,10 +213,8 @@ class PostgresLoopAppender:
                 if conn is None or _unusable(conn):
                     await self._drop()
                     conn = await self._connect()
-                assert self._query is not None
-                async with conn.cursor() as cur:
-                    await cur.execute(self._query, store.append_params(batch), prepare=True)
-                    row = await cur.fetchone()
+                pg_wire.send(conn.pgconn, store.append_params(batch))
+                written = await pg_wire.collect_async(conn.pgconn)
         except _Broken as e:
             if _unusable(self._conn):
                 await self._drop()
@@ -227,7 +226,7 @@ class PostgresLoopAppender:
             # unknown, so it is not used again.
             await self._drop()
             raise
-        _check(row)
+        _check(written)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(
@@ -235,8 +234,7 @@ class PostgresLoopAppender:
         )
         try:
             await conn.execute(_GENERIC_PLANS)  # as prefer_generic_plans
-            adapt(conn)
-            self._query = self.store.append_query(conn)
+            await pg_wire.prepare_async(conn.pgconn, self.store.append_statement(conn))
         except BaseException:
             await conn.close()
             raise

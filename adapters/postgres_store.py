@@ -50,6 +50,7 @@ from .pg_appenders import (
     prefer_generic_plans,
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
+from .pg_wire import append_call
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
@@ -439,6 +440,12 @@ class PostgresEventStore:
     def append_query(self, conn: Any) -> bytes:
         """The append function's call, rendered for ``conn`` (sync or async)."""
         return self._append_call.as_bytes(conn)
+
+    def append_statement(self, conn: Any) -> bytes:
+        """The append function's call with numbered parameters, rendered for ``conn``
+        (prepared by name on the ledger's own connections, see :mod:`.pg_wire`)."""
+        function = SQL("{schema}.{fn}").format(fn=Identifier(APPEND_FUNCTION), **self._tables)
+        return append_call(function).as_bytes(conn)
 
     def missing_function_error(self) -> StoreError:
         """The error for a database without the ledger's append function."""
