@@ -134,16 +134,8 @@ class PostgresCommitterConnection:
         """As :meth:`PostgresEventStore.read`."""
         if not key_ids and not stream_ids:
             return {}, {}
-        try:
-            with (
-                _translated(self.store),
-                self._connection().cursor(row_factory=dict_row) as cur,
-            ):
-                return self.store.read_with(cur, key_ids, stream_ids)
-        except _Broken as e:
-            if _unusable(self._conn):
-                self.close()
-            raise e.error from e.__cause__
+        with self._errors(), self._connection().cursor(row_factory=dict_row) as cur:
+            return self.store.read_with(cur, key_ids, stream_ids)
 
     def load_streams(
         self, stream_ids: Collection[uuid.UUID]
@@ -153,23 +145,54 @@ class PostgresCommitterConnection:
 
     def append(self, batch: WriteBatch) -> None:
         """Write ``batch`` atomically (as :meth:`PostgresEventStore.append`)."""
+        if not self.send_append(batch):
+            self.store.append(batch)
+            return
+        self.collect_append()
+
+    def send_append(self, batch: WriteBatch) -> bool:
+        """Send ``batch``'s append and return at once (True), or False for a batch too
+        large for one call (append it with :meth:`append`). Until
+        :meth:`collect_append`, nothing else may use the connection."""
         store = self.store
         if not store.fits_one_call(batch):
-            store.append(batch)
-            return
+            return False
+        with self._errors():
+            conn = self._connection()
+            if not self._prepared:
+                pg_wire.prepare(conn.pgconn, store.append_statement(conn))
+                self._prepared = True
+            pg_wire.send(conn.pgconn, store.append_params(batch))
+        return True
+
+    def wait_append(self, wake: int) -> bool:
+        """Wait until the append sent can be collected (True) or ``wake`` (a file
+        descriptor) is readable (False), without the GIL."""
+        conn = self._conn
+        if conn is None:
+            return True  # dropped: collect_append says why
+        return pg_wire.readable(conn.pgconn, wake)
+
+    def collect_append(self) -> None:
+        """The result of the append sent: return once it committed, or raise as
+        :meth:`append` does."""
+        with self._errors():
+            conn = self._conn
+            if conn is None:
+                raise psycopg.OperationalError("the connection was dropped")
+            written = pg_wire.collect(conn.pgconn)
+        _check(written)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The store's errors; a broken connection is dropped."""
         try:
-            with _translated(store):
-                conn = self._connection()
-                if not self._prepared:
-                    pg_wire.prepare(conn.pgconn, store.append_statement(conn))
-                    self._prepared = True
-                pg_wire.send(conn.pgconn, store.append_params(batch))
-                written = pg_wire.collect(conn.pgconn)
+            with _translated(self.store):
+                yield
         except _Broken as e:
             if _unusable(self._conn):
                 self.close()
             raise e.error from e.__cause__
-        _check(written)
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn

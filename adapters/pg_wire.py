@@ -34,6 +34,7 @@ __all__ = [
     "collect_async",
     "prepare",
     "prepare_async",
+    "readable",
     "send",
 ]
 
@@ -74,6 +75,13 @@ def collect(pgconn: pq.abc.PGconn) -> bool:
     for _ in results:
         select.select([pgconn.socket], [], [])
     return _written(_only(results))
+
+
+def readable(pgconn: pq.abc.PGconn, other: int) -> bool:
+    """Wait (without the GIL) until the connection has input (True) or ``other``, a
+    file descriptor, is readable (False)."""
+    ready, _, _ = select.select([pgconn.socket, other], [], [])
+    return pgconn.socket in ready
 
 
 async def collect_async(pgconn: pq.abc.PGconn) -> bool:

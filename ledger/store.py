@@ -34,6 +34,7 @@ __all__ = [
     "EventStore",
     "KeyRecord",
     "LoopAppender",
+    "SendingAhead",
     "StateReader",
     "StoreSession",
     "WriteBatch",
@@ -250,3 +251,21 @@ class CommitterConnection(StateReader, Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+
+
+class SendingAhead(CommitterConnection, Protocol):
+    """A committer connection that sends an append and collects its result later (a
+    backend's option): while the server writes one group, the committer thread
+    decides the next (see :mod:`ledger.commands.group_commit`)."""
+
+    def send_append(self, batch: WriteBatch) -> bool:
+        """Send the append and return at once (True); False for a batch it cannot send
+        this way (append it with :meth:`append`). Until :meth:`collect_append`,
+        nothing else may use the connection."""
+
+    def wait_append(self, wake: int) -> bool:
+        """Wait until the result can be collected (True) or the file descriptor
+        ``wake`` is readable (False)."""
+
+    def collect_append(self) -> None:
+        """Return once the append sent committed, or raise as :meth:`append` does."""

@@ -167,7 +167,7 @@ def test_a_retry_replays_a_key_another_ledger_applied_even_if_now_invalid(
         assert late.status == "invalid"  # a new key is judged now
 
 
-def test_fairness_no_caller_waits_more_than_two_commits(books: Ledger) -> None:
+def test_fairness_no_caller_waits_more_than_three_commits(books: Ledger) -> None:
     setup(books, funds="100000")
     stop = threading.Event()
 
@@ -186,9 +186,11 @@ def test_fairness_no_caller_waits_more_than_two_commits(books: Ledger) -> None:
         t.join()
     stats = books.group_commit_stats
     assert stats.commits > 10
-    # Taken in arrival order: a submission is in the group after the one being
-    # committed when it arrives (or a redone group's retry).
-    assert stats.most_commits_waited <= 2 + stats.redone
+    # Taken in arrival order: a submission arriving while one group is in flight and
+    # the next one is being decided goes in the group after those two (or a redone
+    # group's retry). Without sending ahead (SQLite), the group after the one in flight.
+    bound = 3 if hasattr(type(books.store), "committer_connection") else 2
+    assert stats.most_commits_waited <= bound + stats.redone
 
 
 def test_a_full_queue_refuses_with_overloaded_and_records_nothing(store_url: str) -> None:
