@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.rows import dict_row
 
 from ledger.errors import StoreError, StoreUnavailable
@@ -171,7 +172,7 @@ class PostgresCommitterConnection:
         conn = self._conn
         if conn is None:
             return True  # dropped: collect_append says why
-        return pg_wire.readable(conn.pgconn, wake)
+        return pg_wire.wait(conn.pgconn, wake)
 
     def collect_append(self) -> None:
         """The result of the append sent: return once it committed, or raise as
@@ -196,7 +197,10 @@ class PostgresCommitterConnection:
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
-        if conn is not None and not _unusable(conn):
+        # A connection not idle had a statement abandoned mid-flight (the committer
+        # thread failed): it would refuse the next one, so it is opened again.
+        idle = pq.TransactionStatus.IDLE
+        if conn is not None and not _unusable(conn) and conn.pgconn.transaction_status == idle:
             return conn
         self.close()
         conn = psycopg.connect(**direct_connection_kwargs(self.store.settings))

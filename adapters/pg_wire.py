@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import select
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import psycopg
@@ -34,8 +34,8 @@ __all__ = [
     "collect_async",
     "prepare",
     "prepare_async",
-    "readable",
     "send",
+    "wait",
 ]
 
 #: The prepared statement's name on each connection that sends it.
@@ -59,99 +59,135 @@ def prepare(pgconn: pq.abc.PGconn, statement: bytes) -> None:
 async def prepare_async(pgconn: pq.abc.PGconn, statement: bytes) -> None:
     """As :func:`prepare` on a non-blocking connection, without blocking the loop."""
     pgconn.send_prepare(APPEND_STATEMENT, statement)
-    _checked(await _result_async(pgconn), pq.ExecStatus.COMMAND_OK)
+    results = await _exchange_async(pgconn)
+    if not results:
+        raise psycopg.OperationalError("the server sent no result")
+    for result in results:
+        _checked(result, pq.ExecStatus.COMMAND_OK)
 
 
 def send(pgconn: pq.abc.PGconn, params: tuple[Any, ...]) -> None:
-    """Send the prepared append with ``params`` (:class:`~.pg_arrays.PgArray` objects);
-    on a non-blocking connection the caller flushes."""
+    """Send the prepared append with ``params`` (:class:`~.pg_arrays.PgArray` objects).
+    psycopg's connections are non-blocking: what does not fit in the socket yet stays
+    in libpq's buffer, and :func:`collect` (or :func:`wait`) sends it."""
     pgconn.send_query_prepared(APPEND_STATEMENT, [p.data for p in params], _FORMATS)
 
 
 def collect(pgconn: pq.abc.PGconn) -> bool:
-    """Wait for the append's result on a blocking connection (without the GIL); whether
-    it wrote (false: a stream or key it depends on moved, nothing was written)."""
-    results = _Results(pgconn)
-    for _ in results:
-        select.select([pgconn.socket], [], [])
-    return _written(_only(results))
+    """Send what is left of the append and wait for its results (without the GIL);
+    whether it wrote (false: a stream or key it depends on moved, nothing was
+    written). Raises the server's error, also one reported after the row (a failed
+    commit: nothing was written)."""
+    exchange = _exchange(pgconn)
+    try:
+        while True:
+            _poll({pgconn.socket: next(exchange)})
+    except StopIteration as done:
+        return _written(done.value)
 
 
-def readable(pgconn: pq.abc.PGconn, other: int) -> bool:
-    """Wait (without the GIL) until the connection has input (True) or ``other``, a
-    file descriptor, is readable (False)."""
-    ready, _, _ = select.select([pgconn.socket, other], [], [])
-    return pgconn.socket in ready
+def wait(pgconn: pq.abc.PGconn, other: int) -> bool:
+    """Send what is left of the append, then wait (without the GIL) until its results
+    are arriving (True) or ``other``, a file descriptor, is readable (False)."""
+    fd = pgconn.socket
+    while True:
+        pending = pgconn.flush()
+        ready = _poll({fd: _READ | (_WRITE if pending else 0), other: _READ})
+        if fd in ready and not pending:
+            return True
+        if other in ready:
+            return False
+        if fd in ready:
+            pgconn.consume_input()  # the server may talk while it reads (a notice)
 
 
 async def collect_async(pgconn: pq.abc.PGconn) -> bool:
-    """As :func:`collect` for a non-blocking connection, on the running loop."""
-    return _written(await _result_async(pgconn))
+    """As :func:`collect` for a connection used from the running loop."""
+    return _written(await _exchange_async(pgconn))
 
 
-async def _result_async(pgconn: pq.abc.PGconn) -> pq.abc.PGresult:
-    """Flush what is left of the statement sent, then wait for its result."""
+async def _exchange_async(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
     loop = asyncio.get_running_loop()
     fd = pgconn.socket
+    exchange = _exchange(pgconn)
+    try:
+        while True:
+            await _ready(loop, fd, next(exchange))
+    except StopIteration as done:
+        results: list[pq.abc.PGresult] = done.value
+        return results
+
+
+_READ, _WRITE = 1, 2
+
+
+def _exchange(pgconn: pq.abc.PGconn) -> Generator[int, None, list[pq.abc.PGresult]]:
+    """Send what libpq still holds of the statement, then read all its results: yields
+    what to wait for on the socket (_READ, _WRITE or both), returns the results."""
     while pgconn.flush():
-        await _ready(loop, fd, writing=True)
-    results = _Results(pgconn)
-    for _ in results:
-        await _ready(loop, fd, writing=False)
-    return _only(results)
+        yield _READ | _WRITE
+        pgconn.consume_input()  # readable: take what the server sent (it also flushes)
+    results: list[pq.abc.PGresult] = []
+    while True:
+        pgconn.consume_input()
+        if pgconn.is_busy():
+            yield _READ
+            continue
+        result = pgconn.get_result()
+        if result is None:
+            return results
+        results.append(result)
 
 
-async def _ready(loop: asyncio.AbstractEventLoop, fd: int, *, writing: bool) -> None:
+def _poll(wanted: dict[int, int]) -> set[int]:
+    """Block (without the GIL) until one of the file descriptors is ready for what is
+    wanted of it (_READ, _WRITE); the ready ones. ``poll`` where the platform has it
+    (``select`` refuses descriptors above 1023)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        for fd, events in wanted.items():
+            if events:
+                mask = (select.POLLIN if events & _READ else 0) | (
+                    select.POLLOUT if events & _WRITE else 0
+                )
+                poller.register(fd, mask)
+        return {fd for fd, _ in poller.poll()}
+    reads = [fd for fd, events in wanted.items() if events & _READ]
+    writes = [fd for fd, events in wanted.items() if events & _WRITE]
+    readable, writable, _ = select.select(reads, writes, [])
+    return set(readable) | set(writable)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, events: int) -> None:
+    """Wait on the loop until ``fd`` is ready for one of ``events``."""
     waiter: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:
         if not waiter.done():
             waiter.set_result(None)
 
-    if writing:
-        loop.add_writer(fd, wake)
-    else:
+    if events & _READ:
         loop.add_reader(fd, wake)
+    if events & _WRITE:
+        loop.add_writer(fd, wake)
     try:
         await waiter
     finally:
-        if writing:
-            loop.remove_writer(fd)
-        else:
+        if events & _READ:
             loop.remove_reader(fd)
+        if events & _WRITE:
+            loop.remove_writer(fd)
 
 
-class _Results:
-    """Reads one statement's results; iterating yields each time the socket must be
-    waited on (readable), and ends once the statement's results are all in."""
-
-    def __init__(self, pgconn: pq.abc.PGconn) -> None:
-        self.pgconn = pgconn
-        self.first: pq.abc.PGresult | None = None
-
-    def __iter__(self) -> Iterator[None]:
-        pgconn = self.pgconn
-        while True:
-            pgconn.consume_input()
-            if pgconn.is_busy():
-                yield None
-                continue
-            result = pgconn.get_result()
-            if result is None:
-                return
-            if self.first is None:
-                self.first = result
-
-
-def _only(results: _Results) -> pq.abc.PGresult:
-    if results.first is None:
+def _written(results: list[pq.abc.PGresult]) -> bool:
+    """The append's answer; the first error among its results raised."""
+    if not results:
         raise psycopg.OperationalError("the server sent no result")
-    return results.first
-
-
-def _written(result: pq.abc.PGresult) -> bool:
-    _checked(result, pq.ExecStatus.TUPLES_OK)
-    return bool(result.get_value(0, 0) == b"t")
+    for result in results:
+        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            raise pg_errors.error_from_result(result, encoding="utf-8")
+    _checked(results[0], pq.ExecStatus.TUPLES_OK)
+    return bool(results[0].get_value(0, 0) == b"t")
 
 
 def _checked(result: pq.abc.PGresult, expected: pq.ExecStatus) -> None:

@@ -22,7 +22,7 @@ per group. After a failed commit, groups read their states again for a while
 **Deciding the next group while one is written.** When the committer's connection can
 send an append and collect its result later (PostgreSQL:
 :class:`~ledger.store.SendingAhead`), the thread does not sit idle during the append:
-it waits for the result *or* for the next group's callers (as many commands as the
+it waits for the result *or* for the next group's callers (as many submissions as the
 group it resolved last: those callers are coming back), decides that group on the
 cached states without reads, and sends it the moment the one in flight has committed.
 A group decided ahead that shares a stream or key with the one in flight (read or
@@ -279,12 +279,12 @@ class GroupCommitter:
         self._connection: CommitterConnection | None = None
         #: The same, if it sends appends ahead of their results (see _look_ahead).
         self._sender: SendingAhead | None = None
-        #: Queued commands at which a submission wakes the committer thread, which is
-        #: waiting for an append's result (0: no wake-up wanted), and the socket pair
-        #: it is woken through.
+        #: Queued submissions at which a submission wakes the committer thread, which
+        #: is waiting for an append's result (0: no wake-up wanted), and the socket
+        #: pair it is woken through.
         self._wake_at = 0
         self._wake: tuple[socket.socket, socket.socket] | None = None
-        #: Commands in the group resolved last (their callers may soon submit again).
+        #: Submissions in the group resolved last (their callers may soon be back).
         self._last_resolved = 0
         self._drivers: dict[asyncio.AbstractEventLoop, LoopDriver] = {}
         self._off_loop: ThreadPoolExecutor | None = None
@@ -319,7 +319,7 @@ class GroupCommitter:
                 self._thread_work += 1
                 self._ensure_started()
                 self._cond.notify()
-            if self._wake_at and self._queued_commands >= self._wake_at:
+            if self._wake_at and len(self._queue) >= self._wake_at:
                 self._wake_committer()
         if driver is not None:
             driver.kick()
@@ -549,6 +549,11 @@ class GroupCommitter:
                 flight, ahead = self._land(flight, ahead), None
         except BaseException as e:  # a defect: never leave a caller waiting
             log.error("ledger.group_commit_failed", error=type(e).__name__)
+            if flight is not None and self._sender is not None:
+                # Its statement is abandoned (it may have committed: its callers retry
+                # with their keys, which replay it), and its states are read again.
+                self._sender.close()
+                self.executor.forget(flight.flat)
             for group in (flight, ahead):
                 if group is not None:
                     self._fail(group.subs, e)
@@ -564,8 +569,13 @@ class GroupCommitter:
     def _launch(self, subs: list[_Submission]) -> _Group | None:
         """Decide a group (reading what it needs) and send its append: the group in
         flight, or None once it was settled here (nothing to write, appended at once,
-        or failed and redone)."""
-        prints, flat = _group(subs)
+        or failed and redone). Never raises: every caller of the group is answered."""
+        try:
+            prints, flat = _group(subs)
+        except BaseException as e:  # a defect: never leave a caller waiting
+            log.error("ledger.group_commit_failed", error=type(e).__name__)
+            self._fail(subs, e)
+            return None
         careful = time.monotonic() < self._careful_until
         connection = self._connection
         try:
@@ -593,7 +603,7 @@ class GroupCommitter:
 
     def _look_ahead(self, flight: _Group) -> _Group | None:
         """While ``flight``'s append is written, wait for its result or for the next
-        group's callers (as many commands as the group resolved last: they are the
+        group's callers (as many submissions as the group resolved last: they are the
         ones coming back), and decide that group on the states cached, without reads
         (the connection is busy). None when the result came first, or when groups
         read their states first (after a conflict)."""
@@ -606,23 +616,29 @@ class GroupCommitter:
         while True:
             with cond:
                 queue = self._queue
-                if queue and type(queue[0]) is _Submission and self._queued_commands >= want:
+                if len(queue) >= want and type(queue[0]) is _Submission:
                     self._wake_at = 0
                     subs = self._pick()
                     break
                 self._wake_at = want
-            if sender.wait_append(wake.fileno()):
+            try:
+                ready = sender.wait_append(wake.fileno())
+            except Exception:  # collect_append says what went wrong
+                ready = True
+            if ready:
                 with cond:
                     self._wake_at = 0
                 return None
             with contextlib.suppress(BlockingIOError):
                 wake.recv(64)
-        prints, flat = _group(subs)
-        decision: Decision | None
         try:
+            prints, flat = _group(subs)
             decision = self.executor.decide(prints, flat, trust_cache=True, store=_NO_READS)
         except _ReadsNeeded:
-            decision = None
+            return _Group(subs, prints, flat, None)
+        except Exception as e:  # decided again (and answered) once the flight landed
+            log.debug("ledger.look_ahead_failed", error=type(e).__name__)
+            return _Group(subs, [], [], None)
         return _Group(subs, prints, flat, decision)
 
     def _land(self, flight: _Group, ahead: _Group | None) -> _Group | None:
@@ -657,12 +673,11 @@ class GroupCommitter:
                         self.stats.sent_ahead += 1
                 except Exception:  # not sent: decided again below, on a new connection
                     log.debug("ledger.send_ahead_failed", commands=len(ahead.prints))
-        self.executor.accept(decision)
+        self._keep(decision)
         if sent is None:
             subs = self._take_more() if ahead is None else ahead.subs
             if subs:
                 sent = self._launch(subs)
-        decision.log()
         self._resolve(flight.subs, decision.outcomes)
         return sent
 
@@ -778,9 +793,17 @@ class GroupCommitter:
         here: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """A group's append committed: keep its states and outcomes, wake its callers."""
-        self.executor.accept(decision)
-        decision.log()
+        self._keep(decision)
         self._resolve(subs, decision.outcomes, here)
+
+    def _keep(self, decision: Decision) -> None:
+        """Keep a committed decision's states and outcomes, and log it."""
+        try:
+            self.executor.accept(decision)
+        except Exception as e:  # a defect: the outcomes stand (committed), states are read again
+            log.error("ledger.keep_states_failed", error=type(e).__name__)
+            self.executor.reset()
+        decision.log()
 
     def _redo(self, subs: list[_Submission], prints: list[Print], flat: list[Command]) -> None:
         """Run a group whose commit failed again, with the executor's bounded retries
@@ -807,7 +830,7 @@ class GroupCommitter:
     ) -> None:
         stats = self.stats
         stats.commands += len(outcomes)
-        self._last_resolved = len(outcomes)
+        self._last_resolved = len(subs)
         stats.largest_group = max(stats.largest_group, len(outcomes))
         loops: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}
         start = 0

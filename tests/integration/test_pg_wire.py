@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import socket
+import threading
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
 
-from ledger import AsyncLedger, Ledger
+from ledger import AsyncLedger, Ledger, Outcome
 from ledger.adapters.postgres_store import APPEND_FUNCTION
 from ledger.errors import StoreError
+from ledger.model import entry_id_for_key
 from ledger.projections.audit import audit
-from tests.conftest import require_postgres
+from tests.conftest import require_postgres, reset_postgres
 from tests.contract.test_online_group_commit import WALLETS, payment, setup, total
 
 pytestmark = pytest.mark.postgres
@@ -93,3 +96,93 @@ def test_the_append_is_prepared_again_on_a_new_connection(pg_url: str) -> None:
         assert books.submit(payment("after-close", 1, 2)).ok  # reopened, prepared again
         assert committer._conn is not first and "ledger_append" in _prepared(committer._conn)
         assert total(books) == Decimal(100 * WALLETS)
+
+
+def _refuse_at_commit(url: str, key: str) -> None:
+    """A deferred trigger: the append writing ``key``'s entry returns its row, then its
+    commit fails (as a commit-time serialization failure or a full notification queue
+    would)."""
+    stream = entry_id_for_key(key)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION ledger_test_refuse() RETURNS trigger"
+            " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$"
+        )
+        conn.execute("DROP TRIGGER IF EXISTS ledger_test_refuse ON stored_events")
+        conn.execute(
+            "CREATE CONSTRAINT TRIGGER ledger_test_refuse AFTER INSERT ON stored_events"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+            f" WHEN (NEW.originator_id = '{stream}'::uuid)"
+            " EXECUTE FUNCTION ledger_test_refuse()"
+        )
+
+
+def _allow(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS ledger_test_refuse ON stored_events")
+
+
+@pytest.mark.parametrize("path", ["thread", "loop"])
+def test_a_commit_that_fails_after_the_row_is_an_error_not_applied(path: str) -> None:
+    url = require_postgres("commitfails")  # a database of its own: it gets a trigger
+    key = f"boom-{path}"
+    Ledger.open(url).close()  # the schema
+    _allow(url)
+    reset_postgres(url)
+    with Ledger.open(url) as books:
+        setup(books)
+        _refuse_at_commit(url, key)
+        try:
+            with pytest.raises(StoreError, match="refused at commit"):
+                if path == "thread":
+                    books.submit(payment(key, 1, 2))
+                else:
+                    asyncio.run(AsyncLedger(books).submit(payment(key, 1, 2)))
+            assert books.recorded(key) is None  # nothing was written
+            assert books.balance("w1").posted == Decimal(100)
+        finally:
+            _allow(url)
+        again = books.submit(payment(key, 1, 2))  # applied now, not a replay
+        assert again.ok and not again.replayed
+        assert total(books) == Decimal(100 * WALLETS)
+        assert audit(books.store).clean
+
+
+def test_the_committer_thread_flushes_a_group_larger_than_its_send_buffer(pg_url: str) -> None:
+    with Ledger.open(pg_url) as books:
+        setup(books, funds="10000")
+        assert books.submit(payment("first", 1, 2)).ok  # opens the thread's connection
+        connection = books._committer._connection._conn  # type: ignore[attr-defined]
+        with socket.socket(fileno=os.dup(connection.pgconn.socket)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        commands = [payment(f"big-{i}", i % WALLETS, (i + 1) % WALLETS) for i in range(1500)]
+        outcomes: list[Outcome] = []
+        worker = threading.Thread(target=lambda: outcomes.extend(books.submit_many(commands)))
+        worker.daemon = True
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "the committer never finished sending the group"
+        assert sum(o.ok for o in outcomes) == 1500
+        assert books.group_commit_stats.redone == 0
+        assert total(books) == Decimal(10000 * WALLETS)
+        assert audit(books.store).clean
+
+
+def test_connections_on_file_descriptors_above_1023_are_waited_on(pg_url: str) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("the open-file limit is too low to open 1100 files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the next fds are high
+    try:
+        with Ledger.open(pg_url) as books:
+            setup(books)
+            outcomes = [books.submit(payment(f"high-{i}", 1, 2)) for i in range(5)]
+            connection = books._committer._connection._conn  # type: ignore[attr-defined]
+            assert connection.pgconn.socket > 1023
+            assert all(o.ok and not o.replayed for o in outcomes)
+            assert books.group_commit_stats.redone == 0
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
