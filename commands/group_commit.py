@@ -229,8 +229,8 @@ class GroupCommitStats:
     redone: int = 0
     #: Of :attr:`commits`, those decided and appended on an event loop.
     loop_commits: int = 0
-    #: Of :attr:`commits`, groups decided while the previous group's append was in
-    #: flight and sent as soon as it committed.
+    #: Groups decided while the previous group's append was in flight and sent as
+    #: soon as it committed (whether their own append then committed or was redone).
     sent_ahead: int = 0
 
 

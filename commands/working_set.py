@@ -122,7 +122,12 @@ class WorkingSet:
         return state
 
     def asset(self, code: str) -> Asset:
-        """The asset ``code``: an ISO 4217 currency or a declared asset."""
+        """The asset ``code``: an ISO 4217 currency or a declared asset.
+
+        Not recorded as a read (unlike accounts and entries): a declared asset never
+        changes, and one not known yet is read from the store first, so a decision
+        made on the cache (the group commit's deciding ahead) never depends on an
+        asset declared by a group still in flight."""
         known = self.assets.get(code)
         if known is None:
             known = iso_currency(code)
