@@ -95,7 +95,7 @@ def wait(pgconn: pq.abc.PGconn, other: int) -> bool:
         ready = _poll({fd: _READ | (_WRITE if pending else 0), other: _READ})
         if fd in ready and not pending:
             return True
-        if other in ready:
+        if other in ready and not pending:  # the whole statement is with the server
             return False
         if fd in ready:
             pgconn.consume_input()  # the server may talk while it reads (a notice)
@@ -129,9 +129,9 @@ def _exchange(pgconn: pq.abc.PGconn) -> Generator[int, None, list[pq.abc.PGresul
         pgconn.consume_input()  # readable: take what the server sent (it also flushes)
     results: list[pq.abc.PGresult] = []
     while True:
-        pgconn.consume_input()
-        if pgconn.is_busy():
+        if pgconn.is_busy():  # else a result is complete in libpq's buffer: no recv
             yield _READ
+            pgconn.consume_input()
             continue
         result = pgconn.get_result()
         if result is None:

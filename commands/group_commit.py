@@ -549,15 +549,16 @@ class GroupCommitter:
                 flight, ahead = self._land(flight, ahead), None
         except BaseException as e:  # a defect: never leave a caller waiting
             log.error("ledger.group_commit_failed", error=type(e).__name__)
-            if flight is not None and self._sender is not None:
-                # Its statement is abandoned (it may have committed: its callers retry
-                # with their keys, which replay it), and its states are read again.
-                self._sender.close()
-                self.executor.forget(flight.flat)
             for group in (flight, ahead):
                 if group is not None:
                     self._fail(group.subs, e)
             self._fail(work, e)
+            # A statement in flight is abandoned (it may have committed: its callers
+            # retry with their keys, which replay it); every state is read again.
+            with contextlib.suppress(Exception):
+                if self._sender is not None:
+                    self._sender.close()
+                self.executor.reset()
 
     @staticmethod
     def _fail(subs: list[_Submission], error: BaseException) -> None:
@@ -598,7 +599,11 @@ class GroupCommitter:
         except BaseException:  # unreachable store etc.: redone with retries
             self._redo(subs, prints, flat)
             return None
-        self._accept(subs, decision)
+        try:
+            self._accept(subs, decision)
+        except BaseException as e:  # a defect: never leave a caller waiting
+            log.error("ledger.group_commit_failed", error=type(e).__name__)
+            self._fail(subs, e)
         return None
 
     def _look_ahead(self, flight: _Group) -> _Group | None:
@@ -636,7 +641,7 @@ class GroupCommitter:
             decision = self.executor.decide(prints, flat, trust_cache=True, store=_NO_READS)
         except _ReadsNeeded:
             return _Group(subs, prints, flat, None)
-        except Exception as e:  # decided again (and answered) once the flight landed
+        except BaseException as e:  # decided again (and answered) once the flight landed
             log.debug("ledger.look_ahead_failed", error=type(e).__name__)
             return _Group(subs, [], [], None)
         return _Group(subs, prints, flat, decision)
