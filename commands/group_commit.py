@@ -61,7 +61,11 @@ the head of the queue, so a thread never waits on a loop that may stop; work at 
 head that is not its own it leaves to the thread (which takes anything), so the queue
 is served in arrival order. If a loop stops with its group in flight, that group's
 callers get :class:`~ledger.errors.StoreError` (retry with the same key), unless
-they were cancelled first, and what is queued passes to the thread.
+they were cancelled first, and what is queued passes to the thread. While the thread
+keeps deciding ahead (threads submitting without pause), it holds the executor from
+one group to the next and commits a loop's submissions itself, in their turn: correct
+and in arrival order, but the loop's tasks are then woken from the thread, as when
+the store has no loop appender.
 """
 
 from __future__ import annotations
