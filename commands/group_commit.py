@@ -594,13 +594,8 @@ class GroupCommitter:
                     return _Group(subs, prints, flat, decision)
                 (self.store if connection is None else connection).append(batch)
                 self.stats.commits += 1
-        except AppendConflict:
-            # Another process wrote what this one had cached (or took one of the keys):
-            # read states again for a while, and run this group again on fresh state.
-            self._careful_until = time.monotonic() + CAREFUL_S
-            self._redo(subs, prints, flat)
-            return None
-        except BaseException:  # unreachable store etc.: redone with retries
+        except BaseException as e:  # a conflict, an unreachable store: redone with retries
+            self._failed(e)
             self._redo(subs, prints, flat)
             return None
         try:
@@ -643,10 +638,9 @@ class GroupCommitter:
         try:
             prints, flat = _group(subs)
             decision = self.executor.decide(prints, flat, trust_cache=True, store=_NO_READS)
-        except _ReadsNeeded:
-            return _Group(subs, prints, flat, None)
-        except BaseException as e:  # decided again (and answered) once the flight landed
-            log.debug("ledger.look_ahead_failed", error=type(e).__name__)
+        except BaseException as e:  # needs reads (or a defect): decided once it landed
+            if not isinstance(e, _ReadsNeeded):
+                log.debug("ledger.look_ahead_failed", error=type(e).__name__)
             return _Group(subs, [], [], None)
         return _Group(subs, prints, flat, decision)
 
@@ -664,11 +658,8 @@ class GroupCommitter:
         assert sender is not None and decision is not None
         try:
             sender.collect_append()
-        except AppendConflict:
-            self._careful_until = time.monotonic() + CAREFUL_S
-            self._redo(flight.subs, flight.prints, flight.flat)
-            return None if ahead is None else self._launch(ahead.subs)
-        except Exception:  # unreachable store etc.: redone with retries
+        except Exception as e:  # a conflict, an unreachable store: redone with retries
+            self._failed(e)
             self._redo(flight.subs, flight.prints, flight.flat)
             return None if ahead is None else self._launch(ahead.subs)
         self.stats.commits += 1
@@ -758,16 +749,20 @@ class GroupCommitter:
             executor.forget(flat)
             self._fail(subs, StoreError(_CUT_SHORT))
             raise
-        except AppendConflict:
-            self._careful_until = time.monotonic() + CAREFUL_S
-            await self._await_worker(self._in_worker(self._redo, subs, prints, flat))
-            return True
-        except Exception:  # unreachable store etc.: redone with retries
+        except Exception as e:  # a conflict, an unreachable store: redone with retries
+            self._failed(e)
             await self._await_worker(self._in_worker(self._redo, subs, prints, flat))
             return True
         with sealing(self.sealer):
             self._accept(subs, decision, loop)
         return True
+
+    def _failed(self, error: BaseException) -> None:
+        """A group's commit failed. After a conflict (another process wrote what this
+        one had cached, or took one of its keys) groups read their states again for a
+        while; the failed group is run again on fresh state by the caller."""
+        if isinstance(error, AppendConflict):
+            self._careful_until = time.monotonic() + CAREFUL_S
 
     def _in_worker(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Run ``fn`` in the committer's worker thread, with the ledger's sealer."""
