@@ -33,13 +33,12 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import errors as pg_errors
 from psycopg import pq
-from psycopg.rows import dict_row
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.store import AppendConflict, KeyRecord, WriteBatch
 
 from . import pg_wire
-from .pg_arrays import adapt
+from .pg_arrays import UuidArray, adapt
 
 if TYPE_CHECKING:
     from .postgres_store import PostgresEventStore
@@ -132,11 +131,15 @@ class PostgresCommitterConnection:
     def read(
         self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
-        """As :meth:`PostgresEventStore.read`."""
+        """As :meth:`PostgresEventStore.read` (the statement prepared by name, its rows
+        in binary form, see :mod:`.pg_wire`)."""
         if not key_ids and not stream_ids:
             return {}, {}
-        with self._errors(), self._connection().cursor(row_factory=dict_row) as cur:
-            return self.store.read_with(cur, key_ids, stream_ids)
+        with self._errors():
+            pgconn = self._prepared_connection().pgconn
+            pg_wire.send_read(pgconn, UuidArray.of(key_ids), UuidArray.of(stream_ids))
+            rows = pg_wire.collect_rows(pgconn)
+        return pg_wire.read_rows(rows)
 
     def load_streams(
         self, stream_ids: Collection[uuid.UUID]
@@ -159,11 +162,7 @@ class PostgresCommitterConnection:
         if not store.fits_one_call(batch):
             return False
         with self._errors():
-            conn = self._connection()
-            if not self._prepared:
-                pg_wire.prepare(conn.pgconn, store.append_statement(conn))
-                self._prepared = True
-            pg_wire.send(conn.pgconn, store.append_params(batch))
+            pg_wire.send(self._prepared_connection().pgconn, store.append_params(batch))
         return True
 
     def wait_append(self, wake: int) -> bool:
@@ -211,6 +210,16 @@ class PostgresCommitterConnection:
             conn.close()
             raise
         self._conn, self._prepared = conn, False
+        return conn
+
+    def _prepared_connection(self) -> psycopg.Connection[Any]:
+        """The connection, with the append and the read prepared on it."""
+        conn = self._connection()
+        if not self._prepared:
+            store = self.store
+            pg_wire.prepare(conn.pgconn, pg_wire.APPEND_STATEMENT, store.append_statement(conn))
+            pg_wire.prepare(conn.pgconn, pg_wire.READ_STATEMENT, store.read_statement(conn))
+            self._prepared = True
         return conn
 
     def close(self) -> None:
@@ -261,7 +270,8 @@ class PostgresLoopAppender:
         )
         try:
             await conn.execute(_GENERIC_PLANS)  # as prefer_generic_plans
-            await pg_wire.prepare_async(conn.pgconn, self.store.append_statement(conn))
+            statement = self.store.append_statement(conn)
+            await pg_wire.prepare_async(conn.pgconn, pg_wire.APPEND_STATEMENT, statement)
         except BaseException:
             await conn.close()
             raise

@@ -1,5 +1,6 @@
-"""The append function's call sent through libpq directly, for the ledger's own
-connections (the group commit's thread, an event loop's appender).
+"""The append function's call, and the decision's read, sent through libpq directly
+on the ledger's own connections (the group commit's thread, an event loop's
+appender).
 
 psycopg's cursor does for every statement what the append does not need: it looks up
 a dumper per parameter, keeps a cache of prepared statements, and runs its result
@@ -10,6 +11,12 @@ prepared once per connection under its own name and sent with
 ledger: 6,850-7,416 payments/s through the cursor, 7,515-7,705/s this way (the
 committer thread's work per group is what bounds that row).
 
+The read (the store's one statement for keys and stream heads) is prepared the same
+way on the committer thread's connection, with its two ``uuid[]`` parameters and its
+rows in binary form: a group reads its states whenever other processes write the
+same accounts, and the cursor's result handling (a row maker, a loader per column)
+was most of what that read cost the client.
+
 Sending and collecting are separate steps, so a caller can do other work while the
 server runs the statement. Errors come back as psycopg's exceptions (the same classes
 a cursor raises), for the appenders to translate.
@@ -19,29 +26,47 @@ from __future__ import annotations
 
 import asyncio
 import select
-from collections.abc import Generator
-from typing import Any
+import uuid
+from collections.abc import Generator, Iterable
+from typing import Any, cast
 
 import psycopg
+from eventsourcing.persistence import StoredEvent
 from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.sql import SQL, Composable
 
+from ledger.events import TOPIC_ENTRY, key_record_from_entry
+from ledger.store import KeyRecord, stored_event
+
+from .pg_arrays import PgArray
+
 __all__ = [
     "APPEND_STATEMENT",
+    "READ_STATEMENT",
+    "ReadRow",
     "append_call",
     "collect",
     "collect_async",
+    "collect_rows",
     "prepare",
     "prepare_async",
+    "read_rows",
     "send",
+    "send_read",
     "wait",
 ]
 
 #: The prepared statement's name on each connection that sends it.
 APPEND_STATEMENT = b"ledger_append"
+#: The prepared read's name (see ``PostgresEventStore.read_statement``).
+READ_STATEMENT = b"ledger_read"
 #: Every parameter goes in binary form.
 _FORMATS = [pq.Format.BINARY] * 14
+
+#: A row of the read: kind (0 a key, 1 an entry recorded under a key, 2 a stream's
+#: event), id, version, key or topic, fingerprint, state.
+ReadRow = tuple[int, uuid.UUID, int, str | None, str | None, bytes]
 
 
 def append_call(function: Composable) -> Composable:
@@ -50,15 +75,15 @@ def append_call(function: Composable) -> Composable:
     return SQL("SELECT {fn}(" + args + ")").format(fn=function)
 
 
-def prepare(pgconn: pq.abc.PGconn, statement: bytes) -> None:
-    """Prepare the append on a blocking connection (its parameter types come from the
-    function's signature)."""
-    _checked(pgconn.prepare(APPEND_STATEMENT, statement), pq.ExecStatus.COMMAND_OK)
+def prepare(pgconn: pq.abc.PGconn, name: bytes, statement: bytes) -> None:
+    """Prepare ``statement`` as ``name`` on a blocking connection (its parameter types
+    come from the statement: the function's signature, the read's casts)."""
+    _checked(pgconn.prepare(name, statement), pq.ExecStatus.COMMAND_OK)
 
 
-async def prepare_async(pgconn: pq.abc.PGconn, statement: bytes) -> None:
+async def prepare_async(pgconn: pq.abc.PGconn, name: bytes, statement: bytes) -> None:
     """As :func:`prepare` on a non-blocking connection, without blocking the loop."""
-    pgconn.send_prepare(APPEND_STATEMENT, statement)
+    pgconn.send_prepare(name, statement)
     results = await _exchange_async(pgconn)
     if not results:
         raise psycopg.OperationalError("the server sent no result")
@@ -78,12 +103,67 @@ def collect(pgconn: pq.abc.PGconn) -> bool:
     whether it wrote (false: a stream or key it depends on moved, nothing was
     written). Raises the server's error, also one reported after the row (a failed
     commit: nothing was written)."""
+    return _written(_results(pgconn))
+
+
+def send_read(pgconn: pq.abc.PGconn, key_ids: PgArray, stream_ids: PgArray) -> None:
+    """Send the prepared read (its rows come back in binary form)."""
+    pgconn.send_query_prepared(
+        READ_STATEMENT, [key_ids.data, stream_ids.data], _FORMATS[:2], pq.Format.BINARY
+    )
+
+
+def collect_rows(pgconn: pq.abc.PGconn) -> list[ReadRow]:
+    """The read's rows (waiting without the GIL); raises the server's error."""
+    results = _results(pgconn)
+    if len(results) != 1:
+        raise psycopg.OperationalError(f"the read sent {len(results)} results, not 1")
+    result = results[0]
+    _checked(result, pq.ExecStatus.TUPLES_OK)
+    get = result.get_value
+    rows: list[ReadRow] = []
+    for n in range(result.ntuples):
+        a, b = get(n, 3), get(n, 4)
+        rows.append(
+            (
+                int.from_bytes(get(n, 0) or b"", "big", signed=True),
+                uuid.UUID(bytes=bytes(get(n, 1) or b"")),
+                int.from_bytes(get(n, 2) or b"", "big", signed=True),
+                None if a is None else bytes(a).decode(),
+                None if b is None else bytes(b).decode(),
+                bytes(get(n, 5) or b""),
+            )
+        )
+    return rows
+
+
+def read_rows(
+    rows: Iterable[ReadRow],
+) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+    """Key records and stream heads (first and latest event) from the read's rows."""
+    keys: dict[uuid.UUID, KeyRecord] = {}
+    found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
+    for kind, sid, version, a, b, state in rows:
+        if kind == 0:
+            keys[sid] = KeyRecord(sid, cast(str, a), cast(str, b), bytes(state))
+        elif kind == 1:
+            keys[sid] = key_record_from_entry(stored_event(sid, 1, TOPIC_ENTRY, bytes(state)))
+        else:
+            event = stored_event(sid, version, cast(str, a), bytes(state))
+            first = found.get(sid)
+            found[sid] = (first[0] if first else event, event)
+    return keys, found
+
+
+def _results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+    """Send what is left of the statement and wait (without the GIL) for its results."""
     exchange = _exchange(pgconn)
     try:
         while True:
             _poll({pgconn.socket: next(exchange)})
     except StopIteration as done:
-        return _written(done.value)
+        results: list[pq.abc.PGresult] = done.value
+        return results
 
 
 def wait(pgconn: pq.abc.PGconn, other: int) -> bool:

@@ -34,14 +34,15 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
+from psycopg.adapt import PyFormat
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal, Placeholder
 
 from ledger.errors import StoreError, StoreUnavailable
-from ledger.events import TOPIC_ENTRY, key_record_from_entry
+from ledger.events import TOPIC_ENTRY
 from ledger.logs import get_logger
-from ledger.store import AppendConflict, KeyRecord, WriteBatch, notification, stored_event
+from ledger.store import AppendConflict, KeyRecord, WriteBatch, notification
 
 from .pg_appenders import (
     PostgresCommitterConnection,
@@ -50,7 +51,7 @@ from .pg_appenders import (
     prefer_generic_plans,
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
-from .pg_wire import append_call
+from .pg_wire import append_call, read_rows
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
@@ -182,14 +183,14 @@ class PostgresEventStore:
         # client more CPU than its round trip): key rows (kind 0), entries recorded
         # under the keys (kind 1: their first event), and the first and latest event of
         # each stream (kind 2: two primary-key probes per stream, however long it is).
-        self._select_read = SQL(
+        self._read_template = SQL(
             "SELECT 0 AS kind, key_id AS id, 0::int8 AS v, key AS a, fingerprint AS b,"
-            " outcome AS state FROM ledger_keys WHERE key_id = ANY(%(keys)b)"
+            " outcome AS state FROM ledger_keys WHERE key_id = ANY({keys})"
             " UNION ALL SELECT 1, originator_id, 1, NULL, NULL, state"
-            " FROM {schema}.stored_events WHERE originator_id = ANY(%(keys)b)"
+            " FROM {schema}.stored_events WHERE originator_id = ANY({keys})"
             " AND originator_version = 1 AND topic = {topic}"
             " UNION ALL (SELECT 2, e.originator_id, e.originator_version, e.topic, NULL, e.state"
-            " FROM unnest(%(streams)b::uuid[]) AS x(id) CROSS JOIN LATERAL ("
+            " FROM unnest({streams}::uuid[]) AS x(id) CROSS JOIN LATERAL ("
             " (SELECT * FROM {schema}.stored_events f"
             "  WHERE f.originator_id = x.id AND f.originator_version = 1)"
             " UNION ALL"
@@ -197,7 +198,13 @@ class PostgresEventStore:
             "  WHERE l.originator_id = x.id AND l.originator_version > 1"
             "  ORDER BY l.originator_version DESC LIMIT 1)) e"
             " ORDER BY e.originator_id, e.originator_version)"
-        ).format(topic=Literal(TOPIC_ENTRY), **self._tables)
+        )
+        self._select_read = self._read_template.format(
+            keys=Placeholder("keys", PyFormat.BINARY),
+            streams=Placeholder("streams", PyFormat.BINARY),
+            topic=Literal(TOPIC_ENTRY),
+            **self._tables,
+        )
         self._notify = SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name))
         # The log in position order, as plain rows (eventsourcing's reader makes a
         # dict per row and a Notification through its __init__: a quarter of a
@@ -380,25 +387,22 @@ class PostgresEventStore:
         key_ids: Collection[uuid.UUID],
         stream_ids: Collection[uuid.UUID],
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
-        """Run the read statement on the given cursor."""
-        cur.execute(
-            self._select_read, {"keys": list(key_ids), "streams": list(stream_ids)}, prepare=True
-        )
-        keys: dict[uuid.UUID, KeyRecord] = {}
-        found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
-        for row in cur.fetchall():
-            kind, sid = row["kind"], row["id"]
-            if kind == 0:
-                keys[sid] = KeyRecord(sid, row["a"], row["b"], bytes(row["state"]))
-            elif kind == 1:  # an entry recorded under the key
-                keys[sid] = key_record_from_entry(
-                    stored_event(sid, 1, TOPIC_ENTRY, bytes(row["state"]))
-                )
-            else:
-                event = stored_event(sid, row["v"], row["a"], bytes(row["state"]))
-                first = found.get(sid)
-                found[sid] = (first[0] if first else event, event)
-        return keys, found
+        """Run the read statement on the given cursor's connection (its transaction)."""
+        with cur.connection.cursor(row_factory=tuple_row) as rows:
+            rows.execute(
+                self._select_read,
+                {"keys": list(key_ids), "streams": list(stream_ids)},
+                prepare=True,
+            )
+            return read_rows(rows)
+
+    def read_statement(self, conn: Any) -> bytes:
+        """The read with numbered parameters (``$1`` the key ids, ``$2`` the stream
+        ids, both ``uuid[]``), rendered for ``conn`` (prepared by name on the ledger's
+        own connections, see :mod:`.pg_wire`)."""
+        return self._read_template.format(
+            keys=SQL("$1::uuid[]"), streams=SQL("$2"), topic=Literal(TOPIC_ENTRY), **self._tables
+        ).as_bytes(conn)
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch in one transaction under the event table's lock.

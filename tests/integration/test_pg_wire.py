@@ -2,7 +2,8 @@
 (:mod:`ledger.adapters.pg_wire`), against the real server: a statement larger than
 the socket's buffer is flushed from the event loop without blocking it, a database
 without the append function is a typed error on both connections (and nothing is
-written), and the append is prepared again on a connection opened again."""
+written), the append is prepared again on a connection opened again, and the
+committer's read (binary rows) gives what the store's read gives."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 from ledger import AsyncLedger, Ledger, Outcome
 from ledger.adapters.postgres_store import APPEND_FUNCTION
 from ledger.errors import StoreError
-from ledger.model import entry_id_for_key
+from ledger.model import account_stream_id, asset_stream_id, entry_id_for_key
 from ledger.projections.audit import audit
 from tests.conftest import require_postgres, reset_postgres
 from tests.contract.test_online_group_commit import WALLETS, payment, setup, total
@@ -193,3 +194,26 @@ def test_connections_on_file_descriptors_above_1023_are_waited_on(pg_url: str) -
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_committers_read_gives_what_the_stores_read_gives(pg_url: str) -> None:
+    with Ledger.open(pg_url) as books:
+        setup(books, funds="1")
+        books.declare_asset("PTS", 2)
+        applied = books.submit(payment("paid-é", 0, 1))  # a key in UTF-8
+        rejected = books.submit(payment("too-much", 2, 1, amount="5"))
+        assert applied.ok and rejected.status == "rejected"
+        keys = [entry_id_for_key(k) for k in ("paid-é", "too-much", "never", "fund-3")]
+        streams = [account_stream_id(f"w{w}") for w in range(WALLETS)]
+        streams += [account_stream_id("nobody"), asset_stream_id("PTS")]
+        streams.append(entry_id_for_key("fund-0"))
+        connection = books.store.committer_connection()  # type: ignore[attr-defined]
+        try:
+            records, heads = connection.read(keys, streams)
+        finally:
+            connection.close()
+        assert (records, heads) == books.store.read(keys, streams)
+        assert len(records) == 3 and len(heads) == WALLETS + 2
+        assert records[keys[0]].key == "paid-é"
+        first, last = heads[account_stream_id("w0")]
+        assert first.originator_version == 1 and last.originator_version == 3
