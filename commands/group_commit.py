@@ -17,7 +17,9 @@ which replay whatever did commit.
 Groups are decided on the cached states when every state they need is cached, without
 reading anything (not even the keys, which the append's guard checks): one statement
 per group. After a failed commit, groups read their states again for a while
-(:data:`CAREFUL_S`), since other processes are writing the same accounts.
+(:data:`CAREFUL_S`), since other processes are writing the same accounts; the keys
+are still left to the append's guard (a key another process took fails the append,
+and the group is run again with its keys read).
 
 **Deciding the next group while one is written.** When the committer's connection can
 send an append and collect its result later (PostgreSQL:
@@ -585,7 +587,12 @@ class GroupCommitter:
         connection = self._connection
         try:
             decision = self.executor.decide(
-                prints, flat, trust_cache=not careful, refresh=careful, store=connection
+                prints,
+                flat,
+                trust_cache=not careful,
+                trust_keys=careful,
+                refresh=careful,
+                store=connection,
             )
             batch = decision.batch
             if batch.events or batch.keys:
@@ -728,7 +735,12 @@ class GroupCommitter:
         try:
             if decision is None:
                 work = self._in_worker(
-                    executor.decide, prints, flat, trust_cache=not careful, refresh=careful
+                    executor.decide,
+                    prints,
+                    flat,
+                    trust_cache=not careful,
+                    trust_keys=careful,
+                    refresh=careful,
                 )
                 try:
                     decision = await self._await_worker(work)
