@@ -140,9 +140,11 @@ def collect_rows(pgconn: pq.abc.PGconn) -> list[ReadRow]:
 def read_rows(
     rows: Iterable[ReadRow],
 ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
-    """Key records and stream heads (first and latest event) from the read's rows."""
+    """Key records and stream heads (first and latest event) from the read's rows, in
+    any order (a stream's first event is its version 1, its latest the other one)."""
     keys: dict[uuid.UUID, KeyRecord] = {}
-    found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]] = {}
+    firsts: dict[uuid.UUID, StoredEvent] = {}
+    latest: dict[uuid.UUID, StoredEvent] = {}
     for kind, sid, version, a, b, state in rows:
         if kind == 0:
             keys[sid] = KeyRecord(sid, cast(str, a), cast(str, b), bytes(state))
@@ -150,9 +152,8 @@ def read_rows(
             keys[sid] = key_record_from_entry(stored_event(sid, 1, TOPIC_ENTRY, bytes(state)))
         else:
             event = stored_event(sid, version, cast(str, a), bytes(state))
-            first = found.get(sid)
-            found[sid] = (first[0] if first else event, event)
-    return keys, found
+            (firsts if version == 1 else latest)[sid] = event
+    return keys, {sid: (first, latest.get(sid, first)) for sid, first in firsts.items()}
 
 
 def _results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:

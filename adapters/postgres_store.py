@@ -182,7 +182,9 @@ class PostgresEventStore:
         # One statement for everything a decision reads (each statement costs the
         # client more CPU than its round trip): key rows (kind 0), entries recorded
         # under the keys (kind 1: their first event), and the first and latest event of
-        # each stream (kind 2: two primary-key probes per stream, however long it is).
+        # each stream (kind 2: two primary-key probes per stream, however long it is;
+        # in no particular order, which saves the server a sort: 133 -> 110 us of its
+        # CPU for 8 streams, measured).
         self._read_template = SQL(
             "SELECT 0 AS kind, key_id AS id, 0::int8 AS v, key AS a, fingerprint AS b,"
             " outcome AS state FROM ledger_keys WHERE key_id = ANY({keys})"
@@ -196,8 +198,7 @@ class PostgresEventStore:
             " UNION ALL"
             " (SELECT * FROM {schema}.stored_events l"
             "  WHERE l.originator_id = x.id AND l.originator_version > 1"
-            "  ORDER BY l.originator_version DESC LIMIT 1)) e"
-            " ORDER BY e.originator_id, e.originator_version)"
+            "  ORDER BY l.originator_version DESC LIMIT 1)) e)"
         )
         self._select_read = self._read_template.format(
             keys=Placeholder("keys", PyFormat.BINARY),
@@ -241,7 +242,10 @@ class PostgresEventStore:
         so log positions still become visible in commit order. Returns false,
         writing nothing, if a key of an entry written here has a row (a concurrent
         rejection) or a stream the decision read moved on; a version or key written
-        twice fails on a primary key.
+        twice fails on a primary key. The client sends only the expectations of
+        streams it reads without writing (:meth:`WriteBatch.unwritten_expectations`):
+        a payment's accounts and entry are written, so its append checks nothing but
+        its key under the lock, which every other writer waits for.
         """
         return SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{fn}("
@@ -470,10 +474,11 @@ class PostgresEventStore:
     def append_params(self, batch: WriteBatch) -> tuple[Any, ...]:
         """The append function's parameters for ``batch`` (binary arrays)."""
         events, opened, keys = batch.events, batch.holds_opened, batch.keys
+        expect = batch.unwritten_expectations()
         return (
             UuidArray.of(batch.entry_keys),
-            UuidArray.of(batch.expect_versions),
-            Int8Array.of(batch.expect_versions.values()),
+            UuidArray.of(expect),
+            Int8Array.of(expect.values()),
             UuidArray.of(cast(list[uuid.UUID], [e.originator_id for e in events])),
             Int8Array.of([e.originator_version for e in events]),
             TextArray.of([e.topic for e in events]),
@@ -549,10 +554,7 @@ class PostgresEventStore:
     def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
         """Under the lock: every stream is still at the version the decision saw, and no
         key of an entry written here has a row (a concurrent rejection)."""
-        # Streams this batch writes need no check: the primary key on (stream, version)
-        # rejects a second writer of the same version, and the lock is held.
-        written = {e.originator_id for e in batch.events}
-        expect = {sid: v for sid, v in batch.expect_versions.items() if sid not in written}
+        expect = batch.unwritten_expectations()
         if not expect and not batch.entry_keys:
             return
         cur.execute(self._select_check, (list(expect), batch.entry_keys), prepare=True)

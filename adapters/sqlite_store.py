@@ -287,10 +287,7 @@ def _lookup_keys(cur: sqlite3.Cursor, key_ids: Collection[uuid.UUID]) -> dict[uu
 
 def _append(cur: sqlite3.Cursor, batch: WriteBatch) -> None:
     """Check, then write, inside a transaction that holds the write lock."""
-    # Streams this batch writes need no check: under the write lock, the primary key
-    # on (stream, version) rejects a version another writer already took.
-    written = {e.originator_id for e in batch.events}
-    _check_versions(cur, {s: v for s, v in batch.expect_versions.items() if s not in written})
+    _check_versions(cur, batch.unwritten_expectations())
     _check_keys_free(cur, batch.entry_keys)
     for chunk in _chunks(batch.events, _ROWS_PER_INSERT):
         cur.execute(

@@ -143,9 +143,16 @@ class WriteBatch:
     entry_keys: list[uuid.UUID] = field(default_factory=list)
     holds_opened: list[tuple[uuid.UUID, datetime | None]] = field(default_factory=list)
     holds_closed: list[uuid.UUID] = field(default_factory=list)
-    #: Streams the decision read but does not write, with the version it saw
-    #: (0 = absent). The append fails if any of them moved on.
+    #: Streams the decision read (written or not), with the version it saw (0 =
+    #: absent). The append fails if any of them moved on.
     expect_versions: dict[uuid.UUID, int] = field(default_factory=dict)
+
+    def unwritten_expectations(self) -> dict[uuid.UUID, int]:
+        """The expected versions a store checks under its write lock: those of the
+        streams read but not written. A stream written here needs no check: the
+        primary key on (stream, version) refuses a version another writer took."""
+        written = {e.originator_id for e in self.events}
+        return {sid: v for sid, v in self.expect_versions.items() if sid not in written}
 
 
 class StateReader(Protocol):
