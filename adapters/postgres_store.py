@@ -64,7 +64,7 @@ LOCK_TIMEOUT_S = 10
 FUNCTION_EVENTS_MAX = 2000
 #: The append function's name; a new version gets a new name, so that processes of an
 #: older release keep theirs while a newer one is rolled out.
-APPEND_FUNCTION = "ledger_append_v2"
+APPEND_FUNCTION = "ledger_append_v3"
 _SCHEMA_LOCK_KEY = 0x1ED6E5  # advisory lock serialising schema creation across processes
 
 
@@ -241,11 +241,13 @@ class PostgresEventStore:
         per group. The write lock (see :meth:`_write_lock_sql`) is held to the commit,
         so log positions still become visible in commit order. Returns false,
         writing nothing, if a key of an entry written here has a row (a concurrent
-        rejection) or a stream the decision read moved on; a version or key written
-        twice fails on a primary key. The client sends only the expectations of
+        rejection), a stream the decision read moved on, or a version or key it
+        writes was taken (the primary keys; the violation is caught, so a conflict
+        puts no error in the server's log). The client sends only the expectations of
         streams it reads without writing (:meth:`WriteBatch.unwritten_expectations`):
-        a payment's accounts and entry are written, so its append checks nothing but
-        its key under the lock, which every other writer waits for.
+        the insert's primary key guards the others, so a payment (its accounts and
+        entry all written) checks nothing but its key beforehand, under the lock that
+        every other writer waits for.
         """
         return SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{fn}("
@@ -264,13 +266,17 @@ class PostgresEventStore:
             "     WHERE s.originator_id = x.id), 0) <> x.v) THEN"
             "   RETURN false;"
             "  END IF;"
-            "  INSERT INTO {schema}.stored_events"
-            "   (originator_id, originator_version, topic, state)"
-            "   SELECT * FROM unnest(ev_ids, ev_versions, ev_topics, ev_states);"
-            "  IF cardinality(key_ids) > 0 THEN"
-            "   INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
-            "    SELECT * FROM unnest(key_ids, key_texts, key_prints, key_outcomes);"
-            "  END IF;"
+            "  BEGIN"
+            "   INSERT INTO {schema}.stored_events"
+            "    (originator_id, originator_version, topic, state)"
+            "    SELECT * FROM unnest(ev_ids, ev_versions, ev_topics, ev_states);"
+            "   IF cardinality(key_ids) > 0 THEN"
+            "    INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
+            "     SELECT * FROM unnest(key_ids, key_texts, key_prints, key_outcomes);"
+            "   END IF;"
+            "  EXCEPTION WHEN unique_violation THEN"
+            "   RETURN false;"
+            "  END;"
             "  IF cardinality(opened_ids) > 0 THEN"
             "   INSERT INTO ledger_open_holds (hold_id, expires_at)"
             "    SELECT * FROM unnest(opened_ids, opened_at);"

@@ -19,7 +19,9 @@ import psycopg
 import pytest
 
 from ledger import AsyncLedger, Ledger, Outcome
+from ledger.adapters import pg_wire
 from ledger.adapters.postgres_store import APPEND_FUNCTION
+from ledger.commands.executor import flatten, prints_of
 from ledger.errors import StoreError
 from ledger.model import account_stream_id, asset_stream_id, entry_id_for_key
 from ledger.projections.audit import audit
@@ -217,3 +219,29 @@ def test_the_committers_read_gives_what_the_stores_read_gives(pg_url: str) -> No
         assert records[keys[0]].key == "paid-é"
         first, last = heads[account_stream_id("w0")]
         assert first.originator_version == 1 and last.originator_version == 3
+
+
+def test_a_version_another_writer_took_is_a_quiet_conflict(pg_url: str) -> None:
+    with Ledger.open(pg_url) as books:
+        setup(books)
+        commands = [payment("raced", 0, 1)]
+        executor = books._executor  # type: ignore[attr-defined]
+        decision = executor.decide(prints_of(commands), flatten(commands))
+        batch = decision.batch
+        # The batch writes its streams, so it sends no expectation for them: the
+        # insert's primary key is the guard.
+        assert batch.unwritten_expectations() == {}
+        store: Any = books.store
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            pg_wire.prepare(conn.pgconn, pg_wire.APPEND_STATEMENT, store.append_statement(conn))
+            pg_wire.send(conn.pgconn, store.append_params(batch))
+            assert pg_wire.collect(conn.pgconn) is True
+            before = _events(pg_url)
+            # The same versions again (another writer's, as far as the server knows):
+            # answered false, not an error (nothing in the server's log), nothing written.
+            pg_wire.send(conn.pgconn, store.append_params(batch))
+            assert pg_wire.collect(conn.pgconn) is False
+            assert _events(pg_url) == before
+            assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection is fine
+        assert books.submit(commands[0]).replayed
+        assert audit(books.store).clean
