@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -35,10 +35,10 @@ from psycopg import errors as pg_errors
 from psycopg import pq
 
 from ledger.errors import StoreError, StoreUnavailable
-from ledger.store import AppendConflict, KeyRecord, WriteBatch
+from ledger.store import AppendConflict, KeyRecord, Known, WriteBatch
 
 from . import pg_wire
-from .pg_arrays import UuidArray, adapt
+from .pg_arrays import Int8Array, UuidArray, adapt
 
 if TYPE_CHECKING:
     from .postgres_store import PostgresEventStore
@@ -129,17 +129,23 @@ class PostgresCommitterConnection:
         self._prepared = False
 
     def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+        self,
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """As :meth:`PostgresEventStore.read` (the statement prepared by name, its rows
         in binary form, see :mod:`.pg_wire`)."""
-        if not key_ids and not stream_ids:
+        if not key_ids and not stream_ids and not known:
             return {}, {}
+        known = known or {}
+        streams, versions = pg_wire.read_streams(stream_ids, known)
+        params = (UuidArray.of(key_ids), UuidArray.of(streams), Int8Array.of(versions))
         with self._errors():
             pgconn = self._prepared_connection().pgconn
-            pg_wire.send_read(pgconn, UuidArray.of(key_ids), UuidArray.of(stream_ids))
+            pg_wire.send_read(pgconn, params)
             rows = pg_wire.collect_rows(pgconn)
-        return pg_wire.read_rows(rows)
+        return pg_wire.read_rows(rows, known)
 
     def load_streams(
         self, stream_ids: Collection[uuid.UUID]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import select
 import uuid
-from collections.abc import Generator, Iterable
+from collections.abc import Collection, Generator, Iterable, Mapping
 from typing import Any, cast
 
 import psycopg
@@ -37,7 +37,7 @@ from psycopg import pq
 from psycopg.sql import SQL, Composable
 
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
-from ledger.store import KeyRecord, stored_event
+from ledger.store import KeyRecord, Known, stored_event
 
 from .pg_arrays import PgArray
 
@@ -52,6 +52,7 @@ __all__ = [
     "prepare",
     "prepare_async",
     "read_rows",
+    "read_streams",
     "send",
     "send_read",
     "wait",
@@ -106,10 +107,11 @@ def collect(pgconn: pq.abc.PGconn) -> bool:
     return _written(_results(pgconn))
 
 
-def send_read(pgconn: pq.abc.PGconn, key_ids: PgArray, stream_ids: PgArray) -> None:
-    """Send the prepared read (its rows come back in binary form)."""
+def send_read(pgconn: pq.abc.PGconn, params: tuple[PgArray, PgArray, PgArray]) -> None:
+    """Send the prepared read with its key ids, stream ids and versions known (its rows
+    come back in binary form)."""
     pgconn.send_query_prepared(
-        READ_STATEMENT, [key_ids.data, stream_ids.data], _FORMATS[:2], pq.Format.BINARY
+        READ_STATEMENT, [p.data for p in params], _FORMATS[:3], pq.Format.BINARY
     )
 
 
@@ -137,11 +139,22 @@ def collect_rows(pgconn: pq.abc.PGconn) -> list[ReadRow]:
     return rows
 
 
+def read_streams(
+    stream_ids: Collection[uuid.UUID], known: Mapping[uuid.UUID, Known]
+) -> tuple[list[uuid.UUID], list[int]]:
+    """The read's stream ids and the version known of each (0: read in full)."""
+    streams = [*stream_ids, *known]
+    versions = [0] * len(stream_ids)
+    versions += [version for _, version in known.values()]
+    return streams, versions
+
+
 def read_rows(
-    rows: Iterable[ReadRow],
+    rows: Iterable[ReadRow], known: Mapping[uuid.UUID, Known]
 ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
     """Key records and stream heads (first and latest event) from the read's rows, in
-    any order (a stream's first event is its version 1, its latest the other one)."""
+    any order (a stream's first event is its version 1, its latest the other one; a
+    known stream has only a newer latest event, paired with the first event known)."""
     keys: dict[uuid.UUID, KeyRecord] = {}
     firsts: dict[uuid.UUID, StoredEvent] = {}
     latest: dict[uuid.UUID, StoredEvent] = {}
@@ -153,7 +166,12 @@ def read_rows(
         else:
             event = stored_event(sid, version, cast(str, a), bytes(state))
             (firsts if version == 1 else latest)[sid] = event
-    return keys, {sid: (first, latest.get(sid, first)) for sid, first in firsts.items()}
+    found = {sid: (first, latest.get(sid, first)) for sid, first in firsts.items()}
+    for sid, event in latest.items():
+        held = known.get(sid)
+        if held is not None:
+            found[sid] = (held[0], event)
+    return keys, found
 
 
 def _results(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:

@@ -17,7 +17,7 @@ import hashlib
 import re
 import uuid
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
@@ -42,7 +42,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal, Placeholder
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY
 from ledger.logs import get_logger
-from ledger.store import AppendConflict, KeyRecord, WriteBatch, notification
+from ledger.store import AppendConflict, KeyRecord, Known, WriteBatch, notification
 
 from .pg_appenders import (
     PostgresCommitterConnection,
@@ -51,7 +51,7 @@ from .pg_appenders import (
     prefer_generic_plans,
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
-from .pg_wire import append_call, read_rows
+from .pg_wire import append_call, read_rows, read_streams
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
@@ -184,7 +184,8 @@ class PostgresEventStore:
         # under the keys (kind 1: their first event), and the first and latest event of
         # each stream (kind 2: two primary-key probes per stream, however long it is;
         # in no particular order, which saves the server a sort: 133 -> 110 us of its
-        # CPU for 8 streams, measured).
+        # CPU for 8 streams, measured). A stream the reader knows at a version (> 0)
+        # costs one probe, and a row only if a newer event exists (77 us for 8).
         self._read_template = SQL(
             "SELECT 0 AS kind, key_id AS id, 0::int8 AS v, key AS a, fingerprint AS b,"
             " outcome AS state FROM ledger_keys WHERE key_id = ANY({keys})"
@@ -192,17 +193,19 @@ class PostgresEventStore:
             " FROM {schema}.stored_events WHERE originator_id = ANY({keys})"
             " AND originator_version = 1 AND topic = {topic}"
             " UNION ALL (SELECT 2, e.originator_id, e.originator_version, e.topic, NULL, e.state"
-            " FROM unnest({streams}::uuid[]) AS x(id) CROSS JOIN LATERAL ("
+            " FROM unnest({streams}::uuid[], {versions}::int8[]) AS x(id, known)"
+            " CROSS JOIN LATERAL ("
             " (SELECT * FROM {schema}.stored_events f"
-            "  WHERE f.originator_id = x.id AND f.originator_version = 1)"
+            "  WHERE f.originator_id = x.id AND f.originator_version = 1 AND x.known = 0)"
             " UNION ALL"
             " (SELECT * FROM {schema}.stored_events l"
-            "  WHERE l.originator_id = x.id AND l.originator_version > 1"
+            "  WHERE l.originator_id = x.id AND l.originator_version > greatest(x.known, 1)"
             "  ORDER BY l.originator_version DESC LIMIT 1)) e)"
         )
         self._select_read = self._read_template.format(
             keys=Placeholder("keys", PyFormat.BINARY),
             streams=Placeholder("streams", PyFormat.BINARY),
+            versions=Placeholder("versions", PyFormat.BINARY),
             topic=Literal(TOPIC_ENTRY),
             **self._tables,
         )
@@ -383,35 +386,46 @@ class PostgresEventStore:
         return self.read(key_ids, ())[0]
 
     def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+        self,
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """Key records and stream heads, in one statement."""
-        if not key_ids and not stream_ids:
+        if not key_ids and not stream_ids and not known:
             return {}, {}
         with self._cursor() as cur:
-            return self.read_with(cur, key_ids, stream_ids)
+            return self.read_with(cur, key_ids, stream_ids, known)
 
     def read_with(
         self,
         cur: psycopg.Cursor[Any],
         key_ids: Collection[uuid.UUID],
         stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """Run the read statement on the given cursor's connection (its transaction)."""
+        known = known or {}
+        streams, versions = read_streams(stream_ids, known)
         with cur.connection.cursor(row_factory=tuple_row) as rows:
             rows.execute(
                 self._select_read,
-                {"keys": list(key_ids), "streams": list(stream_ids)},
+                {"keys": list(key_ids), "streams": streams, "versions": versions},
                 prepare=True,
             )
-            return read_rows(rows)
+            return read_rows(rows, known)
 
     def read_statement(self, conn: Any) -> bytes:
         """The read with numbered parameters (``$1`` the key ids, ``$2`` the stream
-        ids, both ``uuid[]``), rendered for ``conn`` (prepared by name on the ledger's
-        own connections, see :mod:`.pg_wire`)."""
+        ids, both ``uuid[]``, ``$3`` the versions known of them, ``int8[]``), rendered
+        for ``conn`` (prepared by name on the ledger's own connections, see
+        :mod:`.pg_wire`)."""
         return self._read_template.format(
-            keys=SQL("$1::uuid[]"), streams=SQL("$2"), topic=Literal(TOPIC_ENTRY), **self._tables
+            keys=SQL("$1::uuid[]"),
+            streams=SQL("$2"),
+            versions=SQL("$3"),
+            topic=Literal(TOPIC_ENTRY),
+            **self._tables,
         ).as_bytes(conn)
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
@@ -633,12 +647,15 @@ class PostgresSession:
         self.cur = cur
 
     def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+        self,
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """As :meth:`PostgresEventStore.read`, under the lock."""
-        if not key_ids and not stream_ids:
+        if not key_ids and not stream_ids and not known:
             return {}, {}
-        return self.store.read_with(self.cur, key_ids, stream_ids)
+        return self.store.read_with(self.cur, key_ids, stream_ids, known)
 
     def load_streams(
         self, stream_ids: Collection[uuid.UUID]

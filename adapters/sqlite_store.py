@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
-from ledger.store import AppendConflict, KeyRecord, WriteBatch, stored_event
+from ledger.store import AppendConflict, KeyRecord, Known, WriteBatch, moved_only, stored_event
 
 __all__ = ["SQLiteEventStore"]
 
@@ -158,13 +158,16 @@ class SQLiteEventStore:
             return _lookup_keys(cur, key_ids)
 
     def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+        self,
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """Key records and stream heads, from one consistent snapshot."""
         with self._read() as cur:
             cur.execute("BEGIN")
             try:
-                return _lookup_keys(cur, key_ids), _load_streams(cur, stream_ids)
+                return _read(cur, key_ids, stream_ids, known)
             finally:
                 cur.execute("COMMIT")
 
@@ -215,10 +218,13 @@ class SQLiteSession:
         self.cur = cur
 
     def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+        self,
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """As :meth:`SQLiteEventStore.read`, under the lock."""
-        return _lookup_keys(self.cur, key_ids), _load_streams(self.cur, stream_ids)
+        return _read(self.cur, key_ids, stream_ids, known)
 
     def load_streams(
         self, stream_ids: Collection[uuid.UUID]
@@ -230,6 +236,20 @@ class SQLiteSession:
         """As :meth:`SQLiteEventStore.append`, in the locked transaction."""
         _append(self.cur, batch)
         return []
+
+
+def _read(
+    cur: sqlite3.Cursor,
+    key_ids: Collection[uuid.UUID],
+    stream_ids: Collection[uuid.UUID],
+    known: Mapping[uuid.UUID, Known] | None,
+) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+    """Key records and stream heads (known streams only if they moved: a probe costs
+    no round trip here, so they are read like the others)."""
+    if not known:
+        return _lookup_keys(cur, key_ids), _load_streams(cur, stream_ids)
+    found = _load_streams(cur, [*stream_ids, *known])
+    return _lookup_keys(cur, key_ids), moved_only(found, known)
 
 
 def _load_streams(

@@ -54,6 +54,7 @@ from ledger.store import (
     AppendConflict,
     EventStore,
     KeyRecord,
+    Known,
     StateReader,
     StoreSession,
     WriteBatch,
@@ -152,6 +153,9 @@ class StateCache:
         self.accounts: dict[str, AccountState] = {}
         self.entries: dict[uuid.UUID, EntryState] = {}
         self.assets: dict[str, Asset] = {}
+        #: The first event of each account read from the store (it never changes): a
+        #: state read again needs only the account's newer latest event.
+        self.openings: dict[str, StoredEvent] = {}
         #: Outcomes this process committed, by key id: a retry that reaches this
         #: process replays without a lookup. Only committed outcomes are kept, and a
         #: key's outcome never changes, so they cannot be stale.
@@ -172,6 +176,7 @@ class StateCache:
         """Keep the states a successful append produced."""
         if len(self.accounts) + len(ws.accounts) > CACHE_STREAMS_MAX:
             self.accounts.clear()
+            self.openings.clear()
         self.accounts.update(ws.accounts)
         for entry_id, entry in ws.entries.items():
             if entry.status == "pending":
@@ -308,7 +313,8 @@ class Executor:
         ``trust_keys``: read the states the commands need, but no key: a key is taken
         as new unless this process committed it (the append's guard, as above).
         ``refresh``: read every state the commands use again (the cache may be stale
-        because other processes write).
+        because other processes write); an account whose first event is cached is
+        read only if it moved on (its newer latest event).
         ``store``: where to read (default: the executor's store; the committer thread
         reads on its own connection). Nothing the executor keeps changes before a
         read returns, so a store that raises instead of reading leaves the executor
@@ -316,9 +322,9 @@ class Executor:
         what needs no reads)."""
         source = self.store if store is None else store
         if refresh:
-            self.forget(flat)
+            self._forget(flat, recheck=True)
         decision = self._decide_all(
-            prints, flat, source, trust_cache=trust_cache, trust_keys=trust_keys
+            prints, flat, source, trust_cache=trust_cache, trust_keys=trust_keys, recheck=refresh
         )
         if (trust_cache or trust_keys) and self._unseen_keys_of_invalid(prints, decision, source):
             # An invalid outcome writes no key, so the append cannot catch a key that
@@ -379,8 +385,13 @@ class Executor:
         assert failure is not None
         raise failure
 
-    def _forget(self, flat: Sequence[Command]) -> None:
+    def _forget(self, flat: Sequence[Command], *, recheck: bool = False) -> None:
+        """Forget the states the commands use; with ``recheck``, keep the accounts they
+        name whose first event is cached (the read checks them, see :meth:`_read`)."""
         accounts = [a for cmd in flat for a in referenced_accounts(cmd)]
+        if recheck:
+            openings = self.cache.openings
+            accounts = [a for a in accounts if a not in openings]
         entries = [e for cmd in flat for e in referenced_entries(cmd)]
         for entry_id in entries:
             held = self.cache.entries.get(entry_id)
@@ -410,15 +421,17 @@ class Executor:
         *,
         trust_cache: bool = False,
         trust_keys: bool = False,
+        recheck: bool = False,
     ) -> Decision:
         """Read what the commands need and decide them all; append nothing yet.
 
         ``records``: the commands' key records when they were already looked up (the
         pipeline looks up the next chunk's keys while it decides this one). For
-        ``trust_cache`` and ``trust_keys`` see :meth:`decide`."""
+        ``trust_cache`` and ``trust_keys`` see :meth:`decide`, for ``recheck``
+        :meth:`_read`."""
         if records is None:
             key_ids = set() if trust_keys else key_ids_of(prints, flat)
-            records = self._read(key_ids, flat, store, trust_cache=trust_cache)
+            records = self._read(key_ids, flat, store, trust_cache=trust_cache, recheck=recheck)
         else:
             self._read(set(), flat, store)
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
@@ -619,12 +632,15 @@ class Executor:
         store: StateReader,
         *,
         trust_cache: bool = False,
+        recheck: bool = False,
     ) -> dict[uuid.UUID, KeyRecord]:
         """Fetch the keys' records and every missing state in as few round trips as
         possible: one for keys, entries, assets and named accounts together, and a
         second only for accounts of referenced holds and postings not yet known.
         With ``trust_cache`` and every state cached, nothing is read (see
-        :meth:`decide`)."""
+        :meth:`decide`). With ``recheck``, the named accounts still cached are read
+        too, as known streams: only those that moved on come back, and are rebuilt
+        from their cached first event and their latest."""
         cache = self.cache
         wanted_entries: set[uuid.UUID] = set()
         wanted_accounts: set[str] = set()
@@ -639,14 +655,14 @@ class Executor:
             wanted_accounts.update(referenced_accounts(cmd))
             codes.update(referenced_assets(cmd))
         wanted_assets = {code for code in codes if iso_currency(code) is None}
-        by_id = {account_stream_id(a): a for a in wanted_accounts if a not in cache.accounts}
+        by_id, known = self._accounts_to_read(wanted_accounts, recheck)
         ids: list[uuid.UUID] = [e for e in wanted_entries if e not in cache.entries]
         ids += [asset_stream_id(c) for c in wanted_assets if c not in cache.assets]
-        ids += list(by_id)
+        ids += [sid for sid in by_id if sid not in known]
         if trust_cache and not ids:
             key_ids = set()  # taken as new; the append's guard checks them
-        if key_ids or ids:
-            records, loaded = store.read(key_ids, ids)
+        if key_ids or ids or known:
+            records, loaded = store.read(key_ids, ids, known)
             self._absorb_loaded(loaded, by_id)
         else:
             records = {}
@@ -661,6 +677,26 @@ class Executor:
             self._absorb_loaded(store.load_streams(list(second)), second)
         return records
 
+    def _accounts_to_read(
+        self, wanted: set[str], recheck: bool
+    ) -> tuple[dict[uuid.UUID, str], dict[uuid.UUID, Known]]:
+        """The accounts to read, by stream id (those not cached; with ``recheck``, the
+        cached ones too), and among them the known ones: cached with their first
+        event, read only if they moved on."""
+        cache = self.cache
+        by_id: dict[uuid.UUID, str] = {}
+        known: dict[uuid.UUID, Known] = {}
+        for name in wanted:
+            state = cache.accounts.get(name)
+            if state is None:
+                by_id[account_stream_id(name)] = name
+            elif recheck:
+                by_id[state.stream_id] = name
+                opening = cache.openings.get(name)
+                if opening is not None:  # else never read from the store: in full
+                    known[state.stream_id] = (opening, state.version)
+        return by_id, known
+
     def _absorb_loaded(
         self,
         loaded: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]],
@@ -669,7 +705,9 @@ class Executor:
         cache = self.cache
         for sid, (first, last) in loaded.items():
             if first.topic == events.TOPIC_ACCOUNT_OPENED and sid in accounts:
-                cache.accounts[accounts[sid]] = events.account_state_from(first, last)
+                name = accounts[sid]
+                cache.accounts[name] = events.account_state_from(first, last)
+                cache.openings[name] = first
             elif first.topic == events.TOPIC_ENTRY:
                 state = events.entry_state_from(first, last)
                 cache.entries[state.entry_id] = state

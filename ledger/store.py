@@ -20,7 +20,7 @@ caller reloads and decides again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,11 +33,13 @@ __all__ = [
     "CommitterConnection",
     "EventStore",
     "KeyRecord",
+    "Known",
     "LoopAppender",
     "SendingAhead",
     "StateReader",
     "StoreSession",
     "WriteBatch",
+    "moved_only",
     "notification",
     "stored_event",
 ]
@@ -155,12 +157,32 @@ class WriteBatch:
         return {sid: v for sid, v in self.expect_versions.items() if sid not in written}
 
 
+#: A stream a reader already holds: its first event and the version held.
+Known = tuple[StoredEvent, int]
+
+
+def moved_only(
+    found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]],
+    known: Mapping[uuid.UUID, Known],
+) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
+    """``found`` without the known streams still at the version known (for a store
+    that reads known streams in full, see :meth:`EventStore.read`)."""
+    for sid, (_, version) in known.items():
+        head = found.get(sid)
+        if head is not None and head[1].originator_version == version:
+            del found[sid]
+    return found
+
+
 class StateReader(Protocol):
     """Where a decision reads key records and stream heads: the store, a session
     holding its lock, or the committer's connection."""
 
     def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+        self,
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """As :meth:`EventStore.read`."""
 
@@ -195,10 +217,18 @@ class EventStore(Protocol):
         under those keys (see :func:`ledger.events.key_record_from_entry`)."""
 
     def read(
-        self, key_ids: Collection[uuid.UUID], stream_ids: Collection[uuid.UUID]
+        self,
+        key_ids: Collection[uuid.UUID],
+        stream_ids: Collection[uuid.UUID],
+        known: Mapping[uuid.UUID, Known] | None = None,
     ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
         """:meth:`lookup_keys` and :meth:`load_streams` together (one round trip
-        where the backend can)."""
+        where the backend can).
+
+        ``known``: streams the caller already holds, with their first event and the
+        version it holds them at. Such a stream is among the heads returned only if
+        it moved past that version (its first event the caller's); the store may read
+        less for them (PostgreSQL reads only a newer latest event)."""
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch atomically; return the log positions of its events."""

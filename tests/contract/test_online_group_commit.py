@@ -16,6 +16,7 @@ from ledger import payments as pay
 from ledger.commands import LegInput, PostEntry
 from ledger.commands.group_commit import GroupCommitter, ThreadWaiter
 from ledger.errors import InvalidCommand, RiskPolicyFailed
+from ledger.model import account_stream_id
 from ledger.projections.audit import audit
 from ledger.risk import RiskCheck
 
@@ -165,6 +166,41 @@ def test_a_retry_replays_a_key_another_ledger_applied_even_if_now_invalid(
         )
         late = books.submit(hold.model_copy(update={"key": "h2"}))
         assert late.status == "invalid"  # a new key is judged now
+
+
+def test_a_store_reads_a_known_stream_only_if_it_moved_on(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        setup(books)
+        store: Any = books.store
+        w0, w1 = account_stream_id("w0"), account_stream_id("w1")
+        heads = store.load_streams([w0, w1])
+        known = {sid: (first, last.originator_version) for sid, (first, last) in heads.items()}
+        _, found = store.read([], [], known)
+        assert found == {}  # neither moved on
+        assert books.submit(payment("moves-w0", 0, 2)).ok
+        _, found = store.read([], [account_stream_id("w3")], known)
+        assert set(found) == {w0, account_stream_id("w3")}
+        assert found[w0] == store.load_streams([w0])[w0]
+        assert found[w0][1].originator_version == heads[w0][1].originator_version + 1
+
+
+def test_after_a_conflict_groups_decide_on_what_other_ledgers_wrote(store_url: str) -> None:
+    """Groups that read their states again (for a while after a conflict) read only
+    the accounts that moved on, and decide on their newest state."""
+    with Ledger.open(store_url) as first:
+        setup(first)
+    with Ledger.open(store_url) as books, Ledger.open(store_url) as other:
+        assert books.submit(payment("warm", 0, 1)).ok  # w0 and w1 read from the store
+        assert {"w0", "w1"} <= set(books._executor.cache.openings)  # type: ignore[attr-defined]
+        books._committer._careful_until = float("inf")  # type: ignore[attr-defined]
+        assert other.submit(payment("spend", 0, 2, amount="90")).ok  # w0 has 9 left
+        refused = books.submit(payment("too-much", 0, 3, amount="10"))
+        assert refused.status == "rejected"  # decided on w0's newest state
+        assert books.submit(payment("fits", 0, 3, amount="9")).ok
+        assert books.group_commit_stats.redone == 0  # never decided on a stale state
+        assert books.balance("w0").posted == Decimal(0)
+        assert total(books) == Decimal(100 * WALLETS)
+        assert audit(books.store).clean
 
 
 def test_fairness_no_caller_waits_more_than_three_commits(books: Ledger) -> None:
