@@ -349,6 +349,15 @@ class Executor:
         records, _ = store.read(key_ids, [])
         return bool(records)
 
+    def refresh(self, flat: Sequence[Command], store: StateReader | None = None) -> None:
+        """Read again the states the commands use (an account held since it was read
+        from the store only if it moved on), keys aside: a decision that trusts the
+        cache then reads nothing (see :meth:`decide`). A read that fails leaves the
+        cache possibly stale, as it may always be (every append names the versions it
+        extends)."""
+        self._forget(flat, recheck=True)
+        self._read(set(), flat, self.store if store is None else store, recheck=True)
+
     def accept(self, decision: Decision) -> None:
         """Keep the states and outcomes of a decision whose append committed."""
         self.cache.absorb(decision.ws)

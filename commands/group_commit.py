@@ -19,7 +19,12 @@ reading anything (not even the keys, which the append's guard checks): one state
 per group. After a failed commit, groups read their states again for a while
 (:data:`CAREFUL_S`), since other processes are writing the same accounts; the keys
 are still left to the append's guard (a key another process took fails the append,
-and the group is run again with its keys read).
+and the group is run again with its keys read). An account read from the store once
+is read again only if it moved on. The callers of the group committed last are woken
+before the next group's read, and whoever is queued when that read returns joins
+the group (their states read in turn, up to the group's limit): one append, one hold
+of the writers' lock, carries both. Measured with 4 processes x 8 threads on one
+PostgreSQL: groups of 4.0 -> 7.3 commands, 5,037-5,366 -> 6,223-6,419 payments/s.
 
 **Deciding the next group while one is written.** When the committer's connection can
 send an append and collect its result later (PostgreSQL:
@@ -238,6 +243,8 @@ class GroupCommitStats:
     #: Groups decided while the previous group's append was in flight and sent as
     #: soon as it committed (whether their own append then committed or was redone).
     sent_ahead: int = 0
+    #: Submissions that joined a group while it read its states (after a conflict).
+    joined: int = 0
 
 
 class GroupCommitter:
@@ -460,17 +467,22 @@ class GroupCommitter:
                 return barrier
             return self._pick()
 
-    def _pick(self, loop: asyncio.AbstractEventLoop | None = None) -> list[_Submission]:
+    def _pick(
+        self, loop: asyncio.AbstractEventLoop | None = None, room: int | None = None
+    ) -> list[_Submission]:
         """Take the next group off the queue (lock held; its head is a submission):
         for the thread, whatever comes next; for a loop's driver, only that loop's
-        submissions (a blocking caller never waits on a loop that may stop)."""
+        submissions (a blocking caller never waits on a loop that may stop). Up to
+        ``room`` commands (default the limit; a first submission larger than the
+        limit is taken alone)."""
         queue = self._queue
         picked: list[_Submission] = []
         count = 0
+        limit = self.group_commands_max if room is None else room
         while queue and type(queue[0]) is _Submission:
             sub = queue[0]
             assert isinstance(sub, _Submission)
-            if picked and count + len(sub.commands) > self.group_commands_max:
+            if count + len(sub.commands) > limit and (picked or room is not None):
                 break
             if loop is not None and not _awaited_on(sub, loop):
                 break
@@ -583,17 +595,11 @@ class GroupCommitter:
             log.error("ledger.group_commit_failed", error=type(e).__name__)
             self._fail(subs, e)
             return None
-        careful = time.monotonic() < self._careful_until
         connection = self._connection
         try:
-            decision = self.executor.decide(
-                prints,
-                flat,
-                trust_cache=not careful,
-                trust_keys=careful,
-                refresh=careful,
-                store=connection,
-            )
+            if self._careful():
+                self._read_states(subs, prints, flat)
+            decision = self.executor.decide(prints, flat, trust_cache=True, store=connection)
             batch = decision.batch
             if batch.events or batch.keys:
                 sender = self._sender
@@ -611,6 +617,36 @@ class GroupCommitter:
             log.error("ledger.group_commit_failed", error=type(e).__name__)
             self._fail(subs, e)
         return None
+
+    def _careful(self) -> bool:
+        """Whether groups read their states first (for a while after a conflict)."""
+        return time.monotonic() < self._careful_until
+
+    def _read_states(
+        self, subs: list[_Submission], prints: list[Print], flat: list[Command]
+    ) -> None:
+        """Read a group's states again, other processes writing them (keys aside: the
+        append's guard checks them); then the submissions queued meanwhile join the
+        group (the callers of the group committed last, woken before this read, are
+        coming back), their states read in turn, so that one append under the write
+        lock carries both (extends the group's lists in place)."""
+        executor, connection = self.executor, self._connection
+        executor.refresh(flat, store=connection)
+        room = self.group_commands_max - sum(len(sub.commands) for sub in subs)
+        more = self._take_more(room) if room > 0 else None
+        if not more:
+            return
+        try:
+            more_prints, more_flat = _group(more)
+        except BaseException as e:  # a defect: never leave a caller waiting
+            log.error("ledger.group_commit_failed", error=type(e).__name__)
+            self._fail(more, e)
+            return
+        subs += more
+        prints += more_prints
+        flat += more_flat
+        self.stats.joined += len(more)
+        executor.refresh(more_flat, store=connection)
 
     def _look_ahead(self, flight: _Group) -> _Group | None:
         """While ``flight``'s append is written, wait for its result or for the next
@@ -683,18 +719,24 @@ class GroupCommitter:
         self._keep(decision)
         if sent is None:
             subs = self._take_more() if ahead is None else ahead.subs
+            if subs and self._careful():
+                # The next group reads its states first: its callers are woken now, to
+                # come back during those reads and join it (see _read_states).
+                self._resolve(flight.subs, decision.outcomes)
+                return self._launch(subs)
             if subs:
                 sent = self._launch(subs)
         self._resolve(flight.subs, decision.outcomes)
         return sent
 
-    def _take_more(self) -> list[_Submission] | None:
-        """The next group, if the queue starts with one (the committer thread holds the
-        executor; a barrier waits for it to let go)."""
+    def _take_more(self, room: int | None = None) -> list[_Submission] | None:
+        """The next group (of up to ``room`` commands, default the limit), if the
+        queue starts with one (the committer thread holds the executor; a barrier
+        waits for it to let go)."""
         with self._cond:
             queue = self._queue
             if queue and type(queue[0]) is _Submission:
-                return self._pick()
+                return self._pick(room=room)
             return None
 
     def _wake_pair(self) -> tuple[socket.socket, socket.socket]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -199,6 +200,58 @@ def test_after_a_conflict_groups_decide_on_what_other_ledgers_wrote(store_url: s
         assert books.submit(payment("fits", 0, 3, amount="9")).ok
         assert books.group_commit_stats.redone == 0  # never decided on a stale state
         assert books.balance("w0").posted == Decimal(0)
+        assert total(books) == Decimal(100 * WALLETS)
+        assert audit(books.store).clean
+
+
+@pytest.mark.parametrize("limit", [1000, 4])
+def test_submissions_queued_while_a_group_reads_its_states_join_it(
+    store_url: str, limit: int
+) -> None:
+    """After a conflict a group reads its states first; the callers who come in
+    meanwhile join it (their states read in turn), up to the group's limit, so that
+    one append carries them all."""
+    with Ledger.open(store_url, group_commands_max=limit) as books:
+        setup(books)
+        committer: Any = books._committer  # type: ignore[attr-defined]
+        executor: Any = books._executor  # type: ignore[attr-defined]
+        committer._careful_until = float("inf")
+        real_refresh = executor.refresh
+        reading, go_on = threading.Event(), threading.Event()
+
+        def slow_first_read(flat: Any, store: Any = None) -> None:
+            if not reading.is_set():
+                reading.set()
+                assert go_on.wait(10)
+            real_refresh(flat, store)
+
+        executor.refresh = slow_first_read
+        outcomes: list[Outcome] = []
+        lock = threading.Lock()
+
+        def pay(i: int) -> None:
+            outcome = books.submit(payment(f"j{i}", i % WALLETS, (i + 1) % WALLETS))
+            with lock:
+                outcomes.append(outcome)
+
+        threads = [threading.Thread(target=pay, args=(0,))]
+        threads[0].start()
+        assert reading.wait(10)  # the first group is reading its states
+        threads += [threading.Thread(target=pay, args=(i,)) for i in range(1, 7)]
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 10
+        while committer._queued_commands < 6 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        go_on.set()
+        for t in threads:
+            t.join()
+        stats = books.group_commit_stats
+        assert len(outcomes) == 7 and all(o.ok and not o.replayed for o in outcomes)
+        if limit == 4:  # the first group: 1 + 3 joined; the other 3 after it
+            assert (stats.joined, stats.largest_group) == (3, 4)
+        else:  # one append for all seven (the setup's commands aside)
+            assert (stats.joined, stats.largest_group) == (6, 7)
         assert total(books) == Decimal(100 * WALLETS)
         assert audit(books.store).clean
 
