@@ -223,8 +223,12 @@ class PostgresCommitterConnection:
         conn = self._connection()
         if not self._prepared:
             store = self.store
-            pg_wire.prepare(conn.pgconn, pg_wire.APPEND_STATEMENT, store.append_statement(conn))
-            pg_wire.prepare(conn.pgconn, pg_wire.READ_STATEMENT, store.read_statement(conn))
+            try:
+                pg_wire.prepare(conn.pgconn, pg_wire.APPEND_STATEMENT, store.append_statement(conn))
+                pg_wire.prepare(conn.pgconn, pg_wire.READ_STATEMENT, store.read_statement(conn))
+            except BaseException:
+                self.close()  # one prepared and not the other: start again on a new one
+                raise
             self._prepared = True
         return conn
 

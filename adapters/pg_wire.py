@@ -154,7 +154,7 @@ def read_rows(
 ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
     """Key records and stream heads (first and latest event) from the read's rows, in
     any order (a stream's first event is its version 1, its latest the other one; a
-    known stream has only a newer latest event, paired with the first event known)."""
+    known stream has only its latest event, paired with the first event known)."""
     keys: dict[uuid.UUID, KeyRecord] = {}
     firsts: dict[uuid.UUID, StoredEvent] = {}
     latest: dict[uuid.UUID, StoredEvent] = {}

@@ -64,7 +64,7 @@ LOCK_TIMEOUT_S = 10
 FUNCTION_EVENTS_MAX = 2000
 #: The append function's name; a new version gets a new name, so that processes of an
 #: older release keep theirs while a newer one is rolled out.
-APPEND_FUNCTION = "ledger_append_v3"
+APPEND_FUNCTION = "ledger_append_v2"
 _SCHEMA_LOCK_KEY = 0x1ED6E5  # advisory lock serialising schema creation across processes
 
 
@@ -185,7 +185,8 @@ class PostgresEventStore:
         # each stream (kind 2: two primary-key probes per stream, however long it is;
         # in no particular order, which saves the server a sort: 133 -> 110 us of its
         # CPU for 8 streams, measured). A stream the reader knows at a version (> 0)
-        # costs one probe, and a row only if a newer event exists (77 us for 8).
+        # costs one probe, and a row only if its latest version is another (newer,
+        # or older should the reader's cache be ahead of the store): 77 us for 8.
         self._read_template = SQL(
             "SELECT 0 AS kind, key_id AS id, 0::int8 AS v, key AS a, fingerprint AS b,"
             " outcome AS state FROM ledger_keys WHERE key_id = ANY({keys})"
@@ -198,9 +199,10 @@ class PostgresEventStore:
             " (SELECT * FROM {schema}.stored_events f"
             "  WHERE f.originator_id = x.id AND f.originator_version = 1 AND x.known = 0)"
             " UNION ALL"
-            " (SELECT * FROM {schema}.stored_events l"
-            "  WHERE l.originator_id = x.id AND l.originator_version > greatest(x.known, 1)"
-            "  ORDER BY l.originator_version DESC LIMIT 1)) e)"
+            " (SELECT * FROM (SELECT * FROM {schema}.stored_events l"
+            "  WHERE l.originator_id = x.id AND l.originator_version > 1"
+            "  ORDER BY l.originator_version DESC LIMIT 1) l"
+            "  WHERE l.originator_version <> x.known)) e)"
         )
         self._select_read = self._read_template.format(
             keys=Placeholder("keys", PyFormat.BINARY),
@@ -244,13 +246,11 @@ class PostgresEventStore:
         per group. The write lock (see :meth:`_write_lock_sql`) is held to the commit,
         so log positions still become visible in commit order. Returns false,
         writing nothing, if a key of an entry written here has a row (a concurrent
-        rejection), a stream the decision read moved on, or a version or key it
-        writes was taken (the primary keys; the violation is caught, so a conflict
-        puts no error in the server's log). The client sends only the expectations of
-        streams it reads without writing (:meth:`WriteBatch.unwritten_expectations`):
-        the insert's primary key guards the others, so a payment (its accounts and
-        entry all written) checks nothing but its key beforehand, under the lock that
-        every other writer waits for.
+        rejection) or a stream the decision read moved on; a version or key written
+        twice fails on a primary key. Every stream the decision read is checked,
+        written or not: a stream written here is also at the version read (its
+        primary key alone would not see a version missing below the one written, as
+        when a process's cache were ahead of the store).
         """
         return SQL(
             "CREATE OR REPLACE FUNCTION {schema}.{fn}("
@@ -269,17 +269,13 @@ class PostgresEventStore:
             "     WHERE s.originator_id = x.id), 0) <> x.v) THEN"
             "   RETURN false;"
             "  END IF;"
-            "  BEGIN"
-            "   INSERT INTO {schema}.stored_events"
-            "    (originator_id, originator_version, topic, state)"
-            "    SELECT * FROM unnest(ev_ids, ev_versions, ev_topics, ev_states);"
-            "   IF cardinality(key_ids) > 0 THEN"
-            "    INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
-            "     SELECT * FROM unnest(key_ids, key_texts, key_prints, key_outcomes);"
-            "   END IF;"
-            "  EXCEPTION WHEN unique_violation THEN"
-            "   RETURN false;"
-            "  END;"
+            "  INSERT INTO {schema}.stored_events"
+            "   (originator_id, originator_version, topic, state)"
+            "   SELECT * FROM unnest(ev_ids, ev_versions, ev_topics, ev_states);"
+            "  IF cardinality(key_ids) > 0 THEN"
+            "   INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
+            "    SELECT * FROM unnest(key_ids, key_texts, key_prints, key_outcomes);"
+            "  END IF;"
             "  IF cardinality(opened_ids) > 0 THEN"
             "   INSERT INTO ledger_open_holds (hold_id, expires_at)"
             "    SELECT * FROM unnest(opened_ids, opened_at);"
@@ -494,7 +490,7 @@ class PostgresEventStore:
     def append_params(self, batch: WriteBatch) -> tuple[Any, ...]:
         """The append function's parameters for ``batch`` (binary arrays)."""
         events, opened, keys = batch.events, batch.holds_opened, batch.keys
-        expect = batch.unwritten_expectations()
+        expect = batch.expect_versions
         return (
             UuidArray.of(batch.entry_keys),
             UuidArray.of(expect),

@@ -314,7 +314,7 @@ class Executor:
         as new unless this process committed it (the append's guard, as above).
         ``refresh``: read every state the commands use again (the cache may be stale
         because other processes write); an account whose first event is cached is
-        read only if it moved on (its newer latest event).
+        read only if its latest version is another.
         ``store``: where to read (default: the executor's store; the committer thread
         reads on its own connection). Nothing the executor keeps changes before a
         read returns, so a store that raises instead of reading leaves the executor
@@ -487,6 +487,15 @@ class Executor:
             return self._run_pipelined(chunks)
 
     def _run_pipelined(self, chunks: list[Sequence[Command]]) -> list[Outcome]:
+        try:
+            return self._pipeline(chunks)
+        except BaseException:
+            # A chunk's states are cached once it is decided, before its append
+            # commits: whatever stopped the pipeline, they may be ahead of the store.
+            self.reset()
+            raise
+
+    def _pipeline(self, chunks: list[Sequence[Command]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         with (
             ThreadPoolExecutor(1, thread_name_prefix="ledger-append") as writer,
@@ -573,6 +582,9 @@ class Executor:
             ws.entry_keys.append(key_id)
         else:
             ws.keys.append(KeyRecord(key_id, cmd.key, fp, outcome.to_record()))
+            # As for a rejection: the key must not be an entry's already (another
+            # writer's, not read: the key row's primary key would not see it).
+            ws.read_versions.setdefault(key_id, 0)
         return outcome, tx.touched
 
     def _atomic(self, batch: AtomicBatch, tx: Tx, records: dict[uuid.UUID, KeyRecord]) -> str:
@@ -600,6 +612,7 @@ class Executor:
             if type(cmd) in _NO_ENTRY:
                 done = Outcome(cmd.key, "applied", kind=kind)
                 inner.append(KeyRecord(key_id, cmd.key, inner_fp, done.to_record()))
+                tx.ws.read_versions.setdefault(key_id, 0)  # no entry under it (above)
             else:
                 entry_keys.append(key_id)
         tx.ws.keys.extend(inner)
@@ -671,7 +684,7 @@ class Executor:
         if trust_cache and not ids:
             key_ids = set()  # taken as new; the append's guard checks them
         if key_ids or ids or known:
-            records, loaded = store.read(key_ids, ids, known)
+            records, loaded = _read_from(store, key_ids, ids, known)
             self._absorb_loaded(loaded, by_id)
         else:
             records = {}
@@ -723,6 +736,19 @@ class Executor:
             elif first.topic == events.TOPIC_ASSET_DECLARED:
                 body = events.decode(first.state, unseal=False)
                 cache.assets[body["code"]] = Asset(body["code"], body["scale"])
+
+
+def _read_from(
+    store: StateReader,
+    key_ids: set[uuid.UUID],
+    ids: list[uuid.UUID],
+    known: dict[uuid.UUID, Known],
+) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
+    """``store.read``, naming known streams only when there are any (a store of the
+    port's earlier shape, without them, reads as it did)."""
+    if known:
+        return store.read(key_ids, ids, known=known)
+    return store.read(key_ids, ids)
 
 
 @dataclass(slots=True)

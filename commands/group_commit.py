@@ -642,9 +642,12 @@ class GroupCommitter:
             log.error("ledger.group_commit_failed", error=type(e).__name__)
             self._fail(more, e)
             return
+        # In place (the caller redoes these lists if a read fails), and in the layout
+        # of one group: its commands, then the inner commands of its atomic batches.
+        n, m = len(prints), len(more_prints)
         subs += more
         prints += more_prints
-        flat += more_flat
+        flat[:] = [*flat[:n], *more_flat[:m], *flat[n:], *more_flat[m:]]
         self.stats.joined += len(more)
         executor.refresh(more_flat, store=connection)
 

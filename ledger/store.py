@@ -150,9 +150,10 @@ class WriteBatch:
     expect_versions: dict[uuid.UUID, int] = field(default_factory=dict)
 
     def unwritten_expectations(self) -> dict[uuid.UUID, int]:
-        """The expected versions a store checks under its write lock: those of the
-        streams read but not written. A stream written here needs no check: the
-        primary key on (stream, version) refuses a version another writer took."""
+        """The expected versions of the streams read but not written (SQLite's append
+        and PostgreSQL's COPY path check these under the write lock; for a stream
+        written here the primary key on (stream, version) refuses a version another
+        writer took). PostgreSQL's append function checks them all."""
         written = {e.originator_id for e in self.events}
         return {sid: v for sid, v in self.expect_versions.items() if sid not in written}
 
@@ -165,8 +166,8 @@ def moved_only(
     found: dict[uuid.UUID, tuple[StoredEvent, StoredEvent]],
     known: Mapping[uuid.UUID, Known],
 ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
-    """``found`` without the known streams still at the version known (for a store
-    that reads known streams in full, see :meth:`EventStore.read`)."""
+    """``found`` without the known streams whose latest version is the one known (for
+    a store that reads known streams in full, see :meth:`EventStore.read`)."""
     for sid, (_, version) in known.items():
         head = found.get(sid)
         if head is not None and head[1].originator_version == version:
@@ -227,8 +228,9 @@ class EventStore(Protocol):
 
         ``known``: streams the caller already holds, with their first event and the
         version it holds them at. Such a stream is among the heads returned only if
-        it moved past that version (its first event the caller's); the store may read
-        less for them (PostgreSQL reads only a newer latest event)."""
+        its latest version is another (its first event the caller's); the store may
+        read less for them (PostgreSQL reads only the latest event, and returns it
+        only then)."""
 
     def append(self, batch: WriteBatch) -> Sequence[int]:
         """Write the batch atomically; return the log positions of its events."""

@@ -14,9 +14,9 @@ import pytest
 
 from ledger import AsyncLedger, Ledger, Outcome, Overloaded
 from ledger import payments as pay
-from ledger.commands import LegInput, PostEntry
+from ledger.commands import AtomicBatch, FreezeAccount, LegInput, PostEntry
 from ledger.commands.group_commit import GroupCommitter, ThreadWaiter
-from ledger.errors import InvalidCommand, RiskPolicyFailed
+from ledger.errors import InvalidCommand, RiskPolicyFailed, StoreUnavailable
 from ledger.model import account_stream_id
 from ledger.projections.audit import audit
 from ledger.risk import RiskCheck
@@ -226,11 +226,23 @@ def test_submissions_queued_while_a_group_reads_its_states_join_it(
             real_refresh(flat, store)
 
         executor.refresh = slow_first_read
+        real_decide = executor.decide
+        layouts: list[list[str]] = []
+
+        def decide(prints: Any, flat: Any, **options: Any) -> Any:
+            layouts.append([cmd.key for cmd in flat])
+            return real_decide(prints, flat, **options)
+
+        executor.decide = decide
         outcomes: list[Outcome] = []
         lock = threading.Lock()
 
         def pay(i: int) -> None:
-            outcome = books.submit(payment(f"j{i}", i % WALLETS, (i + 1) % WALLETS))
+            command: Any = payment(f"j{i}", i % WALLETS, (i + 1) % WALLETS)
+            if i == 0:  # an atomic batch first: its inner commands come after all others
+                inner = (payment("j0-a", 0, 1), payment("j0-b", 1, 2))
+                command = AtomicBatch(key="j0", commands=inner)
+            outcome = books.submit(command)
             with lock:
                 outcomes.append(outcome)
 
@@ -252,6 +264,71 @@ def test_submissions_queued_while_a_group_reads_its_states_join_it(
             assert (stats.joined, stats.largest_group) == (3, 4)
         else:  # one append for all seven (the setup's commands aside)
             assert (stats.joined, stats.largest_group) == (6, 7)
+        first = layouts[0]  # one group's layout: its commands, then the inner ones
+        assert first[0] == "j0" and first[-2:] == ["j0-a", "j0-b"]
+        assert total(books) == Decimal(100 * WALLETS)
+        assert audit(books.store).clean
+
+
+@pytest.mark.parametrize("careful", [False, True])
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_key_another_ledger_used_for_an_entry_is_not_reused_for_an_account_command(
+    store_url: str, careful: bool, atomic: bool
+) -> None:
+    """An account command records its key in a key row, not an entry: its append must
+    still see that another ledger's entry holds the key (keys are not read when the
+    states are cached, nor while groups read their states after a conflict)."""
+    with Ledger.open(store_url) as first:
+        setup(first)
+    with Ledger.open(store_url) as books, Ledger.open(store_url) as other:
+        assert books.submit(payment("warm", 0, 1)).ok  # w0 cached here
+        if careful:
+            books._committer._careful_until = float("inf")  # type: ignore[attr-defined]
+        assert other.submit(payment("K", 2, 3)).ok
+        freeze = FreezeAccount(key="K", account="w0")
+        command: Any = AtomicBatch(key="B", commands=(freeze,)) if atomic else freeze
+        second = books.submit(command)
+        assert not second.ok  # never applied under a key that already holds an entry
+        assert second.status == "conflict"
+        assert books.submit(payment("w0-still-open", 0, 1)).ok  # w0 was not frozen
+        assert books.submit(payment("K", 2, 3)).replayed
+        assert audit(books.store).clean
+
+
+def test_a_failed_pipelined_batch_leaves_no_state_ahead_of_the_store(store_url: str) -> None:
+    """The batch path caches a chunk's states as soon as it is decided, before its append
+    commits; when the batch stops on an error, those states are dropped, so the next
+    write is decided on what the store holds (no version skipped, no money lost)."""
+    with Ledger.open(store_url) as first:
+        setup(first)
+    with Ledger.open(store_url) as books:
+        assert books.submit(payment("warm", 0, 1)).ok
+        store: Any = books.store
+        real_lookup = store.lookup_keys
+        lookups = [0]
+
+        def failing_append(batch: Any) -> Any:
+            raise StoreUnavailable("outage: nothing written")
+
+        def lookup_then_fail(ids: Any) -> Any:
+            lookups[0] += 1
+            if lookups[0] >= 2:
+                raise StoreUnavailable("outage")
+            return real_lookup(ids)
+
+        store.append, store.lookup_keys = failing_append, lookup_then_fail
+        try:
+            with pytest.raises(StoreUnavailable):
+                books.submit_all([payment(f"bulk-{i}", 0, 1, "10") for i in range(4)], chunk_size=2)
+        finally:
+            del store.append, store.lookup_keys
+        w0 = account_stream_id("w0")
+        cached = books._executor.cache.accounts.get("w0")  # type: ignore[attr-defined]
+        assert (
+            cached is None or cached.version == store.load_streams([w0])[w0][1].originator_version
+        )
+        assert books.submit(payment("after", 0, 1)).ok
+        assert books.balance("w0").posted == Decimal(98)
         assert total(books) == Decimal(100 * WALLETS)
         assert audit(books.store).clean
 

@@ -165,6 +165,28 @@ def test_groups_that_read_their_states_leave_the_keys_to_the_guard(url: str) -> 
         assert audit(books.store).clean
 
 
+@pytest.mark.parametrize("careful", [False, True])
+def test_a_state_cached_ahead_of_the_store_is_refused_then_read_again(
+    url: str, careful: bool
+) -> None:
+    """Should a process's cache hold an account at a version the store never got, the
+    append refuses to skip a version (every stream read is checked, written or not),
+    and a group that reads its states finds the store's version (another version,
+    not only a newer one, comes back)."""
+    with Ledger.open(url) as first:
+        setup(first)
+    with Ledger.open(url) as books:
+        assert books.submit(payment("warm", 0, 1)).ok
+        books._executor.cache.accounts["w0"].version += 1  # type: ignore[attr-defined]
+        if careful:
+            books._committer._careful_until = float("inf")  # type: ignore[attr-defined]
+        assert books.submit(payment("after", 0, 1)).ok
+        assert books.group_commit_stats.redone == (0 if careful else 1)
+        assert books.balance("w0").posted == Decimal(98)
+        assert total(books) == Decimal(100 * WALLETS)
+        assert audit(books.store).clean
+
+
 def test_a_statement_the_server_cancels_keeps_the_connection(url: str) -> None:
     with Ledger.open(url) as books:
         setup(books)

@@ -17,11 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import errors as pg_errors
 
 from ledger import AsyncLedger, Ledger, Outcome
 from ledger.adapters import pg_wire
 from ledger.adapters.postgres_store import APPEND_FUNCTION
-from ledger.commands.executor import flatten, prints_of
 from ledger.errors import StoreError
 from ledger.model import account_stream_id, asset_stream_id, entry_id_for_key
 from ledger.projections.audit import audit
@@ -221,27 +221,26 @@ def test_the_committers_read_gives_what_the_stores_read_gives(pg_url: str) -> No
         assert first.originator_version == 1 and last.originator_version == 3
 
 
-def test_a_version_another_writer_took_is_a_quiet_conflict(pg_url: str) -> None:
+def test_a_prepare_that_fails_halfway_starts_again_on_a_new_connection(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with Ledger.open(pg_url) as books:
         setup(books)
-        commands = [payment("raced", 0, 1)]
-        executor = books._executor  # type: ignore[attr-defined]
-        decision = executor.decide(prints_of(commands), flatten(commands))
-        batch = decision.batch
-        # The batch writes its streams, so it sends no expectation for them: the
-        # insert's primary key is the guard.
-        assert batch.unwritten_expectations() == {}
-        store: Any = books.store
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            pg_wire.prepare(conn.pgconn, pg_wire.APPEND_STATEMENT, store.append_statement(conn))
-            pg_wire.send(conn.pgconn, store.append_params(batch))
-            assert pg_wire.collect(conn.pgconn) is True
-            before = _events(pg_url)
-            # The same versions again (another writer's, as far as the server knows):
-            # answered false, not an error (nothing in the server's log), nothing written.
-            pg_wire.send(conn.pgconn, store.append_params(batch))
-            assert pg_wire.collect(conn.pgconn) is False
-            assert _events(pg_url) == before
-            assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection is fine
-        assert books.submit(commands[0]).replayed
-        assert audit(books.store).clean
+        connection: Any = books.store.committer_connection()  # type: ignore[attr-defined]
+        real = pg_wire.prepare
+        failed: list[bytes] = []
+
+        def read_prepare_fails_once(pgconn: Any, name: bytes, statement: bytes) -> None:
+            if name == pg_wire.READ_STATEMENT and not failed:
+                failed.append(name)  # the append is prepared already on this connection
+                raise pg_errors.QueryCanceled("canceling statement due to statement timeout")
+            real(pgconn, name, statement)
+
+        monkeypatch.setattr(pg_wire, "prepare", read_prepare_fails_once)
+        try:
+            with pytest.raises(StoreError):
+                connection.read([], [account_stream_id("w0")])
+            _, heads = connection.read([], [account_stream_id("w0")])  # a new connection
+            assert account_stream_id("w0") in heads
+        finally:
+            connection.close()
