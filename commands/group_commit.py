@@ -20,11 +20,12 @@ per group. After a failed commit, groups read their states again for a while
 (:data:`CAREFUL_S`), since other processes are writing the same accounts; the keys
 are still left to the append's guard (a key another process took fails the append,
 and the group is run again with its keys read). An account read from the store once
-is read again only if it moved on. The callers of the group committed last are woken
-before the next group's read, and whoever is queued when that read returns joins
-the group (their states read in turn, up to the group's limit): one append, one hold
-of the writers' lock, carries both. Measured with 4 processes x 8 threads on one
-PostgreSQL: groups of 4.0 -> 7.3 commands, 5,037-5,366 -> 6,223-6,419 payments/s.
+is read again only if its latest version is not the one held. The callers of the
+group committed last are woken before the next group's read, and whoever is queued
+when that read returns joins the group (their states read in turn, up to the group's
+limit): one append, one hold of the writers' lock, carries both. Measured with 4
+processes x 8 threads on one PostgreSQL: groups of 4.0 -> 7.3 commands,
+5,037-5,366 -> 6,223-6,419 payments/s.
 
 **Deciding the next group while one is written.** When the committer's connection can
 send an append and collect its result later (PostgreSQL:
