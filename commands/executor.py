@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,7 +155,7 @@ class StateCache:
         self.entries: dict[uuid.UUID, EntryState] = {}
         self.assets: dict[str, Asset] = {}
         #: The first event of each account read from the store (it never changes): a
-        #: state read again needs only the account's newer latest event.
+        #: state read again needs only the account's latest event.
         self.openings: dict[str, StoredEvent] = {}
         #: Outcomes this process committed, by key id: a retry that reaches this
         #: process replays without a lookup. Only committed outcomes are kept, and a
@@ -351,10 +352,10 @@ class Executor:
 
     def refresh(self, flat: Sequence[Command], store: StateReader | None = None) -> None:
         """Read again the states the commands use (an account held since it was read
-        from the store only if it moved on), keys aside: a decision that trusts the
-        cache then reads nothing (see :meth:`decide`). A read that fails leaves the
-        cache possibly stale, as it may always be (every append names the versions it
-        extends)."""
+        from the store only if its latest version is another), keys aside: a decision
+        that trusts the cache then reads nothing (see :meth:`decide`). A read that
+        fails leaves the cache possibly stale, as it may always be (every append names
+        the versions it extends)."""
         self._forget(flat, recheck=True)
         self._read(set(), flat, self.store if store is None else store, recheck=True)
 
@@ -445,6 +446,9 @@ class Executor:
             self._read(set(), flat, store)
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())
         decided: dict[uuid.UUID, tuple[str, Outcome]] = {}
+        #: Keys of the inner commands of the atomic batches applied here: written in
+        #: the same append, so neither the store's keys nor its guard can see them.
+        inner: set[uuid.UUID] = set()
         known = self.cache.keys
         outcomes: list[Outcome] = []
         touched: list[Sequence[tuple[str, uuid.UUID]]] = []
@@ -453,18 +457,22 @@ class Executor:
             earlier = decided.get(key_id)
             if earlier is None and record is None:
                 earlier = known.get(key_id)
+            accounts: Sequence[tuple[str, uuid.UUID]] = ()
             if record is not None:
                 outcome = _replay(
                     cmd.key, fp, record.fingerprint, Outcome.from_record(cmd.key, record.outcome)
                 )
-                accounts: Sequence[tuple[str, uuid.UUID]] = ()
             elif earlier is not None:
                 outcome = _replay(cmd.key, fp, earlier[0], earlier[1])
-                accounts = ()
+            elif key_id in inner:
+                outcome = Outcome.from_error(cmd.key, _used_inside(cmd.key))
             else:
-                outcome, accounts = self._decide(cmd, key_id, fp, ws, records)
+                taken = decided.keys() | inner if type(cmd) is AtomicBatch else inner
+                outcome, accounts = self._decide(cmd, key_id, fp, ws, records, taken=taken)
                 if outcome.status in ("applied", "rejected"):
                     decided[key_id] = (fp, outcome)
+                if outcome.status == "applied" and type(cmd) is AtomicBatch:
+                    inner.update(entry_id_for_key(c.key) for c in cmd.commands)
             outcomes.append(outcome)
             touched.append(accounts)
         return Decision(outcomes, touched, ws, ws.finish(), decided)
@@ -551,13 +559,17 @@ class Executor:
         fp: str,
         ws: WorkingSet,
         records: dict[uuid.UUID, KeyRecord],
+        *,
+        taken: AbstractSet[uuid.UUID] = frozenset(),
     ) -> tuple[Outcome, Sequence[tuple[str, uuid.UUID]]]:
-        """Decide one command; its outcome and the (account, entry) pairs it touched."""
+        """Decide one command; its outcome and the (account, entry) pairs it touched.
+        ``taken``: keys this decision already used (an atomic batch's inner commands
+        may not reuse them)."""
         tx = Tx(ws)
         tx.fingerprint = fp
         try:
             if type(cmd) is AtomicBatch:
-                kind = self._atomic(cmd, tx, records)
+                kind = self._atomic(cmd, tx, records, taken)
             else:
                 if self.risk is not None:
                     self._vet(cmd, tx)
@@ -587,7 +599,13 @@ class Executor:
             ws.read_versions.setdefault(key_id, 0)
         return outcome, tx.touched
 
-    def _atomic(self, batch: AtomicBatch, tx: Tx, records: dict[uuid.UUID, KeyRecord]) -> str:
+    def _atomic(
+        self,
+        batch: AtomicBatch,
+        tx: Tx,
+        records: dict[uuid.UUID, KeyRecord],
+        taken: AbstractSet[uuid.UUID],
+    ) -> str:
         seen: set[str] = {batch.key}
         inner: list[KeyRecord] = []
         entry_keys: list[uuid.UUID] = []
@@ -595,7 +613,7 @@ class Executor:
             key_id = entry_id_for_key(cmd.key)
             if cmd.key in seen:
                 raise InvalidCommand(f"key {cmd.key!r} appears twice in atomic batch {batch.key!r}")
-            if key_id in records:
+            if key_id in records or key_id in taken:
                 raise IdempotencyConflict(
                     f"key {cmd.key!r} inside atomic batch {batch.key!r} was already used"
                 )
@@ -736,6 +754,10 @@ class Executor:
             elif first.topic == events.TOPIC_ASSET_DECLARED:
                 body = events.decode(first.state, unseal=False)
                 cache.assets[body["code"]] = Asset(body["code"], body["scale"])
+
+
+def _used_inside(key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(f"key {key!r} was already used inside an atomic batch")
 
 
 def _read_from(

@@ -333,6 +333,36 @@ def test_a_failed_pipelined_batch_leaves_no_state_ahead_of_the_store(store_url: 
         assert audit(books.store).clean
 
 
+def test_a_key_is_used_once_within_a_group_inner_commands_included(books: Ledger) -> None:
+    """Keys written in one append cannot see each other in the store: an atomic
+    batch's inner key that another command of the group uses is a conflict for the
+    later one, and never fails the group's other commands."""
+    setup(books)
+    freeze = FreezeAccount(key="K2", account="w0")
+    first, second = books.submit_many(
+        [payment("K2", 0, 1), AtomicBatch(key="B", commands=(freeze,))]
+    )
+    assert first.ok and (second.status, second.code) == ("conflict", "idempotency_conflict")
+    batch, later = books.submit_many(
+        [
+            AtomicBatch(key="B0", commands=(FreezeAccount(key="K", account="w4"),)),
+            payment("K", 2, 3),
+        ]
+    )
+    assert batch.ok and later.status == "conflict"
+    innocent, b1, b2 = books.submit_many(
+        [
+            payment("innocent", 0, 1),
+            AtomicBatch(key="B1", commands=(FreezeAccount(key="K3", account="w2"),)),
+            AtomicBatch(key="B2", commands=(FreezeAccount(key="K3", account="w3"),)),
+        ]
+    )
+    assert innocent.ok and b1.ok and b2.status == "conflict"
+    assert books.submit(payment("w0-open", 0, 1)).ok  # w0 was never frozen
+    assert books.submit(payment("w3-open", 3, 1)).ok  # nor w3
+    assert audit(books.store).clean
+
+
 def test_fairness_no_caller_waits_more_than_three_commits(books: Ledger) -> None:
     setup(books, funds="100000")
     stop = threading.Event()

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from ledger import Ledger, Outcome
+from ledger.commands import LegInput, PostEntry
 from ledger.projections.audit import audit
 from tests.contract.test_online_group_commit import WALLETS, payment, setup, total
 
@@ -184,6 +185,38 @@ def test_a_state_cached_ahead_of_the_store_is_refused_then_read_again(
         assert books.group_commit_stats.redone == (0 if careful else 1)
         assert books.balance("w0").posted == Decimal(98)
         assert total(books) == Decimal(100 * WALLETS)
+        assert audit(books.store).clean
+
+
+def test_a_state_cached_ahead_of_a_stream_still_at_its_first_version_is_read_again(
+    url: str,
+) -> None:
+    with Ledger.open(url) as first:
+        setup(first)
+        first.open_account("fresh", "USD", min_balance="0")
+    with Ledger.open(url) as books:
+        out = books.submit(
+            PostEntry(
+                key="from-empty",
+                legs=(
+                    LegInput(account="fresh", amount=Decimal(1), asset="USD"),
+                    LegInput(account="w0", amount=Decimal(-1), asset="USD"),
+                ),
+            )
+        )
+        assert out.status == "rejected"  # "fresh" read (version 1) and cached
+        books._executor.cache.accounts["fresh"].version += 1  # type: ignore[attr-defined]
+        books._committer._careful_until = float("inf")  # type: ignore[attr-defined]
+        into = PostEntry(
+            key="into-fresh",
+            legs=(
+                LegInput(account="w0", amount=Decimal(5), asset="USD"),
+                LegInput(account="fresh", amount=Decimal(-5), asset="USD"),
+            ),
+        )
+        assert books.submit(into).ok
+        assert books.group_commit_stats.redone == 0  # the read found version 1
+        assert books.balance("fresh").posted == Decimal(5)
         assert audit(books.store).clean
 
 
