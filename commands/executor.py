@@ -299,7 +299,6 @@ class Executor:
         flat: Sequence[Command],
         *,
         trust_cache: bool = False,
-        trust_keys: bool = False,
         refresh: bool = False,
         store: StateReader | None = None,
     ) -> Decision:
@@ -311,11 +310,8 @@ class Executor:
         not even the keys: a key is taken as new unless this process committed it.
         The append's guard and primary keys catch a key or state that another process
         wrote (the append fails; run the commands again with :meth:`run`).
-        ``trust_keys``: read the states the commands need, but no key: a key is taken
-        as new unless this process committed it (the append's guard, as above).
-        ``refresh``: read every state the commands use again (the cache may be stale
-        because other processes write); an account whose first event is cached is
-        read only if its latest version is another.
+        ``refresh``: first read every state the commands use again, keys aside (see
+        :meth:`refresh`; the cache may be stale because other processes write).
         ``store``: where to read (default: the executor's store; the committer thread
         reads on its own connection). Nothing the executor keeps changes before a
         read returns, so a store that raises instead of reading leaves the executor
@@ -323,11 +319,9 @@ class Executor:
         what needs no reads)."""
         source = self.store if store is None else store
         if refresh:
-            self._forget(flat, recheck=True)
-        decision = self._decide_all(
-            prints, flat, source, trust_cache=trust_cache, trust_keys=trust_keys, recheck=refresh
-        )
-        if (trust_cache or trust_keys) and self._unseen_keys_of_invalid(prints, decision, source):
+            self.refresh(flat, source)
+        decision = self._decide_all(prints, flat, source, trust_cache=trust_cache)
+        if trust_cache and self._unseen_keys_of_invalid(prints, decision, source):
             # An invalid outcome writes no key, so the append cannot catch a key that
             # another process (or an earlier Ledger on this store) already applied:
             # a retry must replay that outcome, not judge the request again now.
@@ -430,18 +424,14 @@ class Executor:
         records: dict[uuid.UUID, KeyRecord] | None = None,
         *,
         trust_cache: bool = False,
-        trust_keys: bool = False,
-        recheck: bool = False,
     ) -> Decision:
         """Read what the commands need and decide them all; append nothing yet.
 
         ``records``: the commands' key records when they were already looked up (the
         pipeline looks up the next chunk's keys while it decides this one). For
-        ``trust_cache`` and ``trust_keys`` see :meth:`decide`, for ``recheck``
-        :meth:`_read`."""
+        ``trust_cache`` see :meth:`decide`."""
         if records is None:
-            key_ids = set() if trust_keys else key_ids_of(prints, flat)
-            records = self._read(key_ids, flat, store, trust_cache=trust_cache, recheck=recheck)
+            records = self._read(key_ids_of(prints, flat), flat, store, trust_cache=trust_cache)
         else:
             self._read(set(), flat, store)
         ws = WorkingSet(self.cache.accounts, self.cache.entries, self.cache.assets, self.clock())

@@ -780,13 +780,10 @@ class GroupCommitter:
                 pass
         try:
             if decision is None:
+                # After a conflict: states read again first, keys left to the guard,
+                # as on the committer thread (see _read_states).
                 work = self._in_worker(
-                    executor.decide,
-                    prints,
-                    flat,
-                    trust_cache=not careful,
-                    trust_keys=careful,
-                    refresh=careful,
+                    executor.decide, prints, flat, trust_cache=True, refresh=careful
                 )
                 try:
                     decision = await self._await_worker(work)
