@@ -491,7 +491,7 @@ class PostgresEventStore:
     def append_params(self, batch: WriteBatch) -> tuple[Any, ...]:
         """The append function's parameters for ``batch`` (binary arrays)."""
         events, opened, keys = batch.events, batch.holds_opened, batch.keys
-        expect = batch.expect_versions
+        expect = batch.expectations_to_check()
         return (
             UuidArray.of(batch.entry_keys),
             UuidArray.of(expect),
@@ -571,7 +571,7 @@ class PostgresEventStore:
     def _check(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
         """Under the lock: every stream is still at the version the decision saw, and no
         key of an entry written here has a row (a concurrent rejection)."""
-        expect = batch.unwritten_expectations()
+        expect = batch.expectations_to_check()
         if not expect and not batch.entry_keys:
             return
         cur.execute(self._select_check, (list(expect), batch.entry_keys), prepare=True)

@@ -9,6 +9,7 @@ are issued in commit order.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import uuid
@@ -307,7 +308,7 @@ def _lookup_keys(cur: sqlite3.Cursor, key_ids: Collection[uuid.UUID]) -> dict[uu
 
 def _append(cur: sqlite3.Cursor, batch: WriteBatch) -> None:
     """Check, then write, inside a transaction that holds the write lock."""
-    _check_versions(cur, batch.unwritten_expectations())
+    _check_versions(cur, batch.expectations_to_check())
     _check_keys_free(cur, batch.entry_keys)
     for chunk in _chunks(batch.events, _ROWS_PER_INSERT):
         cur.execute(
@@ -338,13 +339,22 @@ def _append(cur: sqlite3.Cursor, batch: WriteBatch) -> None:
 
 
 def _check_versions(cur: sqlite3.Cursor, expect: dict[uuid.UUID, int]) -> None:
-    for sid, version in expect.items():
+    """Every stream read is at the version the decision saw (see
+    :meth:`WriteBatch.expectations_to_check`). One statement per chunk, a primary-key
+    probe per stream, comparing in SQL: only a stream that moved comes back, so the
+    writer thread builds no rows while the next chunk is decided beside it."""
+    items = list(expect.items())
+    for start in range(0, len(items), _CHUNK):
+        chunk = {sid.hex: version for sid, version in items[start : start + _CHUNK]}
         cur.execute(
-            "SELECT MAX(originator_version) FROM stored_events WHERE originator_id = ?", (sid.hex,)
+            "SELECT j.key, j.value FROM json_each(?) AS j WHERE j.value IS NOT"
+            " (SELECT coalesce(MAX(originator_version), 0) FROM stored_events"
+            " WHERE originator_id = j.key) LIMIT 1",
+            (json.dumps(chunk),),
         )
-        current = cur.fetchone()[0] or 0
-        if current != version:
-            raise AppendConflict(f"stream {sid} moved on from version {version}")
+        moved = cur.fetchone()
+        if moved is not None:
+            raise AppendConflict(f"stream {uuid.UUID(moved[0])} moved on from version {moved[1]}")
 
 
 def _check_keys_free(cur: sqlite3.Cursor, key_ids: list[uuid.UUID]) -> None:

@@ -146,16 +146,19 @@ class WriteBatch:
     holds_opened: list[tuple[uuid.UUID, datetime | None]] = field(default_factory=list)
     holds_closed: list[uuid.UUID] = field(default_factory=list)
     #: Streams the decision read (written or not), with the version it saw (0 =
-    #: absent). The append fails if any of them moved on.
+    #: absent). The append fails if any of them is at another version: moved on, or
+    #: behind (a writer's state ahead of the store would otherwise skip a version of
+    #: a stream it writes, which the primary key alone does not see).
     expect_versions: dict[uuid.UUID, int] = field(default_factory=dict)
 
-    def unwritten_expectations(self) -> dict[uuid.UUID, int]:
-        """The expected versions of the streams read but not written (SQLite's append
-        and PostgreSQL's COPY path check these under the write lock; for a stream
-        written here the primary key on (stream, version) refuses a version another
-        writer took). PostgreSQL's append function checks them all."""
-        written = {e.originator_id for e in self.events}
-        return {sid: v for sid, v in self.expect_versions.items() if sid not in written}
+    def expectations_to_check(self) -> dict[uuid.UUID, int]:
+        """The expected versions a store's append checks under its write lock: all of
+        them but the streams this batch creates (expected absent and written from
+        version 1), whose first row the primary key refuses should they exist. A
+        stream written at a later version is checked too: the primary key alone would
+        let a writer whose state is ahead of the store skip a version."""
+        created = {e.originator_id for e in self.events if e.originator_version == 1}
+        return {sid: v for sid, v in self.expect_versions.items() if v or sid not in created}
 
 
 #: A stream a reader already holds: its first event and the version held.
