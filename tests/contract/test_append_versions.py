@@ -86,4 +86,7 @@ def test_a_stream_expected_absent_but_present_is_refused(store: EventStore, path
     before = store.max_position()
     with pytest.raises(AppendConflict):
         write(store, _batch(stream, 0, 2, padding=padding))
+    # Created again (the primary key on its first version refuses it).
+    with pytest.raises(AppendConflict):
+        write(store, _batch(stream, 0, 1, padding=padding))
     assert store.max_position() == before
