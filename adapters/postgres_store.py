@@ -62,6 +62,8 @@ LOCK_TIMEOUT_S = 10
 #: Appends with up to this many events are one call of the append function; larger
 #: ones lock, check and COPY in several statements.
 FUNCTION_EVENTS_MAX = 2000
+#: The type a ``CREATE TYPE`` statement of eventsourcing's schema creates.
+_CREATE_TYPE = re.compile(r"\s*CREATE TYPE\s+((?:\"[^\"]+\"\.)?\"[^\"]+\")")
 #: The append function's name; a new version gets a new name, so that processes of an
 #: older release keep theirs while a newer one is rolled out.
 APPEND_FUNCTION = "ledger_append_v2"
@@ -331,7 +333,7 @@ class PostgresEventStore:
             with psycopg.connect(**direct_connection_kwargs(self.settings)) as conn:
                 conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
                 try:
-                    self._call(self.recorder.create_table)
+                    self._call(lambda: self._create_recorder_tables(conn))
                     with conn.transaction():
                         conn.execute(
                             "CREATE TABLE IF NOT EXISTS ledger_keys ("
@@ -352,6 +354,30 @@ class PostgresEventStore:
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
         self.check_durability()
+
+    def _create_recorder_tables(self, conn: psycopg.Connection[Any]) -> None:
+        """The event table and its types, as eventsourcing's ``create_table`` makes
+        them, but without trying a composite type that already exists: PostgreSQL has
+        no ``CREATE TYPE IF NOT EXISTS``, and the failed attempt puts an ERROR in the
+        server's log at every start of every process (alerts watch for those)."""
+        statements = self.recorder.sql_create_statements
+        types = [s for s in statements if "CREATE TYPE" in s.as_string(conn)]
+        if not all(self._type_exists(conn, s.as_string(conn)) for s in types):
+            self.recorder.create_table()  # the first time (or a type added by an upgrade)
+            return
+        with self.datastore.transaction(commit=True) as cur:
+            for statement in statements:
+                if statement not in types:
+                    cur.execute(statement, prepare=False)
+        self.datastore.register_type_adapters()
+
+    @staticmethod
+    def _type_exists(conn: psycopg.Connection[Any], create_type: str) -> bool:
+        match = _CREATE_TYPE.match(create_type)
+        if match is None:  # a statement of a form not seen before: let it run
+            return False
+        row = conn.execute("SELECT to_regtype(%s) IS NOT NULL", (match.group(1),)).fetchone()
+        return bool(row and row[0])
 
     def check_durability(self) -> None:
         """Refuse (or warn about) settings under which acknowledged commits can be lost."""
