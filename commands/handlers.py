@@ -9,12 +9,12 @@ what it did) when the command applies.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ledger import events
 from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
+from ledger.effects import capture_excess
 from ledger.entries import minor_legs
 from ledger.errors import (
     AccountExists,
@@ -169,13 +169,6 @@ def _open_hold(tx: Tx, hold_id: uuid.UUID, *, capturing: bool = False) -> EntryS
     return hold
 
 
-def _net(legs: Sequence[Leg]) -> dict[tuple[str, str], int]:
-    totals: dict[tuple[str, str], int] = defaultdict(int)
-    for leg in legs:
-        totals[(leg.account, leg.asset)] += leg.amount
-    return totals
-
-
 def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Post a hold in full or in part; release the rest."""
     hold = _open_hold(tx, cmd.hold_id, capturing=True)
@@ -183,16 +176,9 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     if hold.expires_at is not None and hold.expires_at <= (cmd.effective_at or tx.ws.now):
         raise HoldExpired(f"hold {cmd.hold_id} expired at {hold.expires_at.isoformat()}")
     legs = hold.legs if cmd.legs is None else _legs(tx, cmd.legs)
-    held = _net(hold.legs)
-    for (account, asset), amount in _net(legs).items():
-        limit = held.get((account, asset), 0)
-        if amount == 0:
-            continue
-        if limit == 0 or (amount > 0) != (limit > 0) or abs(amount) > abs(limit):
-            raise ExceedsHold(
-                f"posting {amount} minor units of {asset} on {account!r} exceeds what hold "
-                f"{cmd.hold_id} reserved there ({limit})"
-            )
+    excess = capture_excess(legs, hold.legs)
+    if excess is not None:
+        raise ExceedsHold(f"hold {cmd.hold_id}: {excess}")
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()

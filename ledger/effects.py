@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from ledger.model import AccountStatus, FreezeMode, Leg
 
-__all__ = ["entry_effects", "leg_effect", "refused_by_lifecycle"]
+__all__ = ["capture_excess", "entry_effects", "leg_effect", "refused_by_lifecycle"]
 
 
 def leg_effect(
@@ -49,4 +50,28 @@ def refused_by_lifecycle(
         return "closed"
     if freeze == "all" or amount > 0:
         return "frozen"
+    return None
+
+
+def capture_excess(legs: Sequence[Leg], held: Sequence[Leg]) -> str | None:
+    """Why a capture's ``legs`` post more than the hold's ``held`` legs reserved
+    (``None`` if they do not): each leg is on an account and asset the hold reserved,
+    on the same side and no larger, and an account's legs together are no larger than
+    its reservation. One rule for the write side and the audit, so that a capture the
+    ledger accepts is one the audit passes."""
+    reserved: dict[tuple[str, str], int] = defaultdict(int)
+    for leg in held:
+        reserved[(leg.account, leg.asset)] += leg.amount
+    posted: dict[tuple[str, str], int] = defaultdict(int)
+    for leg in legs:
+        where = (leg.account, leg.asset)
+        limit = reserved.get(where, 0)
+        posted[where] += leg.amount
+        total = posted[where]
+        for amount in (leg.amount, total):
+            if limit == 0 or (amount > 0) != (limit > 0) or abs(amount) > abs(limit):
+                return (
+                    f"posting {amount} minor units of {leg.asset} on {leg.account!r} exceeds "
+                    f"what the hold reserved there ({limit})"
+                )
     return None

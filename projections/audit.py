@@ -35,7 +35,7 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from ledger.assets import Asset, plain, to_decimal
-from ledger.effects import entry_effects, leg_effect, refused_by_lifecycle
+from ledger.effects import capture_excess, entry_effects, leg_effect, refused_by_lifecycle
 from ledger.events import (
     TOPIC_ACCOUNT_CHANGED,
     TOPIC_ACCOUNT_OPENED,
@@ -276,14 +276,9 @@ class _Auditor:
                 )
 
     def check_capture(self, e: LogEvent, legs: Any, releases: Any) -> None:
-        held: dict[tuple[str, str], int] = defaultdict(int)
-        for leg in releases:
-            held[(leg.account, leg.asset)] += leg.amount
-        for leg in legs:
-            limit = held.get((leg.account, leg.asset), 0)
-            if (leg.amount > 0) != (limit > 0) or abs(leg.amount) > abs(limit):
-                self.find(e.position, "hold", "capture exceeds its hold", e.stream_id)
-                return
+        excess = capture_excess(legs, releases)
+        if excess is not None:
+            self.find(e.position, "hold", f"capture exceeds its hold: {excess}", e.stream_id)
 
     def entry_updated(self, e: LogEvent, state: bytes) -> None:
         body = e.body

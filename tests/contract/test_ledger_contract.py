@@ -23,6 +23,7 @@ from ledger import (
 )
 from ledger.commands import OpenAccount, PostEntry
 from ledger.model import entry_id_for_key
+from ledger.projections.audit import audit
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -159,6 +160,39 @@ def test_capture_beyond_hold_is_rejected(books: Ledger) -> None:
     assert hold.entry_id is not None
     with pytest.raises(ExceedsHold):
         books.post_hold("cap", hold.entry_id, [("alice", "11", "USD"), ("bob", "-11", "USD")])
+
+
+@pytest.mark.parametrize(
+    "legs",
+    [
+        # one account's legs netting within the hold, but a leg above it
+        [("alice", "20", "USD"), ("alice", "-10", "USD"), ("bob", "-10", "USD")],
+        # legs on an account the hold never reserved, netting to zero
+        [
+            ("alice", "10", "USD"),
+            ("bob", "-10", "USD"),
+            ("bank:usd", "5", "USD"),
+            ("bank:usd", "-5", "USD"),
+        ],
+        # several legs on one account, each within the hold, together above it
+        [("alice", "6", "USD"), ("alice", "6", "USD"), ("bob", "-12", "USD")],
+    ],
+    ids=["leg-above-hold", "unreserved-account", "legs-sum-above-hold"],
+)
+def test_a_capture_the_audit_would_flag_is_refused(
+    books: Ledger, legs: list[tuple[str, str, str]]
+) -> None:
+    """The write side and the audit apply one rule to captures: what the ledger
+    accepts, the audit passes."""
+    setup_wallets(books)
+    hold = books.hold("h1", [("alice", "10", "USD"), ("bob", "-10", "USD")])
+    assert hold.entry_id is not None
+    with pytest.raises(ExceedsHold):
+        books.post_hold("cap", hold.entry_id, legs)
+    whole = [("alice", "4", "USD"), ("alice", "6", "USD"), ("bob", "-10", "USD")]
+    books.post_hold("cap-ok", hold.entry_id, whole)
+    assert books.balance("alice").posted == Decimal("90.00")
+    assert audit(books.store).clean
 
 
 def test_void_releases_and_a_voided_hold_cannot_post(books: Ledger) -> None:
