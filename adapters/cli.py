@@ -52,7 +52,10 @@ class Instant(click.ParamType):  # type: ignore[type-arg,unused-ignore]
                 param,
                 ctx,
             )
-        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        try:
+            return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        except OverflowError:
+            self.fail(f"{value!r} is out of range in UTC (years 1 to 9999)", param, ctx)
 
 
 INSTANT = Instant()
@@ -605,3 +608,7 @@ def main() -> None:
     except LedgerError as e:
         click.echo(f"ledger: {e.code}: {e.message}", err=True)
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":  # python -m ledger.adapters.cli
+    main()

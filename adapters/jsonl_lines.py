@@ -62,6 +62,10 @@ def _instant(value: object) -> datetime:
     when = datetime.fromisoformat(value.replace("z", "Z"))
     if when.tzinfo is None:
         raise ValueError("needs a time zone (e.g. Z or +00:00)")
+    try:
+        when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range in UTC (years 1 to 9999)") from None
     return when
 
 

@@ -91,7 +91,10 @@ class SQLiteEventStore:
     def __init__(self, url: str, path: str) -> None:
         self.url = url
         self.path = path
-        _prepare_file(path)
+        try:
+            _prepare_file(path)
+        except sqlite3.Error as e:  # a missing directory, no permission, not a database
+            raise StoreUnavailable(f"SQLite store {url} cannot be opened: {e}") from e
         self.datastore = SQLiteDatastore(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=2)
         self.recorder = SQLiteApplicationRecorder(self.datastore)
 

@@ -36,6 +36,7 @@ from .models import (
     ReverseEntry,
     UnfreezeAccount,
     VoidHold,
+    refusal,
 )
 
 __all__ = [
@@ -74,7 +75,7 @@ def build(model: type[M], **data: Any) -> M:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or model.__name__
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise InvalidCommand(f"{where}: {first['msg']}{more}") from None
+        raise refusal(e, f"{where}: {first['msg']}{more}") from None
 
 
 def leg(account: str, amount: AmountLike, asset: str) -> LegInput:

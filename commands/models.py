@@ -8,11 +8,12 @@ amount is signed: positive is a debit, negative a credit.
 from __future__ import annotations
 
 import gc
+import math
 import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal, cast
 
@@ -72,16 +73,32 @@ DESCRIPTION_MAX_CHARS = 1024
 METADATA_MAX_BYTES = 8192
 #: Most commands in an atomic batch.
 ATOMIC_BATCH_MAX = 1000
+#: The largest stream version (the stores keep versions as 64-bit integers).
+VERSION_MAX = 2**63 - 1
 
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")
 _ASSET_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,15}$")
+
+
+class _AmountError(ValueError):
+    """An amount refused inside a model (reported as InvalidAmount, see
+    :func:`refusal`)."""
 
 
 def _amount(value: object) -> Decimal:
     try:
         return parse_decimal(value)
     except InvalidAmount as e:
-        raise ValueError(e.message) from None
+        raise _AmountError(e.message) from None
+
+
+def refusal(error: ValidationError, message: str) -> InvalidCommand:
+    """The typed error for a model's validation ``error`` (its first problem, said
+    by ``message``): :class:`InvalidAmount` for an amount, else InvalidCommand."""
+    ctx = error.errors()[0].get("ctx") or {}
+    if isinstance(ctx.get("error"), _AmountError):
+        return InvalidAmount(message)
+    return InvalidCommand(message)
 
 
 def _utf8(text: str) -> str:
@@ -97,7 +114,24 @@ def _utf8(text: str) -> str:
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware (e.g. UTC)")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        # Stored and projected in UTC: a time whose UTC form is outside years 1-9999
+        # would be written and then break every reader.
+        raise ValueError("datetime is out of range in UTC (years 1 to 9999)") from None
     return value
+
+
+def aware_instant(value: object, what: str) -> datetime:
+    """``value`` if it is a timezone-aware datetime within range in UTC, else
+    :class:`~ledger.errors.InvalidCommand` naming ``what``."""
+    if not isinstance(value, datetime):
+        raise InvalidCommand(f"{what} must be a datetime, not {type(value).__name__}")
+    try:
+        return _aware(value)
+    except ValueError as e:
+        raise InvalidCommand(f"{what}: {e}") from None
 
 
 def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
@@ -106,11 +140,24 @@ def _metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         size = len(data)
     except TypeError as e:
         raise ValueError(f"metadata is not JSON-serialisable UTF-8: {e}") from None
+    if b"null" in data and _has_non_finite(value):
+        # orjson writes NaN and infinities as null: refused, not changed silently.
+        raise ValueError("metadata contains NaN or an infinity (not JSON values)")
     if size > METADATA_MAX_BYTES:
         raise ValueError(f"metadata is {size} bytes; the limit is {METADATA_MAX_BYTES}")
     if b"\\u0000" in data and _has_nul(value):
         raise ValueError("metadata contains a NUL character (not storable as text)")
     return value
+
+
+def _has_non_finite(value: object) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def _has_nul(value: object) -> bool:
@@ -230,7 +277,9 @@ class _EntryFields(Command):
     metadata: Metadata = Field(default_factory=dict)
     #: Pin accounts to the versions the caller read; a mismatch raises
     #: ConcurrencyConflict and writes nothing.
-    expected_versions: dict[AccountId, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    expected_versions: dict[AccountId, Annotated[int, Field(ge=1, le=VERSION_MAX)]] = Field(
+        default_factory=dict
+    )
 
 
 class PostEntry(_EntryFields):
@@ -397,6 +446,10 @@ def parse_commands(items: Sequence[object], *, pause_gc: bool = False) -> list[C
     Raises :class:`~ledger.errors.InvalidCommand` naming the first invalid item;
     nothing is applied then.
     """
+    if type(items) is not list and (
+        not isinstance(items, Sequence) or isinstance(items, str | bytes)
+    ):
+        raise InvalidCommand(f"commands are a list of commands, not {type(items).__name__}")
     positions = [
         i for i, item in enumerate(items) if type(item) is dict or not isinstance(item, Command)
     ]
@@ -411,8 +464,8 @@ def parse_commands(items: Sequence[object], *, pause_gc: bool = False) -> list[C
             where = ".".join(str(p) for p in path[1:])  # path[0] is the kind tag
             more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
             item = positions[int(index)]
-            raise InvalidCommand(
-                f"command {item}: {where + ': ' if where else ''}{first['msg']}{more}"
+            raise refusal(
+                e, f"command {item}: {where + ': ' if where else ''}{first['msg']}{more}"
             ) from None
     commands = list(items)
     for i, command in zip(positions, parsed, strict=True):

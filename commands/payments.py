@@ -35,10 +35,19 @@ platform.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_DOWN, Context, Decimal, Inexact, InvalidOperation, Overflow
+from decimal import (
+    ROUND_DOWN,
+    Context,
+    Decimal,
+    DecimalException,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 from typing import Any, Literal, get_args
 
 from ledger.assets import parse_decimal, to_decimal, to_minor
@@ -100,10 +109,27 @@ Mode = Literal["instant", "standard"]
 
 #: Exact decimal arithmetic for every amount the ledger accepts (at most 39 integer
 #: digits and 18 decimals) and every rate (at most 80 characters): an inexact result
-#: raises instead of rounding silently.
+#: raises instead of rounding silently (see :func:`_arithmetic`).
 _EXACT = Context(prec=200, traps=[Inexact, InvalidOperation, Overflow])
 #: Rounding on purpose (FX conversion rounds down to the receiving asset's decimals).
 _ROUNDING = Context(prec=200, traps=[InvalidOperation, Overflow])
+#: The largest magnitude of an amount (in major units) any asset can hold: 2**127 - 1
+#: minor units at scale 0. A larger one is refused before any arithmetic.
+_AMOUNT_MAX = Decimal(2**127 - 1)
+#: The most decimals any asset has.
+_DECIMALS_MAX = 18
+
+
+@contextmanager
+def _arithmetic(what: str) -> Iterator[None]:
+    """A recipe's exact arithmetic: a result that cannot be exact (an amount or rate
+    beyond any asset's range) is :class:`InvalidAmount`, not a ``decimal`` signal."""
+    try:
+        yield
+    except DecimalException:
+        raise InvalidAmount(
+            f"{what} is beyond exact arithmetic: amount or rate out of range"
+        ) from None
 
 
 def _meta(flow: str, extra: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
@@ -117,7 +143,7 @@ def _positive(value: AmountLike, what: str = "the amount") -> Decimal:
     number = parse_decimal(value)
     if number <= 0:
         raise InvalidAmount(f"{what} must be positive, not {number}")
-    return number
+    return _in_range(number, what)
 
 
 def _fee(value: AmountLike | None) -> Decimal:
@@ -125,6 +151,18 @@ def _fee(value: AmountLike | None) -> Decimal:
     number = Decimal(0) if value is None else parse_decimal(value)
     if number < 0:
         raise InvalidAmount(f"a fee must not be negative, not {number}")
+    return _in_range(number, "the fee")
+
+
+def _in_range(number: Decimal, what: str) -> Decimal:
+    """``number`` if some asset could hold it (the core then checks the asset's own
+    scale and bound), else InvalidAmount: a recipe computes only with amounts whose
+    sums and differences are exact."""
+    if abs(number) > _AMOUNT_MAX:
+        raise InvalidAmount(f"{what} {number} is beyond the largest amount of any asset")
+    exponent = number.normalize(_EXACT).as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -_DECIMALS_MAX:
+        raise InvalidAmount(f"{what} {number} has more decimals than any asset ({_DECIMALS_MAX})")
     return number
 
 
@@ -309,6 +347,10 @@ def split_bill(
     """
     if isinstance(payers, str):
         raise InvalidCommand("payers is a list of accounts, not one string")
+    if not isinstance(include_requester, bool):
+        raise InvalidCommand(
+            f"include_requester is True or False, not {type(include_requester).__name__}"
+        )
     payers = list(payers)
     if len(set(payers)) != len(payers) or requester in payers:
         raise InvalidCommand("payers must be distinct and must not include the requester")
@@ -642,21 +684,26 @@ def fx_pay(
     the metadata.
     """
     paid = _positive(amount)
-    exact = _positive(rate, "the rate")
+    exact = parse_decimal(rate)
+    if exact <= 0:
+        raise InvalidAmount(f"the rate must be positive, not {exact}")
     if pay_asset == receive_asset:
         raise InvalidCommand(
             f"an FX payment converts between two assets, not {pay_asset} to itself"
         )
+    if not isinstance(fx_accounts, Mapping):
+        raise InvalidCommand("fx_accounts maps each asset to the platform's FX account")
     try:
         fx_out, fx_in = fx_accounts[pay_asset], fx_accounts[receive_asset]
     except KeyError as e:
         raise InvalidCommand(f"no FX account for {e.args[0]}") from None
     _distinct(payer=payer, payee=payee, fx_out=fx_out, fx_in=fx_in)
     target = yield from read(lambda books: books.asset(receive_asset))
-    product = _EXACT.multiply(paid, exact)
-    received = product.quantize(
-        Decimal(1).scaleb(-target.scale), rounding=ROUND_DOWN, context=_ROUNDING
-    )
+    with _arithmetic("the converted amount"):
+        product = _EXACT.multiply(paid, exact)
+        received = product.quantize(
+            Decimal(1).scaleb(-target.scale), rounding=ROUND_DOWN, context=_ROUNDING
+        )
     if received <= 0:
         raise InvalidAmount("the converted amount rounds to zero")
     legs = [

@@ -20,7 +20,13 @@ from ledger.commands import builders
 from ledger.commands.builders import AmountLike, LegLike, build, leg
 from ledger.commands.executor import Executor
 from ledger.commands.group_commit import GroupCommitStats, GroupCommitter
-from ledger.commands.models import Command, ExpireHold, gc_paused, parse_commands
+from ledger.commands.models import (
+    Command,
+    ExpireHold,
+    aware_instant,
+    gc_paused,
+    parse_commands,
+)
 from ledger.errors import (
     AssetExists,
     EntryNotFound,
@@ -286,7 +292,7 @@ class Ledger:
     def due_expiries(self, now: datetime | None = None, *, limit: int = 1000) -> list[ExpireHold]:
         """The commands that release the holds due at ``now`` (what :meth:`expire_due`
         submits)."""
-        at = now or self._clock()
+        at = self._clock() if now is None else aware_instant(now, "now")
         due = self.store.due_holds(at, limit)
         return [build(ExpireHold, key=f"expire:{hold}", hold_id=hold, now=at) for hold in due]
 

@@ -81,7 +81,9 @@ def parse_decimal(value: object) -> Decimal:
     """Parse an edge value (Decimal, decimal string or int) into a finite Decimal.
 
     Floats and booleans are refused: a float cannot represent most decimal amounts
-    exactly, so accepting one would silently change money.
+    exactly, so accepting one would silently change money. A string is a decimal
+    literal in ASCII (``"12.50"``, ``"-3"``, ``"1e2"``; surrounding spaces ignored): no
+    digit separators, no other script's digits.
     """
     if isinstance(value, bool | float):
         raise InvalidAmount(
@@ -95,6 +97,10 @@ def parse_decimal(value: object) -> Decimal:
         text = value.strip()
         if len(text) > 80:
             raise InvalidAmount("amount string is longer than 80 characters")
+        if not text.isascii() or "_" in text:
+            # Python's Decimal also reads digit separators and any script's digits
+            # ("1_000", fullwidth or Arabic-Indic digits): an amount is ASCII.
+            raise InvalidAmount(f"amount {value!r} is not a decimal number (ASCII digits only)")
         try:
             number = Decimal(text)
         except InvalidOperation:

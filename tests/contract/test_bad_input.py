@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +29,7 @@ from ledger import (
     UnknownAccount,
     UnknownAsset,
 )
+from ledger import payments as pay
 from ledger.adapters.opening import Ledger
 
 
@@ -73,6 +74,8 @@ def captured(books: Ledger) -> uuid.UUID:
 
 
 NOW = datetime.now(UTC)
+EAST, WEST = timezone(timedelta(hours=1)), timezone(timedelta(hours=-1))
+LAST = datetime(9999, 12, 31, 23, 59)
 
 # (case id, call, expected error, whether the key stays free afterwards)
 CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError], bool]] = [
@@ -109,17 +112,17 @@ CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError], bool]] = [
         True,
     ),
     ("zero amount", lambda b: b.post("k", legs("alice", "bob", "0")), InvalidAmount, True),
-    ("NaN", lambda b: b.post("k", legs("alice", "bob", "NaN")), InvalidCommand, True),
-    ("Infinity", lambda b: b.post("k", legs("alice", "bob", "Infinity")), InvalidCommand, True),
+    ("NaN", lambda b: b.post("k", legs("alice", "bob", "NaN")), InvalidAmount, True),
+    ("Infinity", lambda b: b.post("k", legs("alice", "bob", "Infinity")), InvalidAmount, True),
     (
         "Decimal NaN",
         lambda b: b.post("k", legs("alice", "bob", Decimal("NaN"))),
-        InvalidCommand,
+        InvalidAmount,
         True,
     ),
-    ("float", lambda b: b.post("k", legs("alice", "bob", 1.5)), InvalidCommand, True),
-    ("bool", lambda b: b.post("k", legs("alice", "bob", True)), InvalidCommand, True),
-    ("not a number", lambda b: b.post("k", legs("alice", "bob", "12abc")), InvalidCommand, True),
+    ("float", lambda b: b.post("k", legs("alice", "bob", 1.5)), InvalidAmount, True),
+    ("bool", lambda b: b.post("k", legs("alice", "bob", True)), InvalidAmount, True),
+    ("not a number", lambda b: b.post("k", legs("alice", "bob", "12abc")), InvalidAmount, True),
     ("beyond maximum", lambda b: b.post("k", legs("alice", "bob", "1e40")), InvalidAmount, True),
     ("unknown account", lambda b: b.post("k", legs("alice", "nobody", "1")), UnknownAccount, False),
     (
@@ -186,6 +189,65 @@ CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError], bool]] = [
         HoldNotPending,
         False,
     ),
+    ("digit separators", lambda b: b.post("k", legs("alice", "bob", "1_000")), InvalidAmount, True),
+    (
+        "fullwidth digits",
+        lambda b: b.post("k", legs("alice", "bob", "\uff11")),
+        InvalidAmount,
+        True,
+    ),
+    (
+        "Arabic-Indic digits",
+        lambda b: b.transfer("k", debit="alice", credit="bob", amount="\u0661", asset="USD"),
+        InvalidAmount,
+        True,
+    ),
+    (
+        "effective date before year 1 in UTC",
+        lambda b: b.post(
+            "k", legs("alice", "bob", "1"), effective_at=datetime(1, 1, 1, tzinfo=EAST)
+        ),
+        InvalidCommand,
+        True,
+    ),
+    (
+        "effective date after year 9999 in UTC",
+        lambda b: b.post("k", legs("alice", "bob", "1"), effective_at=LAST.replace(tzinfo=WEST)),
+        InvalidCommand,
+        True,
+    ),
+    (
+        "hold expiring after year 9999 in UTC",
+        lambda b: b.hold("k", legs("alice", "bob", "1"), expires_at=LAST.replace(tzinfo=WEST)),
+        InvalidCommand,
+        True,
+    ),
+    (
+        "sweep before year 1 in UTC",
+        lambda b: b.expire_due(datetime(1, 1, 1, tzinfo=EAST)),
+        InvalidCommand,
+        True,
+    ),
+    ("sweep at a naive time", lambda b: b.expire_due(datetime(2026, 1, 1)), InvalidCommand, True),
+    (
+        "expected version beyond 64 bits",
+        lambda b: b.post("k", legs("alice", "bob", "1"), expected_versions={"alice": 2**70}),
+        InvalidCommand,
+        True,
+    ),
+    (
+        "NaN in metadata",
+        lambda b: b.post("k", legs("alice", "bob", "1"), metadata={"x": float("nan")}),
+        InvalidCommand,
+        True,
+    ),
+    (
+        "infinity in metadata",
+        lambda b: b.post("k", legs("alice", "bob", "1"), metadata={"y": [1, {"z": float("-inf")}]}),
+        InvalidCommand,
+        True,
+    ),
+    ("commands not a list", lambda b: b.submit_many(None), InvalidCommand, True),
     ("negative scale", lambda b: b.declare_asset("PTS", -1, key="k"), InvalidCommand, True),
     ("scale above 18", lambda b: b.declare_asset("PTS", 19, key="k"), InvalidCommand, True),
     (
@@ -246,3 +308,153 @@ def test_case_18_limits_group_commit_over_the_batch_limit_is_refused(books: Ledg
     with pytest.raises(LimitExceeded):
         books.submit_many(commands)
     assert log_of(books) == []
+
+
+FX = {"USD": "fx:usd", "EUR": "fx:eur"}
+
+# Recipes check their own arguments before the core sees them: (case, call, error)
+RECIPE_CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError]]] = [
+    (
+        "send: amount beyond any asset, with a fee",
+        lambda b: pay.send(
+            b,
+            "k",
+            sender="alice",
+            recipient="bob",
+            amount="1e300",
+            asset="USD",
+            fee="1",
+            fee_account="bank",
+        ),
+        InvalidAmount,
+    ),
+    (
+        "send: amount and fee beyond decimal range",
+        lambda b: pay.send(
+            b,
+            "k",
+            sender="alice",
+            recipient="bob",
+            amount="9e999999",
+            asset="USD",
+            fee="9e999999",
+            fee_account="bank",
+        ),
+        InvalidAmount,
+    ),
+    (
+        "send: more decimals than any asset",
+        lambda b: pay.send(
+            b,
+            "k",
+            sender="alice",
+            recipient="bob",
+            amount="1e-19",
+            asset="USD",
+            fee="1",
+            fee_account="bank",
+        ),
+        InvalidAmount,
+    ),
+    (
+        "charge: amount beyond any asset, with a fee",
+        lambda b: pay.charge(
+            b,
+            "k",
+            customer="alice",
+            merchant="bob",
+            amount="1e300",
+            asset="USD",
+            fee="1",
+            platform="bank",
+        ),
+        InvalidAmount,
+    ),
+    (
+        "fx: amount beyond any asset",
+        lambda b: pay.fx_pay(
+            b,
+            "k",
+            payer="alice",
+            payee="euro",
+            amount="1e300",
+            pay_asset="USD",
+            receive_asset="EUR",
+            rate="1",
+            fx_accounts=FX,
+        ),
+        InvalidAmount,
+    ),
+    (
+        "fx: rate beyond decimal range",
+        lambda b: pay.fx_pay(
+            b,
+            "k",
+            payer="alice",
+            payee="euro",
+            amount="10",
+            pay_asset="USD",
+            receive_asset="EUR",
+            rate="1e999999",
+            fx_accounts=FX,
+        ),
+        InvalidAmount,
+    ),
+    (
+        "fx: rate too small to compute exactly",
+        lambda b: pay.fx_pay(
+            b,
+            "k",
+            payer="alice",
+            payee="euro",
+            amount="10",
+            pay_asset="USD",
+            receive_asset="EUR",
+            rate="1e-999999999",
+            fx_accounts=FX,
+        ),
+        InvalidAmount,
+    ),
+    (
+        "fx: no FX accounts",
+        lambda b: pay.fx_pay(
+            b,
+            "k",
+            payer="alice",
+            payee="euro",
+            amount="10",
+            pay_asset="USD",
+            receive_asset="EUR",
+            rate="0.9",
+            fx_accounts=None,  # type: ignore[arg-type]
+        ),
+        InvalidCommand,
+    ),
+    (
+        "split: include_requester not a bool",
+        lambda b: pay.split_bill(
+            b,
+            "k",
+            requester="alice",
+            payers=["bob"],
+            amount="10",
+            asset="USD",
+            include_requester="no",  # type: ignore[arg-type]
+        ),
+        InvalidCommand,
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "error"), RECIPE_CASES, ids=[c[0] for c in RECIPE_CASES])
+def test_recipes_refuse_their_bad_arguments_with_typed_errors(
+    prepared: Ledger, case: str, call: Callable[[Ledger], Any], error: type[LedgerError]
+) -> None:
+    prepared.open_account("fx:usd", "USD", normal="debit")
+    prepared.open_account("fx:eur", "EUR", normal="debit")
+    before = log_of(prepared)
+    with pytest.raises(error) as caught:
+        call(prepared)
+    assert caught.value.code == error.code
+    assert log_of(prepared) == before, f"{case}: the event log changed"
+    prepared.post("k", legs("alice", "bob", "1"))  # the key is still free

@@ -237,6 +237,8 @@ def test_projections_follow_keeps_views_current_until_sigterm(store_url: str) ->
         (["audit", "--position", "3", "--until", "2026-01-01"], 2, "either --until or --position"),
         (["asset", "add", "PTS", "--scale", "40"], 2, "--scale"),
         (["statement", "nobody", "--from", "2026-01-01", "--to", "2026-02-01"], 1, "nobody"),
+        (["balances", "--as-of", "0001-01-01T00:00:00+14:00"], 2, "out of range"),
+        (["trial-balance", "--as-of", "9999-12-31T23:59:59-14:00"], 2, "out of range"),
     ],
 )
 def test_cli_errors_are_one_line_and_non_zero(
@@ -248,7 +250,15 @@ def test_cli_errors_are_one_line_and_non_zero(
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite:///", "postgresql://127.0.0.1:1/none"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://x/y",
+        "sqlite:///",
+        "sqlite:////nonexistent-directory/x.db",
+        "postgresql://127.0.0.1:1/none",
+    ],
+)
 def test_bad_or_unreachable_store_is_one_line(url: str) -> None:
     result = ledger(url, "init")
     assert result.returncode == 1
@@ -279,6 +289,17 @@ def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     result = ledger(f"sqlite:///{tmp_path}/h.db", *command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def test_the_module_runs_as_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger.adapters.cli", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "Usage:" in result.stdout
 
 
 def test_demo_runs_audits_and_reports_clean(store_url: str) -> None:

@@ -111,12 +111,14 @@ def test_invalid_lines_are_all_reported_and_nothing_applies(store_url: str, tmp_
         good.replace("ok-1", "u1").replace('"-1.00"', '"-2.00"'),
         good.replace("ok-1", "c1").replace("USD", "XYZ"),
         good.replace("ok-1", "d1").replace('"1.00"', '"1.001"').replace('"-1.00"', '"-1.001"'),
+        good.replace("ok-1", "t1").replace('"2026-01-05"', '"9999-12-31T23:59:59-01:00"'),
+        good.replace("ok-1", "s1").replace('"1.00"', '"1_000"').replace('"-1.00"', '"-1_000"'),
     ]
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n")
     result = ledger(store_url, "import", str(source))
     assert result.returncode == 1
-    for number in (2, 3, 4, 5, 6):
+    for number in (2, 3, 4, 5, 6, 7, 8):
         assert f"line {number}:" in result.stderr
     assert "nothing applied" in result.stderr
     with Ledger.open(store_url) as books:

@@ -233,6 +233,8 @@ NAMES = sorted(calls("a", "b", "c", 1, 0, None).keys())  # type: ignore[arg-type
 def _positive_decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, str) and (not value.isascii() or "_" in value):
+        return None  # Decimal reads "1_000" and other scripts' digits; amounts are ASCII
     try:
         number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
     except Exception:
