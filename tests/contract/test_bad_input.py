@@ -312,50 +312,39 @@ def test_case_18_limits_group_commit_over_the_batch_limit_is_refused(books: Ledg
 
 FX = {"USD": "fx:usd", "EUR": "fx:eur"}
 
+
+def send(amount: str, fee: str) -> Callable[[Ledger], Any]:
+    return lambda b: pay.send(
+        b,
+        "k",
+        sender="alice",
+        recipient="bob",
+        amount=amount,
+        asset="USD",
+        fee=fee,
+        fee_account="bank",
+    )
+
+
+def fx(amount: str, rate: str, accounts: Any = FX) -> Callable[[Ledger], Any]:
+    return lambda b: pay.fx_pay(
+        b,
+        "k",
+        payer="alice",
+        payee="euro",
+        amount=amount,
+        pay_asset="USD",
+        receive_asset="EUR",
+        rate=rate,
+        fx_accounts=accounts,
+    )
+
+
 # Recipes check their own arguments before the core sees them: (case, call, error)
 RECIPE_CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError]]] = [
-    (
-        "send: amount beyond any asset, with a fee",
-        lambda b: pay.send(
-            b,
-            "k",
-            sender="alice",
-            recipient="bob",
-            amount="1e300",
-            asset="USD",
-            fee="1",
-            fee_account="bank",
-        ),
-        InvalidAmount,
-    ),
-    (
-        "send: amount and fee beyond decimal range",
-        lambda b: pay.send(
-            b,
-            "k",
-            sender="alice",
-            recipient="bob",
-            amount="9e999999",
-            asset="USD",
-            fee="9e999999",
-            fee_account="bank",
-        ),
-        InvalidAmount,
-    ),
-    (
-        "send: more decimals than any asset",
-        lambda b: pay.send(
-            b,
-            "k",
-            sender="alice",
-            recipient="bob",
-            amount="1e-19",
-            asset="USD",
-            fee="1",
-            fee_account="bank",
-        ),
-        InvalidAmount,
-    ),
+    ("send: amount beyond any asset, with a fee", send("1e300", "1"), InvalidAmount),
+    ("send: amount and fee beyond decimal range", send("9e999999", "9e999999"), InvalidAmount),
+    ("send: more decimals than any asset", send("1e-19", "1"), InvalidAmount),
     (
         "charge: amount beyond any asset, with a fee",
         lambda b: pay.charge(
@@ -370,66 +359,10 @@ RECIPE_CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError]]] = [
         ),
         InvalidAmount,
     ),
-    (
-        "fx: amount beyond any asset",
-        lambda b: pay.fx_pay(
-            b,
-            "k",
-            payer="alice",
-            payee="euro",
-            amount="1e300",
-            pay_asset="USD",
-            receive_asset="EUR",
-            rate="1",
-            fx_accounts=FX,
-        ),
-        InvalidAmount,
-    ),
-    (
-        "fx: rate beyond decimal range",
-        lambda b: pay.fx_pay(
-            b,
-            "k",
-            payer="alice",
-            payee="euro",
-            amount="10",
-            pay_asset="USD",
-            receive_asset="EUR",
-            rate="1e999999",
-            fx_accounts=FX,
-        ),
-        InvalidAmount,
-    ),
-    (
-        "fx: rate too small to compute exactly",
-        lambda b: pay.fx_pay(
-            b,
-            "k",
-            payer="alice",
-            payee="euro",
-            amount="10",
-            pay_asset="USD",
-            receive_asset="EUR",
-            rate="1e-999999999",
-            fx_accounts=FX,
-        ),
-        InvalidAmount,
-    ),
-    (
-        "fx: no FX accounts",
-        lambda b: pay.fx_pay(
-            b,
-            "k",
-            payer="alice",
-            payee="euro",
-            amount="10",
-            pay_asset="USD",
-            receive_asset="EUR",
-            rate="0.9",
-            fx_accounts=None,  # type: ignore[arg-type]
-        ),
-        InvalidCommand,
-    ),
+    ("fx: amount beyond any asset", fx("1e300", "1"), InvalidAmount),
+    ("fx: rate beyond decimal range", fx("10", "1e999999"), InvalidAmount),
+    ("fx: rate too small to compute exactly", fx("10", "1e-999999999"), InvalidAmount),
+    ("fx: no FX accounts", fx("10", "0.9", None), InvalidCommand),
     (
         "split: include_requester not a bool",
         lambda b: pay.split_bill(
@@ -439,7 +372,7 @@ RECIPE_CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError]]] = [
             payers=["bob"],
             amount="10",
             asset="USD",
-            include_requester="no",  # type: ignore[arg-type]
+            include_requester="no",
         ),
         InvalidCommand,
     ),
