@@ -118,6 +118,7 @@ _ROUNDING = Context(prec=200, traps=[InvalidOperation, Overflow])
 _AMOUNT_MAX = Decimal(2**127 - 1)
 #: The most decimals any asset has.
 _DECIMALS_MAX = 18
+_NO_FEE = Decimal(0)
 
 
 @contextmanager
@@ -148,7 +149,9 @@ def _positive(value: AmountLike, what: str = "the amount") -> Decimal:
 
 def _fee(value: AmountLike | None) -> Decimal:
     """A fee: zero (or None) means no fee; never negative."""
-    number = Decimal(0) if value is None else parse_decimal(value)
+    if value is None:
+        return _NO_FEE
+    number = parse_decimal(value)
     if number < 0:
         raise InvalidAmount(f"a fee must not be negative, not {number}")
     return _in_range(number, "the fee")
@@ -160,7 +163,9 @@ def _in_range(number: Decimal, what: str) -> Decimal:
     sums and differences are exact."""
     if abs(number) > _AMOUNT_MAX:
         raise InvalidAmount(f"{what} {number} is beyond the largest amount of any asset")
-    exponent = number.normalize(_EXACT).as_tuple().exponent
+    exponent = number.as_tuple().exponent  # as written; trailing zeros may not count
+    if isinstance(exponent, int) and exponent < -_DECIMALS_MAX:
+        exponent = number.normalize(_EXACT).as_tuple().exponent
     if isinstance(exponent, int) and exponent < -_DECIMALS_MAX:
         raise InvalidAmount(f"{what} {number} has more decimals than any asset ({_DECIMALS_MAX})")
     return number
