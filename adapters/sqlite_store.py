@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import InterfaceError, Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from ledger.errors import StoreError, StoreUnavailable
@@ -93,7 +93,7 @@ class SQLiteEventStore:
         self.path = path
         try:
             _prepare_file(path)
-        except sqlite3.Error as e:  # a missing directory, no permission, not a database
+        except sqlite3.Error as e:  # a missing directory, no permission
             raise StoreUnavailable(f"SQLite store {url} cannot be opened: {e}") from e
         self.datastore = SQLiteDatastore(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=2)
         self.recorder = SQLiteApplicationRecorder(self.datastore)
@@ -124,7 +124,8 @@ class SQLiteEventStore:
                 cursor.execute("COMMIT")
         except sqlite3.IntegrityError as e:
             raise AppendConflict(str(e)) from e
-        except sqlite3.OperationalError as e:
+        except (sqlite3.OperationalError, InterfaceError) as e:
+            # InterfaceError: eventsourcing could not open the file (a directory, say)
             raise StoreUnavailable(f"SQLite store {self.url} is busy or unavailable: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"SQLite store {self.url} failed: {e}") from e
@@ -134,7 +135,7 @@ class SQLiteEventStore:
         try:
             with self.datastore.get_connection(commit=False) as conn:
                 yield self._tuned(conn)
-        except sqlite3.OperationalError as e:
+        except (sqlite3.OperationalError, InterfaceError) as e:
             raise StoreUnavailable(f"SQLite store {self.url} is unavailable: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"SQLite store {self.url} failed: {e}") from e

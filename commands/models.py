@@ -112,7 +112,11 @@ def _utf8(text: str) -> str:
 
 
 def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
+    try:
+        offset = value.utcoffset()
+    except Exception as e:  # a tzinfo of the caller's that fails: its zone is unknown
+        raise ValueError(f"datetime's time zone failed: {type(e).__name__}") from None
+    if value.tzinfo is None or offset is None:
         raise ValueError("datetime must be timezone-aware (e.g. UTC)")
     try:
         value.astimezone(UTC)
@@ -120,6 +124,8 @@ def _aware(value: datetime) -> datetime:
         # Stored and projected in UTC: a time whose UTC form is outside years 1-9999
         # would be written and then break every reader.
         raise ValueError("datetime is out of range in UTC (years 1 to 9999)") from None
+    except Exception as e:
+        raise ValueError(f"datetime's time zone failed: {type(e).__name__}") from None
     return value
 
 

@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import (
+    MAX_EMAX,
+    MIN_EMIN,
     ROUND_DOWN,
     Context,
     Decimal,
@@ -119,6 +121,9 @@ _AMOUNT_MAX = Decimal(2**127 - 1)
 #: The most decimals any asset has.
 _DECIMALS_MAX = 18
 _NO_FEE = Decimal(0)
+#: Exact at any exponent a decimal string can carry (normalising "1e-999999999" in
+#: the default range would underflow).
+_WIDE = Context(prec=200, Emin=MIN_EMIN, Emax=MAX_EMAX, traps=[Inexact, InvalidOperation, Overflow])
 
 
 @contextmanager
@@ -165,7 +170,7 @@ def _in_range(number: Decimal, what: str) -> Decimal:
         raise InvalidAmount(f"{what} {number} is beyond the largest amount of any asset")
     exponent = number.as_tuple().exponent  # as written; trailing zeros may not count
     if isinstance(exponent, int) and exponent < -_DECIMALS_MAX:
-        exponent = number.normalize(_EXACT).as_tuple().exponent
+        exponent = number.normalize(_WIDE).as_tuple().exponent
     if isinstance(exponent, int) and exponent < -_DECIMALS_MAX:
         raise InvalidAmount(f"{what} {number} has more decimals than any asset ({_DECIMALS_MAX})")
     return number

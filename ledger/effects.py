@@ -55,23 +55,23 @@ def refused_by_lifecycle(
 
 def capture_excess(legs: Sequence[Leg], held: Sequence[Leg]) -> str | None:
     """Why a capture's ``legs`` post more than the hold's ``held`` legs reserved
-    (``None`` if they do not): each leg is on an account and asset the hold reserved,
-    on the same side and no larger, and an account's legs together are no larger than
-    its reservation. One rule for the write side and the audit, so that a capture the
-    ledger accepts is one the audit passes."""
-    reserved: dict[tuple[str, str], int] = defaultdict(int)
+    (``None`` if they do not). Reservations are per account, asset and side (debit or
+    credit): each leg goes to a side the hold reserved, and the legs of one side
+    together are no larger than its reservation (so a hold captured as it is always
+    passes, whatever legs it has). One rule for the write side and the audit, so that a
+    capture the ledger accepts is one the audit passes."""
+    reserved: dict[tuple[str, str, bool], int] = defaultdict(int)
     for leg in held:
-        reserved[(leg.account, leg.asset)] += leg.amount
-    posted: dict[tuple[str, str], int] = defaultdict(int)
+        reserved[(leg.account, leg.asset, leg.amount > 0)] += leg.amount
+    posted: dict[tuple[str, str, bool], int] = defaultdict(int)
     for leg in legs:
-        where = (leg.account, leg.asset)
-        limit = reserved.get(where, 0)
-        posted[where] += leg.amount
-        total = posted[where]
-        for amount in (leg.amount, total):
-            if limit == 0 or (amount > 0) != (limit > 0) or abs(amount) > abs(limit):
-                return (
-                    f"posting {amount} minor units of {leg.asset} on {leg.account!r} exceeds "
-                    f"what the hold reserved there ({limit})"
-                )
+        side = (leg.account, leg.asset, leg.amount > 0)
+        posted[side] += leg.amount
+        limit = reserved.get(side, 0)
+        if limit == 0 or abs(posted[side]) > abs(limit):
+            what = "debits" if leg.amount > 0 else "credits"
+            return (
+                f"{what} of {abs(posted[side])} minor units of {leg.asset} on "
+                f"{leg.account!r} exceed what the hold reserved there ({abs(limit)})"
+            )
     return None

@@ -62,7 +62,9 @@ def utc_text(value: datetime) -> str:
     local time it would give another answer on every server."""
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise InvalidCommand(f"{value!r} needs a time zone (e.g. datetime(..., tzinfo=UTC))")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    utc = value.astimezone(UTC)
+    # %Y does not pad years before 1000 (glibc): the year is padded here.
+    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%f+00:00")
 
 
 @dataclass(frozen=True, slots=True)

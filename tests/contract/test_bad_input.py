@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -74,6 +74,22 @@ def captured(books: Ledger) -> uuid.UUID:
 
 
 NOW = datetime.now(UTC)
+
+
+class Failing(tzinfo):
+    """A caller's time zone whose offset raises."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        raise RuntimeError("no offset")
+
+
+class IntOffset(tzinfo):
+    """A caller's time zone whose offset is not a timedelta."""
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        return 3600
+
+
 EAST, WEST = timezone(timedelta(hours=1)), timezone(timedelta(hours=-1))
 LAST = datetime(9999, 12, 31, 23, 59)
 
@@ -230,6 +246,22 @@ CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError], bool]] = [
     ),
     ("sweep at a naive time", lambda b: b.expire_due(datetime(2026, 1, 1)), InvalidCommand, True),
     (
+        "a time zone that fails",
+        lambda b: b.post(
+            "k", legs("alice", "bob", "1"), effective_at=datetime(2026, 1, 1, tzinfo=Failing())
+        ),
+        InvalidCommand,
+        True,
+    ),
+    (
+        "a time zone with an integer offset",
+        lambda b: b.post(
+            "k", legs("alice", "bob", "1"), effective_at=datetime(2026, 1, 1, tzinfo=IntOffset())
+        ),
+        InvalidCommand,
+        True,
+    ),
+    (
         "expected version beyond 64 bits",
         lambda b: b.post("k", legs("alice", "bob", "1"), expected_versions={"alice": 2**70}),
         InvalidCommand,
@@ -345,6 +377,8 @@ RECIPE_CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError]]] = [
     ("send: amount beyond any asset, with a fee", send("1e300", "1"), InvalidAmount),
     ("send: amount and fee beyond decimal range", send("9e999999", "9e999999"), InvalidAmount),
     ("send: more decimals than any asset", send("1e-19", "1"), InvalidAmount),
+    ("send: amount below decimal range", send("1e-999999999", "1"), InvalidAmount),
+    ("send: fee below decimal range", send("1", "1e-999999999"), InvalidAmount),
     (
         "charge: amount beyond any asset, with a fee",
         lambda b: pay.charge(

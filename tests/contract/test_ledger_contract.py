@@ -195,6 +195,26 @@ def test_a_capture_the_audit_would_flag_is_refused(
     assert audit(books.store).clean
 
 
+def test_a_hold_with_both_sides_on_one_account_is_captured_in_full_or_in_part(
+    books: Ledger,
+) -> None:
+    setup_wallets(books)
+    legs = [("alice", "10", "USD"), ("alice", "-3", "USD"), ("bob", "-7", "USD")]
+    whole = books.hold("h1", legs)
+    part = books.hold("h2", legs)
+    assert whole.entry_id is not None and part.entry_id is not None
+    books.post_hold("cap-whole", whole.entry_id)
+    with pytest.raises(ExceedsHold):  # a debit above the debits reserved on alice
+        books.post_hold("cap-over", part.entry_id, [("alice", "11", "USD"), ("bob", "-11", "USD")])
+    books.post_hold(
+        "cap-part",
+        part.entry_id,
+        [("alice", "5", "USD"), ("alice", "-1", "USD"), ("bob", "-4", "USD")],
+    )
+    assert books.balance("alice").posted == Decimal(100 - 7 - 4)
+    assert audit(books.store).clean
+
+
 def test_void_releases_and_a_voided_hold_cannot_post(books: Ledger) -> None:
     setup_wallets(books)
     hold = books.hold("h1", [("alice", "10", "USD"), ("bob", "-10", "USD")])

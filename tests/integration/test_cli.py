@@ -256,6 +256,7 @@ def test_cli_errors_are_one_line_and_non_zero(
         "mysql://x/y",
         "sqlite:///",
         "sqlite:////nonexistent-directory/x.db",
+        "sqlite:////tmp",  # a directory
         "postgresql://127.0.0.1:1/none",
     ],
 )

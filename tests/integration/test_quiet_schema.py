@@ -5,12 +5,15 @@ start of every process, where operators' alerts look)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
 from ledger import AsyncLedger, Ledger
+from ledger.adapters.urls import open_store
+from ledger.store import AppendConflict, WriteBatch, stored_event
 
 pytestmark = pytest.mark.postgres
 
@@ -63,4 +66,27 @@ def test_the_async_ledger_opens_quietly_too(pg_url: str, failed_statements: list
             await books.open_account("bank", "USD", normal="debit")
 
     asyncio.run(run())
+    assert failed_statements == []
+
+
+def test_a_lost_race_to_create_a_stream_is_refused_without_a_server_error(
+    pg_url: str, failed_statements: list[str]
+) -> None:
+    """Two writers creating the same stream (an idempotency key sent to two
+    instances, one account opened twice): the append function answers the loser with
+    false, checked under its lock, not with a primary-key violation in the log."""
+    store = open_store(pg_url)
+    try:
+        created = uuid.uuid4()
+        for attempt in range(2):
+            batch = WriteBatch()
+            batch.events.append(stored_event(created, 1, "test.opened", b'{"n":0}'))
+            batch.expect_versions[created] = 0
+            if attempt == 0:
+                store.append(batch)
+            else:
+                with pytest.raises(AppendConflict):
+                    store.append(batch)
+    finally:
+        store.close()
     assert failed_statements == []
