@@ -243,19 +243,24 @@ def _item(
     event: LogEvent, accounts: dict[str, tuple[Any, ...]]
 ) -> tuple[tuple[Any, ...], list[str]] | None:
     """The feed row of an entry and its members, or None if no owner is involved."""
-    net: dict[str, int] = {}
-    asset: tuple[str, int] | None = None
+    # Nets per owner and asset: amounts of different assets are never added up.
+    nets: dict[tuple[str, str, int], int] = {}
     for leg in event.legs():
         meta = accounts.get(leg.account)
         if meta is None or meta[0] is None:
             continue
         owner, sign, code, scale = meta
-        net[owner] = net.get(owner, 0) + sign * leg.amount
-        asset = (code, scale)
-    if not net or asset is None:
+        nets[(owner, code, scale)] = nets.get((owner, code, scale), 0) + sign * leg.amount
+    if not nets:
         return None
+    # The item's asset: what its first payer paid in (an FX payment shows what was
+    # sent), else the first owner's.
+    asset = next((k[1:] for k, v in nets.items() if v < 0), next(iter(nets))[1:])
+    net = {k[0]: v for k, v in nets.items() if k[1:] == asset}
     payer = min(net, key=lambda o: net[o]) if min(net.values()) < 0 else None
     payee = max(net, key=lambda o: net[o]) if max(net.values()) > 0 else None
+    if payee is None:  # received in another asset (FX)
+        payee = next((k[0] for k, v in nets.items() if v > 0 and k[0] != payer), None)
     amount = max(abs(v) for v in net.values())
     body = event.body
     metadata = body.get("metadata") or {}
@@ -276,4 +281,4 @@ def _item(
         visibility,
         at,
     )
-    return row, sorted(net)
+    return row, sorted({k[0] for k in nets})

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
+from ledger import payments as pay
 from ledger.commands import LegInput, PostEntry
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
@@ -150,6 +151,37 @@ def test_feed_item_fields_and_stable_cursor(books: Ledger) -> None:
     with runner.views.snapshot() as w:
         second = FeedView.feed(w, "cat", limit=2, cursor=first.next_cursor)
     assert [i.note for i in second.items] == ["pizza 2", "pizza 1"]
+    runner.close()
+
+
+def test_an_fx_payment_shows_what_was_paid_never_a_sum_across_assets(books: Ledger) -> None:
+    open_wallets(books)
+    books.open_account("ben:euros", "EUR", owner="ben")
+    books.open_account("fx:usd", "USD", normal="debit")
+    books.open_account("fx:eur", "EUR", normal="debit")
+    runner = ProjectionRunner.for_ledger(books, [FeedView()])
+    paid = pay.fx_pay(
+        books,
+        "fx",
+        payer="ann:wallet",
+        payee="ben:euros",
+        amount="10.00",
+        pay_asset="USD",
+        receive_asset="EUR",
+        rate="0.5",
+        fx_accounts={"USD": "fx:usd", "EUR": "fx:eur"},
+    )
+    assert paid.ok and books.balance("ben:euros").posted == Decimal("5.00")
+    runner.catch_up()
+    with runner.views.snapshot() as w:
+        (item,) = FeedView.feed(w, "ben").items
+    # 10.00 USD sent (not 1000 + 500 minor units of two assets labelled EUR)
+    assert (item.payer, item.payee, item.amount, item.asset) == (
+        "ann",
+        "ben",
+        Decimal("10.00"),
+        "USD",
+    )
     runner.close()
 
 
