@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -21,7 +22,7 @@ from ledger.adapters.jsonl import export_lines, import_lines
 from ledger.adapters.logging import configure_logging
 from ledger.adapters.opening import Ledger
 from ledger.assets import plain
-from ledger.errors import LedgerError
+from ledger.errors import InvalidCommand, LedgerError, UnknownAccount
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 from ledger.projections.audit import audit as run_audit
 from ledger.projections.audit import diff_read_model, position_at
@@ -375,6 +376,8 @@ def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
 @click.pass_obj
 def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt: str) -> None:
     """Opening balance, lines with running balance, closing balance for a period."""
+    if start > end:
+        raise click.BadParameter(f"--from {start.isoformat()} is after --to {end.isoformat()}")
     with _open(store) as books:
         runner = _runner(books)
         runner.catch_up()
@@ -383,7 +386,7 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
             row = BalancesView.balance(w, account)
         runner.close()
     if st is None or row is None:
-        raise LedgerError(f"account {account!r} is not in the read model")
+        raise UnknownAccount(f"account {account!r} is not in the read model")
 
     def signed(value: Decimal) -> str:  # debits positive, as in the import format
         return plain(value if row.normal == "debit" or not value else value.copy_negate())
@@ -494,7 +497,7 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
                     progress=bar.update,
                 )
         except UnicodeDecodeError as e:
-            raise LedgerError(f"{source} is not UTF-8 text: {e.reason}") from None
+            raise InvalidCommand(f"{source} is not UTF-8 text: {e.reason}") from None
     errors = result.errors or []
     data_out = {
         "lines": result.lines,
@@ -534,9 +537,24 @@ def export_cmd(store: str, target: str) -> None:
                 out.write(line)
             out.flush()
         else:
-            with Path(target).open("wb") as f:
-                for line in export_lines(books):
-                    f.write(line)
+            # Written beside the target and moved over it at the end: a failure midway
+            # leaves no partial file under the target's name.
+            path = Path(target)
+            try:
+                temporary = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by the with below)
+                    "wb", dir=path.parent, prefix=f".{path.name}.", delete=False
+                )
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, target) from None
+            with temporary as f:
+                try:
+                    for line in export_lines(books):
+                        f.write(line)
+                except BaseException:
+                    f.close()
+                    os.unlink(f.name)
+                    raise
+            os.replace(f.name, path)
 
 
 @cli.command("stream")
@@ -599,14 +617,24 @@ def main() -> None:
         cli.main(standalone_mode=False, prog_name="ledger")
     except click.exceptions.Exit as e:
         raise SystemExit(e.exit_code) from None
-    except click.ClickException as e:
-        e.show()
+    except click.UsageError as e:  # one line, as every error (click's own is four)
+        click.echo(f"ledger: usage: {e.format_message()} (see --help)", err=True)
         raise SystemExit(2) from None
+    except click.ClickException as e:
+        click.echo(f"ledger: {e.format_message()}", err=True)
+        raise SystemExit(e.exit_code) from None
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         raise SystemExit(130) from None
     except LedgerError as e:
         click.echo(f"ledger: {e.code}: {e.message}", err=True)
+        raise SystemExit(1) from None
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    except OSError as e:  # a file or stream that cannot be read or written
+        where = f" ({e.filename})" if e.filename else ""
+        click.echo(f"ledger: io_error: {e.strerror or e}{where}", err=True)
         raise SystemExit(1) from None
 
 

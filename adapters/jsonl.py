@@ -23,6 +23,7 @@ commands with their own fields. Export writes all of them, in log order.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import orjson
 
 from ledger.adapters.jsonl_lines import parse_line
 from ledger.assets import Asset, iso_currency, plain, to_decimal
+from ledger.commands.executor import fingerprint
 from ledger.commands.models import (
     Command,
     DeclareAsset,
@@ -40,7 +42,7 @@ from ledger.commands.models import (
 )
 from ledger.commands.service import Ledger
 from ledger.entries import minor_legs
-from ledger.errors import LedgerError, UnknownAsset
+from ledger.errors import IdempotencyConflict, LedgerError, UnknownAsset
 from ledger.events import (
     TOPIC_ACCOUNT_CHANGED,
     TOPIC_ACCOUNT_OPENED,
@@ -77,18 +79,40 @@ class ImportReport:
 
 
 def _validated(
-    lines: Iterable[str], assets: _Assets | None = None
+    lines: Iterable[str], assets: _Assets | None = None, keys: _Keys | None = None
 ) -> Iterator[tuple[int, Command | LineError]]:
-    for number, text in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        # A byte order mark, as some editors write UTF-8, is not part of the first line.
+        text = raw[1:] if number == 1 and raw.startswith("\ufeff") else raw
         if not text.strip():
             continue
         try:
             command = parse_line(text)
             if assets is not None:
                 assets.check(command)
+            if keys is not None:
+                keys.check(number, command)
             yield number, command
         except (ValueError, LedgerError) as e:
             yield number, LineError(number, str(e))
+
+
+class _Keys:
+    """Refuses a line whose key an earlier line of the file used for another request
+    (a digest of each key and of its request is kept, never the lines): it would be
+    applied or refused depending on which line came first."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, tuple[int, bytes]] = {}
+
+    def check(self, number: int, command: Command) -> None:
+        key = hashlib.blake2b(command.key.encode(), digest_size=16).digest()
+        request = bytes.fromhex(fingerprint(command))[:16]
+        first = self.seen.setdefault(key, (number, request))
+        if first[1] != request:
+            raise IdempotencyConflict(
+                f"key {command.key!r} was used by line {first[0]} for another request"
+            )
 
 
 class _Assets:
@@ -146,7 +170,7 @@ def import_lines(
 
     report = ImportReport(errors=[])
     refused: set[int] = set()
-    for number, item in _validated(read(), _Assets(books)):
+    for number, item in _validated(read(), _Assets(books), _Keys()):
         report.lines += 1
         if isinstance(item, LineError):
             report.invalid += 1

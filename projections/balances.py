@@ -62,7 +62,12 @@ def utc_text(value: datetime) -> str:
     local time it would give another answer on every server."""
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise InvalidCommand(f"{value!r} needs a time zone (e.g. datetime(..., tzinfo=UTC))")
-    utc = value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidCommand(
+            f"{value.isoformat()} is out of range in UTC (years 1 to 9999)"
+        ) from None
     # %Y does not pad years before 1000 (glibc): the year is padded here.
     return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%f+00:00")
 
@@ -292,6 +297,8 @@ class BalancesView:
     ) -> BalanceRow | None:
         """Balances as of ``at`` by effective or recorded time; with ``known_at``, only
         entries recorded by then count (bi-temporal)."""
+        if by not in ("effective", "recorded"):
+            raise InvalidCommand(f"by is 'effective' or 'recorded', not {by!r}")
         meta = w.query(
             "SELECT asset, scale, owner, sign FROM rm_balances WHERE account = ?", (account,)
         )

@@ -195,8 +195,12 @@ class FeedView:
         cursor: str | None = None,
     ) -> FeedPage:
         """A page of items ``viewer`` may see, newest first (of ``user`` only, if given)."""
+        if type(limit) is not int:
+            raise InvalidCommand(f"limit is an int, not {type(limit).__name__}")
         limit = max(1, min(limit, 200))
-        if cursor and not (cursor.isascii() and cursor.isdigit()):
+        if cursor is not None and not (
+            isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) < 19
+        ):
             raise InvalidCommand(f"{cursor!r} is not a feed cursor (use a page's next_cursor)")
         before = int(cursor) if cursor else None
         sql = (

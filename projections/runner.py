@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ledger.errors import StoreUnavailable
+from ledger.errors import InvalidCommand, StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
 from ledger.retry import Backoff, keep_running
@@ -253,7 +253,10 @@ class ProjectionRunner:
             return self._rebuild(name)
 
     def _rebuild(self, name: str) -> int:
-        projection = next(p for p in self.projections if p.name == name)
+        projection = next((p for p in self.projections if p.name == name), None)
+        if projection is None:
+            known = ", ".join(sorted(p.name for p in self.projections))
+            raise InvalidCommand(f"no projection named {name!r} (there are: {known})")
         suffix = _REBUILD_SUFFIX
         with self.views.transaction() as w:
             for table in projection.tables():

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.assets import Asset, to_decimal
+from ledger.errors import InvalidCommand
 from ledger.sealing import open_text
 
 from .balances import utc_text
@@ -64,7 +65,13 @@ def statement(
     known_at: datetime | None = None,
     restated_since: datetime | None = None,
 ) -> Statement | None:
-    """The statement of ``account`` for ``[start, end)``; None if no such account."""
+    """The statement of ``account`` for ``[start, end)``; None if no such account.
+    A start after the end is InvalidCommand (an empty statement would look like one
+    with no activity)."""
+    if utc_text(start) > utc_text(end):
+        raise InvalidCommand(
+            f"the statement starts ({start.isoformat()}) after it ends ({end.isoformat()})"
+        )
     meta = w.query("SELECT asset, scale FROM rm_balances WHERE account = ?", (account,))
     if not meta:
         return None

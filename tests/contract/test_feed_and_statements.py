@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
 from ledger import payments as pay
 from ledger.commands import LegInput, PostEntry
+from ledger.errors import InvalidCommand
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 
 USERS = ["ann", "ben", "cat", "dan", "eve"]
@@ -230,3 +234,31 @@ def test_statements_chain_and_restatements(store_url: str) -> None:
         assert restated.closing == Decimal("16.00") == february.opening
         assert [line.description for line in restated.lines if line.restated] == ["backdated"]
         runner.close()
+
+
+def test_bad_read_arguments_are_invalid_commands(books: Ledger) -> None:
+    """The read side checks its own arguments: a typed error, never an OverflowError
+    from the database driver or a silently wrong answer."""
+    open_wallets(books)
+    books.transfer("p", debit="ann:wallet", credit="ben:wallet", amount="1", asset="USD")
+    runner = ProjectionRunner.for_ledger(books, [BalancesView(), FeedView()])
+    runner.catch_up()
+    east = timezone(timedelta(hours=5))
+    calls: list[Callable[[Any], Any]] = [
+        lambda w: FeedView.feed(w, "ann", cursor="9" * 20),
+        lambda w: FeedView.feed(w, "ann", cursor=5),
+        lambda w: FeedView.feed(w, "ann", limit="5"),
+        lambda w: FeedView.feed(w, "ann", limit=1.5),
+        lambda w: FeedView.feed(w, "ann", limit=True),
+        lambda w: statement(w, "ann:wallet", T0 + timedelta(days=1), T0),
+        lambda w: statement(w, "ann:wallet", datetime(1, 1, 1, tzinfo=east), T0),
+        lambda w: BalancesView.balance_as_of(w, "ann:wallet", datetime(1, 1, 1, tzinfo=east)),
+        lambda w: BalancesView.balance_as_of(w, "ann:wallet", T0, by="bogus"),
+    ]
+    with runner.views.snapshot() as w:
+        for call in calls:
+            with pytest.raises(InvalidCommand):
+                call(w)
+    with pytest.raises(InvalidCommand):
+        runner.rebuild("no-such-view")
+    runner.close()

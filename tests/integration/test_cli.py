@@ -238,6 +238,9 @@ def test_projections_follow_keeps_views_current_until_sigterm(store_url: str) ->
         (["asset", "add", "PTS", "--scale", "40"], 2, "--scale"),
         (["statement", "nobody", "--from", "2026-01-01", "--to", "2026-02-01"], 1, "nobody"),
         (["balances", "--as-of", "0001-01-01T00:00:00+14:00"], 2, "out of range"),
+        (["statement", "w", "--from", "2026-12-31", "--to", "2026-01-01"], 2, "after --to"),
+        (["export", "/nonexistent-directory/out.jsonl"], 1, "io_error"),
+        (["import", "/nonexistent-directory/in.jsonl"], 2, "no such file"),
         (["trial-balance", "--as-of", "9999-12-31T23:59:59-14:00"], 2, "out of range"),
     ],
 )
@@ -247,7 +250,33 @@ def test_cli_errors_are_one_line_and_non_zero(
     result = ledger(store_url, *args)
     assert result.returncode == code, result.stdout + result.stderr
     assert text in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("ledger: ")
+    assert result.stdout == ""
+
+
+def test_output_that_cannot_be_written_is_one_line(store_url: str, tmp_path: Path) -> None:
+    seeded(store_url)
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*LEDGER, "--store", store_url, "balances", "--format", "json"],
+            check=False,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith("ledger: io_error:") and result.stderr.count("\n") == 1
+
+
+def test_export_leaves_no_partial_file(store_url: str, tmp_path: Path) -> None:
+    seeded(store_url)
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "entries.jsonl"
+    assert ledger(store_url, "export", str(target)).returncode == 0
+    assert target.read_text().count("\n") > 10
+    assert [p.name for p in out.iterdir()] == ["entries.jsonl"]  # no temporary left
 
 
 @pytest.mark.parametrize(

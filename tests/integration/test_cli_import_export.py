@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from ledger import Ledger
@@ -125,6 +126,36 @@ def test_invalid_lines_are_all_reported_and_nothing_applies(store_url: str, tmp_
         assert books.store.max_position() == 0
     skipped = ledger(store_url, "import", str(source), "--skip-invalid", "--format", "json")
     assert json.loads(skipped.stdout)["applied"] == 1
+
+
+def test_a_key_used_twice_in_a_file_for_two_requests_is_an_invalid_line(
+    store_url: str, tmp_path: Path
+) -> None:
+    line = (
+        '{"key": "%s", "effective_at": "2026-01-05", "description": "x", "legs": ['
+        '{"account": "a", "amount": "%s", "currency": "USD"},'
+        '{"account": "b", "amount": "-%s", "currency": "USD"}], "metadata": {}}'
+    )
+    source = tmp_path / "in.jsonl"
+    # A byte order mark first (as some editors save UTF-8), then k1 twice for two
+    # requests and once more for the first request (a replay, not an error).
+    source.write_text(
+        "\ufeff"
+        + "\n".join([line % ("k1", "5.00", "5.00"), line % ("k1", "6.00", "6.00"),
+                      line % ("k2", "1.00", "1.00"), line % ("k1", "5.00", "5.00")])
+        + "\n"
+    )  # fmt: skip
+    result = ledger(store_url, "import", str(source))
+    assert result.returncode == 1
+    assert "line 2: key 'k1' was used by line 1 for another request" in result.stderr
+    assert "line 1:" not in result.stderr and "line 4:" not in result.stderr
+    with Ledger.open(store_url) as books:
+        assert books.store.max_position() == 0
+    skipped = ledger(store_url, "import", str(source), "--skip-invalid", "--format", "json")
+    report = json.loads(skipped.stdout)
+    assert (report["applied"], report["replayed"], report["invalid"]) == (2, 1, 1)
+    with Ledger.open(store_url) as books:
+        assert books.balance("b").posted == Decimal("6.00")  # 5.00 + 1.00, never 6.00 + 1.00
 
 
 def test_conflicting_key_and_unknown_account(store_url: str, tmp_path: Path) -> None:
