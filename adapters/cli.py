@@ -521,7 +521,8 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
     if result.invalid and not skip_invalid:
         click.echo(f"ledger: nothing applied: {result.invalid} invalid lines", err=True)
         raise SystemExit(1)
-    if result.rejected or result.conflicts:
+    # Lines skipped as invalid, rejected or conflicting: the file did not all apply.
+    if result.invalid or result.rejected or result.conflicts:
         raise SystemExit(1)
 
 

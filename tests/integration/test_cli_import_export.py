@@ -152,6 +152,7 @@ def test_a_key_used_twice_in_a_file_for_two_requests_is_an_invalid_line(
     with Ledger.open(store_url) as books:
         assert books.store.max_position() == 0
     skipped = ledger(store_url, "import", str(source), "--skip-invalid", "--format", "json")
+    assert skipped.returncode == 1  # applied the valid lines; not the whole file
     report = json.loads(skipped.stdout)
     assert (report["applied"], report["replayed"], report["invalid"]) == (2, 1, 1)
     with Ledger.open(store_url) as books:
