@@ -166,7 +166,7 @@ def _in_range(number: Decimal, what: str) -> Decimal:
     """``number`` if some asset could hold it (the core then checks the asset's own
     scale and bound), else InvalidAmount: a recipe computes only with amounts whose
     sums and differences are exact."""
-    if abs(number) > _AMOUNT_MAX:
+    if number.copy_abs() > _AMOUNT_MAX:  # copy_abs: no context, no overflow at any exponent
         raise InvalidAmount(f"{what} {number} is beyond the largest amount of any asset")
     exponent = number.as_tuple().exponent  # as written; trailing zeros may not count
     if isinstance(exponent, int) and exponent < -_DECIMALS_MAX:

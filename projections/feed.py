@@ -114,6 +114,10 @@ class FeedView:
             "CREATE TABLE IF NOT EXISTS rm_friendships (a TEXT NOT NULL, b TEXT NOT NULL,"
             " PRIMARY KEY (a, b))"
         )
+        w.execute(
+            "CREATE TABLE IF NOT EXISTS rm_friend_requests (a TEXT NOT NULL, b TEXT NOT NULL,"
+            " PRIMARY KEY (a, b))"
+        )
 
     def apply(self, event: LogEvent) -> None:
         """Take an account opening or a posting into the pending batch."""
@@ -179,11 +183,28 @@ class FeedView:
         )
 
     @staticmethod
+    def offer_friendship(w: ViewWriter, a: str, b: str) -> bool:
+        """User ``a`` asks ``b`` for friendship; the friendship exists (see
+        :meth:`befriend`) once ``b`` asked ``a`` too. Whether it exists now. One side
+        alone never sees the other's friends-only items."""
+        if a == b:
+            raise InvalidCommand("a user cannot befriend themselves")
+        w.execute(
+            "INSERT INTO rm_friend_requests (a, b) VALUES (?, ?) ON CONFLICT (a, b) DO NOTHING",
+            (a, b),
+        )
+        if not w.query("SELECT 1 FROM rm_friend_requests WHERE a = ? AND b = ?", (b, a)):
+            return False
+        FeedView.befriend(w, a, b)
+        return True
+
+    @staticmethod
     def unfriend(w: ViewWriter, a: str, b: str) -> None:
         """Remove a friendship."""
-        w.execute(
-            "DELETE FROM rm_friendships WHERE (a = ? AND b = ?) OR (a = ? AND b = ?)", (a, b, b, a)
-        )
+        for table in ("rm_friendships", "rm_friend_requests"):
+            w.execute(
+                f"DELETE FROM {table} WHERE (a = ? AND b = ?) OR (a = ? AND b = ?)", (a, b, b, a)
+            )
 
     @staticmethod
     def feed(

@@ -8,14 +8,18 @@ Run it (the store URL and the users' tokens come from the environment)::
 
 Every request names its user with ``Authorization: Bearer <token>`` (``401`` without a
 known token). A user owns the accounts under ``users:<user>:`` and may move money only
-out of them and read only them (``403`` otherwise, nothing moved); the activity feed
-shows what the user may see (their own items, public ones, friends-only ones of
-friends). The endpoints are ``async``: writes go through an
+out of them and read only them (``403`` otherwise, nothing moved). Money goes only to
+users' accounts (never the platform's), and charges only to the accounts of merchants
+the platform registered (``LEDGER_EXAMPLE_MERCHANTS``, a JSON list of users), so a
+charge cannot pass a P2P payment by the P2P limit. The activity feed shows what the
+user may see (their own items, public ones, friends-only ones of friends); a friendship
+exists once both users asked for it. The endpoints are ``async``: writes go through an
 :class:`~ledger.AsyncLedger`, so the requests in flight share group commits.
 
-Every write takes an ``Idempotency-Key`` header: the same key and body return the
-original result (``200`` with ``Idempotent-Replayed: true``) and apply nothing again;
-the same key with another body is ``409``. Amounts are decimal strings (``"12.50"``),
+Every write takes an ``Idempotency-Key`` header, scoped to its user (two users' keys
+never meet): the same key and body return the original result (``200`` with
+``Idempotent-Replayed: true``) and apply nothing again; the same key with another body
+is ``409``. Amounts are decimal strings (``"12.50"``),
 never JSON numbers. ``LEDGER_EXAMPLE_P2P_LIMIT`` (optional) sets a risk policy that
 vetoes P2P payments above that amount.
 
@@ -27,7 +31,7 @@ vetoes P2P payments above that amount.
 ``POST /payments``                 P2P payment out of the caller's wallet
 ``POST /charges``                  charge the caller's wallet for a merchant, with a fee
 ``POST /charges/{id}/refunds``     refund (part of) a charge: the merchant's owner only
-``POST /friends/{user}``           befriend a user (friends-only items become visible)
+``POST /friends/{user}``           ask a user for friendship (friends once both asked)
 ``GET /feed``                      the caller's activity feed (``limit``, ``cursor``)
 =================================  ============================================================
 """
@@ -104,6 +108,14 @@ def load_tokens(text: str) -> dict[bytes, str]:
     return {_digest(token): user for token, user in tokens.items()}
 
 
+def load_merchants(text: str) -> frozenset[str]:
+    """The users registered as merchants (``LEDGER_EXAMPLE_MERCHANTS``, a JSON list)."""
+    merchants = json.loads(text or "[]")
+    if not isinstance(merchants, list) or not all(isinstance(m, str) and m for m in merchants):
+        raise ValueError("LEDGER_EXAMPLE_MERCHANTS must be a JSON list of users")
+    return frozenset(merchants)
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -115,6 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limit = os.environ.get("LEDGER_EXAMPLE_P2P_LIMIT")
     risk = None if limit is None else p2p_limit_policy(Decimal(limit))
     app.state.tokens = load_tokens(os.environ.get("LEDGER_EXAMPLE_TOKENS", ""))
+    app.state.merchants = load_merchants(os.environ.get("LEDGER_EXAMPLE_MERCHANTS", ""))
     # LEDGER_KEYS (optional) encrypts notes and metadata at rest (see ledger.adapters.crypto).
     books = await AsyncLedger.open(
         os.environ["LEDGER_STORE"], risk=risk, keyring=keyring_from_env()
@@ -207,12 +220,14 @@ class Unauthenticated(Exception):
     """No known bearer token."""
 
 
-def idempotency_key(request: Request) -> str:
-    """The request's ``Idempotency-Key`` header (400 without one)."""
+def idempotency_key(request: Request, user: str) -> str:
+    """The request's ``Idempotency-Key`` header (400 without one), scoped to ``user``:
+    one user's keys can neither replay nor block another's, and the service's own
+    keys (``service:...``) are out of every user's reach."""
     key = request.headers.get("idempotency-key")
     if not key:
         raise MissingKey
-    return key
+    return f"user:{user}:{key}"
 
 
 def owner_of(user: str) -> str:
@@ -222,6 +237,22 @@ def owner_of(user: str) -> str:
 def own(user: str, account: str) -> str:
     """``account`` if it is one of ``user``'s accounts, else Forbidden."""
     if not account.startswith(f"users:{user}:"):
+        raise Forbidden
+    return account
+
+
+def user_account(account: str) -> str:
+    """``account`` if it is some user's account (money goes to users, never to the
+    platform's own accounts, which only its flows move), else Forbidden."""
+    if not account.startswith("users:") or account.count(":") < 2:
+        raise Forbidden
+    return account
+
+
+def merchant_account(request: Request, account: str) -> str:
+    """``account`` if it belongs to a registered merchant, else Forbidden."""
+    owner = user_account(account).split(":", 2)[1]
+    if owner not in request.app.state.merchants:
         raise Forbidden
     return account
 
@@ -293,7 +324,10 @@ async def _parsed(request: Request, model: type[B]) -> B:
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as e:
-        errors = [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]
+        errors = [
+            {"type": err["type"], "loc": ("body", *err["loc"]), "msg": err["msg"]}
+            for err in e.errors(include_url=False, include_input=False)
+        ]
         raise RequestValidationError(errors) from None
 
 
@@ -392,17 +426,23 @@ async def get_statement(
     zone; default: the last 30 days). Amounts as the account's normal side sees them."""
     user = caller(request)
     own(user, account)
-    until = end or datetime.now(UTC) + timedelta(seconds=1)
-    since = start or until - timedelta(days=30)
-    for moment in (since, until):
-        if moment.tzinfo is None:
+    for moment in (start, end):
+        if moment is not None and moment.tzinfo is None:
             return _error(400, "invalid_command", "times need a zone (RFC 3339)")
+    try:
+        until = end or datetime.now(UTC) + timedelta(seconds=1)
+        since = start or until - timedelta(days=30)
+    except OverflowError:
+        return _error(400, "invalid_command", "times are out of range (years 1 to 9999)")
 
     def read(views: ViewStore) -> Any:
         with views.snapshot() as w:
             return statement(w, account, since, until)
 
-    found = await asyncio.to_thread(request.app.state.views.run, read)
+    try:
+        found = await asyncio.to_thread(request.app.state.views.run, read)
+    except InvalidCommand as e:  # out of range in UTC, or starting after it ends
+        return _error(400, e.code, e.message)
     if found is None:
         return _error(404, "unknown_account", f"account {account!r} has no statement yet")
     return JSONResponse(
@@ -425,7 +465,8 @@ async def get_statement(
 async def deposit(body: Deposit, request: Request) -> Any:
     """A deposit from the bank rail into the caller's wallet, confirmed at once (a real
     service confirms it when the bank's webhook arrives)."""
-    user, key = caller(request), idempotency_key(request)
+    user = caller(request)
+    key = idempotency_key(request, user)
     books, wallet = _books(request), own(user, body.wallet)
 
     async def run() -> Outcome:
@@ -438,7 +479,11 @@ async def deposit(body: Deposit, request: Request) -> Any:
             asset=body.currency,
         )
         assert held.entry_id is not None
-        await payments.confirm_bank_transfer(books, f"{key}:confirm", held.entry_id)
+        # The confirmation's key is the service's, derived from the hold: no user can
+        # take it first, and a retry of the deposit confirms the same hold once.
+        await payments.confirm_bank_transfer(
+            books, f"service:confirm:{held.entry_id}", held.entry_id
+        )
         return held
 
     return await _respond(run())
@@ -448,14 +493,15 @@ async def deposit(body: Deposit, request: Request) -> Any:
 async def create_payment(request: Request) -> JSONResponse:
     """A P2P payment. The body is validated by pydantic straight from its JSON bytes
     (``model_validate_json``, strict), a third cheaper than FastAPI's body parameter."""
-    user, key = caller(request), idempotency_key(request)
+    user = caller(request)
+    key = idempotency_key(request, user)
     body = await _parsed(request, Payment)
     return await _respond(
         payments.send(
             _books(request),
             key,
             sender=own(user, body.sender),
-            recipient=body.recipient,
+            recipient=user_account(body.recipient),
             amount=body.amount,
             asset=body.currency,
             note=body.note,
@@ -466,13 +512,14 @@ async def create_payment(request: Request) -> JSONResponse:
 
 @app.post("/charges")
 async def create_charge(body: Charge, request: Request) -> JSONResponse:
-    user, key = caller(request), idempotency_key(request)
+    user = caller(request)
+    key = idempotency_key(request, user)
     return await _respond(
         payments.charge(
             _books(request),
             key,
             customer=own(user, body.customer),
-            merchant=body.merchant,
+            merchant=merchant_account(request, body.merchant),
             amount=body.amount,
             asset=body.currency,
             fee=body.fee,
@@ -484,42 +531,50 @@ async def create_charge(body: Charge, request: Request) -> JSONResponse:
 @app.post("/charges/{charge_id}/refunds")
 async def create_refund(charge_id: uuid.UUID, body: Refund, request: Request) -> JSONResponse:
     """Only the owner of the charge's merchant account may refund it."""
-    user, key = caller(request), idempotency_key(request)
+    user = caller(request)
+    key = idempotency_key(request, user)
     books = _books(request)
     charged = await books.entry(charge_id)
     if charged is None or charged.kind != "posted":
         return _error(404, "entry_not_found", f"no charge with id {charge_id}")
     # The merchant's account is the one the charge credited (the platform's fee
-    # account is no user's).
-    if not any(leg.amount < 0 and leg.account.startswith(f"users:{user}:") for leg in charged.legs):
+    # account is no user's); only a registered merchant's entries are charges.
+    if user not in request.app.state.merchants or not any(
+        leg.amount < 0 and leg.account.startswith(f"users:{user}:") for leg in charged.legs
+    ):
         raise Forbidden
     return await _respond(payments.refund(books, key, charge_id, amount=body.amount))
 
 
 @app.post("/friends/{other}")
-async def befriend(other: str, request: Request) -> dict[str, str]:
+async def befriend(other: str, request: Request) -> JSONResponse:
+    """Ask ``other`` for friendship; it exists (friends-only items become visible both
+    ways) once both asked. Asking alone shows nothing of ``other``'s."""
     user = caller(request)
+    if other == user or other not in request.app.state.tokens.values():
+        return _error(404, "unknown_user", f"no user {other!r} to befriend")
 
-    def write(views: ViewStore) -> None:
+    def write(views: ViewStore) -> bool:
         with views.transaction() as w:
-            FeedView.befriend(w, owner_of(user), owner_of(other))
+            return FeedView.offer_friendship(w, owner_of(user), owner_of(other))
 
-    await asyncio.to_thread(request.app.state.views.run, write)
-    return {"status": "friends"}
+    mutual = await asyncio.to_thread(request.app.state.views.run, write)
+    return JSONResponse({"status": "friends" if mutual else "requested"})
 
 
 @app.get("/feed")
 async def feed(request: Request, limit: int = 20, cursor: str | None = None) -> JSONResponse:
     """The caller's activity feed, newest first; ``next_cursor`` fetches the next page."""
     user = caller(request)
-    if cursor is not None and not cursor.isdigit():
-        return _error(400, "invalid_command", "cursor is the next_cursor of a page")
 
     def read(views: ViewStore) -> Any:
         with views.snapshot() as w:
             return FeedView.feed(w, owner_of(user), limit=limit, cursor=cursor)
 
-    page = await asyncio.to_thread(request.app.state.views.run, read)
+    try:
+        page = await asyncio.to_thread(request.app.state.views.run, read)
+    except InvalidCommand as e:
+        return _error(400, e.code, e.message)
     return JSONResponse(
         {
             "items": [{**asdict(item), "amount": plain(item.amount)} for item in page.items],

@@ -378,6 +378,8 @@ RECIPE_CASES: list[tuple[str, Callable[[Ledger], Any], type[LedgerError]]] = [
     ("send: amount and fee beyond decimal range", send("9e999999", "9e999999"), InvalidAmount),
     ("send: more decimals than any asset", send("1e-19", "1"), InvalidAmount),
     ("send: amount below decimal range", send("1e-999999999", "1"), InvalidAmount),
+    ("send: amount above decimal range", send("1e999999999", "1"), InvalidAmount),
+    ("send: fee above decimal range", send("1", "1e999999999"), InvalidAmount),
     ("send: fee below decimal range", send("1", "1e-999999999"), InvalidAmount),
     (
         "charge: amount beyond any asset, with a fee",

@@ -262,3 +262,33 @@ def test_bad_read_arguments_are_invalid_commands(books: Ledger) -> None:
     with pytest.raises(InvalidCommand):
         runner.rebuild("no-such-view")
     runner.close()
+
+
+def test_a_friendship_needs_both_users(books: Ledger) -> None:
+    open_wallets(books)
+    books.transfer(
+        "f1",
+        debit="ann:wallet",
+        credit="ben:wallet",
+        amount="1",
+        asset="USD",
+        metadata={"visibility": "friends", "note": "friends only"},
+    )
+    runner = ProjectionRunner.for_ledger(books, [FeedView()])
+    runner.catch_up()
+
+    def sees(viewer: str) -> bool:
+        with runner.views.snapshot() as w:
+            return any(i.note == "friends only" for i in FeedView.feed(w, viewer).items)
+
+    with runner.views.transaction() as w:
+        assert FeedView.offer_friendship(w, "cat", "ann") is False  # asked alone
+    assert not sees("cat")
+    with runner.views.transaction() as w:
+        assert FeedView.offer_friendship(w, "ann", "cat") is True  # both asked
+    assert sees("cat")
+    with runner.views.transaction() as w:
+        FeedView.unfriend(w, "ann", "cat")
+        assert FeedView.offer_friendship(w, "cat", "ann") is False  # a new request again
+    assert not sees("cat")
+    runner.close()

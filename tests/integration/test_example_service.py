@@ -55,6 +55,10 @@ USERS = [
     "dan",
     "erin",
     "fay",
+    "olga",
+    "pete",
+    "quinn",
+    "rosa",
 ]
 TOKENS = {f"token-of-{user}": user for user in USERS}
 
@@ -76,6 +80,7 @@ def service() -> Iterator[tuple[str, list[str]]]:
         "LEDGER_STORE": url,
         "LEDGER_EXAMPLE_P2P_LIMIT": P2P_LIMIT,
         "LEDGER_EXAMPLE_TOKENS": json.dumps(TOKENS),
+        "LEDGER_EXAMPLE_MERCHANTS": json.dumps(["shop"]),
     }
     procs: list[subprocess.Popen[bytes]] = []
     bases: list[str] = []
@@ -356,7 +361,13 @@ def test_feed_shows_what_the_viewer_may_see(service: tuple[str, list[str]]) -> N
     open_wallet(a, "dan", "100.00")
     open_wallet(a, "erin")
     open_wallet(a, "fay")
-    assert post(a, "/friends/erin", {}, user="fay").status_code == 200  # fay <-> erin
+    asked = post(a, "/friends/erin", {}, user="fay")
+    assert asked.status_code == 200 and asked.json()["status"] == "requested"
+    accepted = post(b, "/friends/fay", {}, user="erin")  # fay <-> erin once both asked
+    assert accepted.status_code == 200 and accepted.json()["status"] == "friends"
+    # asking alone shows nothing: mallory asks dan, dan never asks back
+    assert post(a, "/friends/dan", {}, user="mallory").json()["status"] == "requested"
+    assert post(a, "/friends/nobody-here", {}, user="mallory").status_code == 404
     for key, visibility in (("pub", "public"), ("fr", "friends"), ("priv", "private")):
         body = pay("dan", "erin", "1.00", note=f"dan-{key}", visibility=visibility)
         assert post(a, "/payments", body, f"feed-{key}", user="dan").status_code == 201
@@ -371,10 +382,70 @@ def test_feed_shows_what_the_viewer_may_see(service: tuple[str, list[str]]) -> N
     stranger = set(feed_notes(a, "mallory"))
     assert "dan-pub" in stranger and not {"dan-fr", "dan-priv"} & stranger
     assert get(a, "/feed", None).status_code == 401
-    assert get(a, "/feed", "fay", cursor="not-a-cursor").status_code == 400
+    for cursor in ("not-a-cursor", "\u00b2", "\u0661", "9" * 20):
+        assert get(a, "/feed", "fay", cursor=cursor).status_code == 400
     statement = get(a, f"/accounts/{wallet('erin')}/statement", "erin")
     assert statement.status_code == 200, statement.text
     assert statement.json()["closing"] == "3.00"
+    path = f"/accounts/{wallet('erin')}/statement"
+    for window in (
+        {"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"},
+        {"to": "0001-01-01T00:00:00+00:00"},
+        {"from": "0001-01-01T00:00:00+14:00"},
+        {"to": "9999-12-31T23:59:59-14:00"},
+    ):
+        assert get(a, path, "erin", **window).status_code == 400, window
+
+
+def test_money_goes_to_users_and_charges_to_registered_merchants(
+    service: tuple[str, list[str]],
+) -> None:
+    _, (a, _b) = service
+    open_wallet(a, "olga", "100.00")
+    open_wallet(a, "pete")
+    # not into the platform's own accounts
+    for target in ("platform:bank:ach:USD", "platform:revenue:fees:USD"):
+        body = {**pay("olga", "pete", "5.00"), "to": target}
+        assert post(a, "/payments", body, f"plat-{target}", user="olga").status_code == 403
+    # a charge only to a registered merchant: hana is not one (no way around the P2P limit)
+    charge = {
+        "customer": wallet("olga"),
+        "merchant": wallet("pete"),
+        "amount": "600",
+        "currency": "USD",
+    }
+    assert post(a, "/charges", charge, "charge-p2p", user="olga").status_code == 403
+    # a payment's entry is no charge to refund, even by its recipient
+    paid = post(a, "/payments", pay("olga", "pete", "5.00"), "gift-1", user="olga")
+    assert paid.status_code == 201
+    refund = post(a, f"/charges/{paid.json()['id']}/refunds", {}, "rf-gift", user="pete")
+    assert refund.status_code == 403
+    assert available(a, "olga") == Decimal("95.00") and available(a, "pete") == Decimal("5.00")
+
+
+def test_idempotency_keys_are_scoped_to_their_user(service: tuple[str, list[str]]) -> None:
+    _, (a, _b) = service
+    open_wallet(a, "quinn", "50.00")
+    open_wallet(a, "rosa", "50.00")
+    # the same key for two users: two payments, neither blocks nor replays the other
+    assert (
+        post(a, "/payments", pay("quinn", "rosa", "1.00"), "same-key", user="quinn").status_code
+        == 201
+    )
+    assert (
+        post(a, "/payments", pay("rosa", "quinn", "2.00"), "same-key", user="rosa").status_code
+        == 201
+    )
+    # a user cannot take the key of another's deposit confirmation first
+    assert (
+        post(
+            a, "/payments", pay("quinn", "rosa", "1.00"), "dep-j:confirm", user="quinn"
+        ).status_code
+        == 201
+    )
+    deposit = {"wallet": wallet("rosa"), "amount": "3.00", "currency": "USD"}
+    assert post(a, "/deposits", deposit, "dep-j", user="rosa").status_code == 201
+    assert available(a, "rosa") == Decimal("50.00") + 1 - 2 + 1 + 3
 
 
 def test_books_audit_clean_after_the_run(service: tuple[str, list[str]]) -> None:
