@@ -16,8 +16,9 @@ user may see (their own items, public ones, friends-only ones of friends); a fri
 exists once both users asked for it. The endpoints are ``async``: writes go through an
 :class:`~ledger.AsyncLedger`, so the requests in flight share group commits.
 
-Every write takes an ``Idempotency-Key`` header, scoped to its user (two users' keys
-never meet): the same key and body return the original result (``200`` with
+Every money write (deposits, payments, charges, refunds) takes an ``Idempotency-Key``
+header, scoped to its user (two users' keys never meet; opening an account is
+idempotent by the account's id, asking for a friendship by the pair): the same key and body return the original result (``200`` with
 ``Idempotent-Replayed: true``) and apply nothing again; the same key with another body
 is ``409``. Amounts are decimal strings (``"12.50"``),
 never JSON numbers. ``LEDGER_EXAMPLE_P2P_LIMIT`` (optional) sets a risk policy that
@@ -54,7 +55,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -220,6 +221,12 @@ class Unauthenticated(Exception):
     """No known bearer token."""
 
 
+#: The authenticated user, as a dependency: FastAPI runs it before it validates the
+#: endpoint's body and query, so a caller without a known token gets 401, never the
+#: validation details of a 422.
+Caller = Annotated[str, Depends(caller)]
+
+
 def idempotency_key(request: Request, user: str) -> str:
     """The request's ``Idempotency-Key`` header (400 without one), scoped to ``user``:
     one user's keys can neither replay nor block another's, and the service's own
@@ -263,6 +270,19 @@ async def _unauthenticated(request: Request, exc: Unauthenticated) -> JSONRespon
         {"error": "unauthenticated", "message": "send Authorization: Bearer <token>"},
         status_code=401,
         headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 in the service's error shape (``error``, ``message``), with pydantic's
+    problems in ``detail`` (location, message; never the input echoed back)."""
+    detail = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"])
+    return JSONResponse(
+        {"error": "invalid_request", "message": f"{where}: {first['msg']}", "detail": detail},
+        status_code=422,
     )
 
 
@@ -387,8 +407,7 @@ async def health() -> dict[str, str]:
 
 
 @app.post("/accounts")
-async def open_account(body: NewAccount, request: Request) -> JSONResponse:
-    user = caller(request)
+async def open_account(user: Caller, body: NewAccount, request: Request) -> JSONResponse:
     account = own(user, body.id)
     return await _respond(
         _books(request).open_account(account, body.currency, min_balance="0", owner=owner_of(user))
@@ -417,6 +436,7 @@ async def get_account(account: str, request: Request) -> JSONResponse:
 
 @app.get("/accounts/{account}/statement")
 async def get_statement(
+    user: Caller,
     account: str,
     request: Request,
     start: Annotated[datetime | None, Query(alias="from")] = None,
@@ -424,7 +444,6 @@ async def get_statement(
 ) -> JSONResponse:
     """Opening balance, lines and closing balance for ``[from, to)`` (RFC 3339 with a
     zone; default: the last 30 days). Amounts as the account's normal side sees them."""
-    user = caller(request)
     own(user, account)
     for moment in (start, end):
         if moment is not None and moment.tzinfo is None:
@@ -462,10 +481,9 @@ async def get_statement(
 
 
 @app.post("/deposits")
-async def deposit(body: Deposit, request: Request) -> Any:
+async def deposit(user: Caller, body: Deposit, request: Request) -> Any:
     """A deposit from the bank rail into the caller's wallet, confirmed at once (a real
     service confirms it when the bank's webhook arrives)."""
-    user = caller(request)
     key = idempotency_key(request, user)
     books, wallet = _books(request), own(user, body.wallet)
 
@@ -511,8 +529,7 @@ async def create_payment(request: Request) -> JSONResponse:
 
 
 @app.post("/charges")
-async def create_charge(body: Charge, request: Request) -> JSONResponse:
-    user = caller(request)
+async def create_charge(user: Caller, body: Charge, request: Request) -> JSONResponse:
     key = idempotency_key(request, user)
     return await _respond(
         payments.charge(
@@ -529,9 +546,10 @@ async def create_charge(body: Charge, request: Request) -> JSONResponse:
 
 
 @app.post("/charges/{charge_id}/refunds")
-async def create_refund(charge_id: uuid.UUID, body: Refund, request: Request) -> JSONResponse:
+async def create_refund(
+    user: Caller, charge_id: uuid.UUID, body: Refund, request: Request
+) -> JSONResponse:
     """Only the owner of the charge's merchant account may refund it."""
-    user = caller(request)
     key = idempotency_key(request, user)
     books = _books(request)
     charged = await books.entry(charge_id)
@@ -563,9 +581,10 @@ async def befriend(other: str, request: Request) -> JSONResponse:
 
 
 @app.get("/feed")
-async def feed(request: Request, limit: int = 20, cursor: str | None = None) -> JSONResponse:
+async def feed(
+    user: Caller, request: Request, limit: int = 20, cursor: str | None = None
+) -> JSONResponse:
     """The caller's activity feed, newest first; ``next_cursor`` fetches the next page."""
-    user = caller(request)
 
     def read(views: ViewStore) -> Any:
         with views.snapshot() as w:

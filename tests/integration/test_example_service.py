@@ -196,6 +196,11 @@ def test_bad_requests_are_refused_and_change_nothing(service: tuple[str, list[st
     assert post(a, "/payments", as_float, "frank-2", user="frank").status_code == 422
     extra = post(a, "/payments", {**body, "admin": True}, "frank-6", user="frank")
     assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "admin"]
+    assert extra.json()["error"] == "invalid_request" and "admin" in extra.json()["message"]
+    # without a known token, 401 before any validation detail
+    for path, bad in (("/deposits", {"x": 1}), ("/charges", {}), ("/accounts", {"id": 5})):
+        assert post(a, path, bad, "k", user=None).status_code == 401, path
+    assert get(a, "/feed", None, limit="abc").status_code == 401
     not_json = httpx.post(
         f"{a}/payments",
         content=b"{not json",
