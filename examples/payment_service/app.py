@@ -21,9 +21,8 @@ header, scoped to its user (two users' keys never meet; opening an account is
 idempotent by the account's id, asking for a friendship by the pair): the same key
 and body return the original result (``200`` with ``Idempotent-Replayed: true``) and
 apply nothing again; the same key with another body is ``409``. Amounts are decimal
-strings (``"12.50"``),
-never JSON numbers. ``LEDGER_EXAMPLE_P2P_LIMIT`` (optional) sets a risk policy that
-vetoes P2P payments above that amount.
+strings (``"12.50"``), never JSON numbers. ``LEDGER_EXAMPLE_P2P_LIMIT`` (optional)
+sets a risk policy that vetoes P2P payments above that amount.
 
 =================================  ============================================================
 ``POST /accounts``                 open one of the caller's accounts (``users:<user>:...``)
