@@ -610,7 +610,7 @@ class PostgresEventStore:
             current[row["id"]] = row["v"] or 0
         for sid, version in expect.items():
             if current.get(sid, 0) != version:
-                raise AppendConflict(f"stream {sid} moved on from version {version}")
+                raise AppendConflict(f"stream {sid} is not at version {version} any more")
 
     def _write_holds(self, cur: psycopg.Cursor[Any], batch: WriteBatch) -> None:
         if batch.holds_opened:

@@ -358,7 +358,9 @@ def _check_versions(cur: sqlite3.Cursor, expect: dict[uuid.UUID, int]) -> None:
         )
         moved = cur.fetchone()
         if moved is not None:
-            raise AppendConflict(f"stream {uuid.UUID(moved[0])} moved on from version {moved[1]}")
+            raise AppendConflict(
+                f"stream {uuid.UUID(moved[0])} is not at version {moved[1]} any more"
+            )
 
 
 def _check_keys_free(cur: sqlite3.Cursor, key_ids: list[uuid.UUID]) -> None:
