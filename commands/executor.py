@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from ledger import events
 from ledger.accounts import balance_of
-from ledger.assets import Asset, iso_currency, to_decimal
+from ledger.assets import EXACT, Asset, iso_currency, to_decimal
 from ledger.errors import (
     CommandRejected,
     ConcurrencyConflict,
@@ -108,7 +108,9 @@ CACHE_KEYS_MAX = 100_000
 
 def _json_default(value: object) -> str:
     if isinstance(value, Decimal):
-        return str(value.normalize())
+        # Normalised and written in the ledger's own exact context: the caller's
+        # (a precision of 6, capitals=0) must not make two requests look alike.
+        return EXACT.to_sci_string(EXACT.normalize(value))
     raise TypeError(type(value).__name__)
 
 

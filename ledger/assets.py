@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from functools import lru_cache
 
 from iso4217 import Currency
@@ -19,6 +19,7 @@ from ledger.errors import InvalidAmount, UnknownAsset
 __all__ = [
     "AMOUNT_MAX_MINOR",
     "BALANCE_MAX_MINOR",
+    "EXACT",
     "SCALE_MAX",
     "Asset",
     "iso_currency",
@@ -35,6 +36,11 @@ AMOUNT_MAX_MINOR = 2**127 - 1
 #: Balances (posted, pending, available) stay within +/- this bound; a command that
 #: would leave it is rejected with ``balance_overflow``.
 BALANCE_MAX_MINOR = 2**127 - 1
+#: Exact decimal arithmetic, whatever the host's context: ``decimal.getcontext()``
+#: belongs to the application (its precision, rounding, traps and ``capitals`` apply
+#: to the operators and to ``str``), so the ledger computes and formats amounts with
+#: this context's methods instead (``EXACT.subtract(a, b)``, ``EXACT.to_sci_string``).
+EXACT = Context(prec=MAX_PREC, Emin=MIN_EMIN, Emax=MAX_EMAX, capitals=1)
 #: Largest number of decimals an asset may declare.
 SCALE_MAX = 18
 _POWERS_OF_TEN: tuple[int, ...] = tuple(10**n for n in range(SCALE_MAX + 1))

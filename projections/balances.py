@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from ledger.assets import Asset, to_decimal
+from ledger.assets import EXACT, Asset, to_decimal
 from ledger.effects import entry_effects
 from ledger.errors import InvalidCommand
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
@@ -87,8 +87,9 @@ class BalanceRow:
 
     @property
     def available(self) -> Decimal:
-        """Posted minus what open holds reserve."""
-        return self.posted - self.pending_out
+        """Posted minus what open holds reserve (exact, whatever the host's decimal
+        context)."""
+        return EXACT.subtract(self.posted, self.pending_out)
 
     @property
     def signed(self) -> Decimal:

@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis.stateful import RuleBasedStateMachine, invariant
 
 from ledger.adapters.opening import Ledger
+from ledger.assets import EXACT
 from ledger.errors import LedgerError
 from ledger.outcome import Outcome
 from ledger.projections import BalancesView, ProjectionRunner
@@ -93,11 +94,12 @@ class LedgerInvariants(RuleBasedStateMachine):
         totals: dict[str, Decimal] = {}
         for name in self.accounts:
             b = self.books.balance(name)
-            sign = 1 if b.normal == "debit" else -1
-            totals[b.asset] = totals.get(b.asset, Decimal(0)) + sign * b.posted
+            signed = b.posted if b.normal == "debit" else b.posted.copy_negate()
+            totals[b.asset] = EXACT.add(totals.get(b.asset, Decimal(0)), signed)
             low, high = self.bounds[name]
             assert low is None or b.available >= low, f"{name} below its minimum: {b}"
-            assert high is None or b.posted + b.pending_in <= high, f"{name} above its max: {b}"
+            top = EXACT.add(b.posted, b.pending_in)
+            assert high is None or top <= high, f"{name} above its max: {b}"
         assert all(total == 0 for total in totals.values()), f"assets do not sum to zero: {totals}"
 
     @invariant()
