@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
+import errno
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import tempfile
 import threading
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -22,7 +26,7 @@ from ledger.adapters.jsonl import export_lines, import_lines
 from ledger.adapters.logging import configure_logging
 from ledger.adapters.opening import Ledger
 from ledger.assets import plain
-from ledger.errors import InvalidCommand, LedgerError, UnknownAccount
+from ledger.errors import InvalidCommand, LedgerError, StoreUnavailable, UnknownAccount
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, statement
 from ledger.projections.audit import audit as run_audit
 from ledger.projections.audit import diff_read_model, position_at
@@ -35,8 +39,9 @@ DEFAULT_STORE = "sqlite:///ledger.db"
 
 class Instant(click.ParamType):  # type: ignore[type-arg,unused-ignore]
     """A point in time: RFC 3339 with a zone (``2026-01-31T00:00:00Z``,
-    ``2026-01-31T02:00:00+02:00``), a date (midnight UTC) or a time without a zone
-    (taken as UTC, as the library does)."""
+    ``2026-01-31T02:00:00+02:00``, at most 6 decimals of a second) or a date
+    (``2026-01-31``: 00:00 UTC that day). A time without a zone is refused: it would
+    name a different instant on every machine."""
 
     name = "instant"
 
@@ -44,25 +49,49 @@ class Instant(click.ParamType):  # type: ignore[type-arg,unused-ignore]
         if isinstance(value, datetime):
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         text = str(value).strip()
-        try:
-            when = datetime.fromisoformat(text.replace("z", "Z"))
-        except ValueError:
+        date_only = _DATE.fullmatch(text) is not None
+        if not date_only and _RFC3339.fullmatch(text) is None:
             self.fail(
-                f"{value!r} is not a time: use RFC 3339 (2026-01-31T00:00:00Z, "
-                "2026-01-31T02:00:00+02:00) or a date (2026-01-31)",
+                f"{value!r} is not a time: use RFC 3339 with a zone (2026-01-31T00:00:00Z, "
+                "2026-01-31T02:00:00+02:00) or a date (2026-01-31, midnight UTC)",
                 param,
                 ctx,
             )
         try:
-            return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+            when = datetime.fromisoformat(text if date_only else f"{text[:10]}T{text[11:].upper()}")
+            return when.replace(tzinfo=UTC) if date_only else when.astimezone(UTC)
         except OverflowError:
             self.fail(f"{value!r} is out of range in UTC (years 1 to 9999)", param, ctx)
+        except ValueError as e:  # a 13th month, a 25th hour
+            self.fail(f"{value!r} is not a time: {e}", param, ctx)
 
 
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 INSTANT = Instant()
 
 
-@click.group()
+CONVENTIONS = """\b
+Conventions of every command:
+  amounts   exact decimal strings in the asset's decimals; in machine-readable
+            output (--format json, export) signed: debits positive, credits
+            negative; human tables show the figure with Dr or Cr
+  times     out: RFC 3339 in UTC (2026-01-31T09:00:00+00:00); in: RFC 3339 with
+            a zone, or a date (00:00 UTC that day); a time without a zone is
+            refused
+  periods   --as-of T includes what took effect at T; a statement covers
+            [--from, --to): from included, to excluded
+  output    data on stdout; errors on stderr, one line: "ledger: CODE: message"
+  exit      0 done; 1 a ledger error, a refused or partial import, an
+            unbalanced trial balance, audit findings, an I/O error, or a reader
+            of stdout that went away (| head); 2 a usage error
+"""
+
+
+@click.group(epilog=CONVENTIONS)
 @click.option(
     "--store",
     envvar="LEDGER_STORE",
@@ -70,12 +99,18 @@ INSTANT = Instant()
     show_default=True,
     help="Store URL: sqlite:///path or postgresql://user:pass@host/db (env LEDGER_STORE).",
 )
-@click.option("--log-level", default="WARNING", show_default=True, help="Structured log level.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+    help="Structured log level (JSON lines on stderr).",
+)
 @click.version_option(package_name="ledger-engine", prog_name="ledger")
 @click.pass_context
 def cli(ctx: click.Context, store: str, log_level: str) -> None:
     """An event-sourced double-entry ledger."""
-    configure_logging(log_level, json=True)
+    configure_logging(log_level.upper(), json=True)
     ctx.obj = store
 
 
@@ -83,15 +118,16 @@ def cli(ctx: click.Context, store: str, log_level: str) -> None:
 @click.pass_obj
 def init(store: str) -> None:
     """Create the schema (safe to run again)."""
-    _open(store).close()
-    click.echo(f"initialised {store}")
+    with _open(store, create=True) as books:
+        shown = books.store.url  # a PostgreSQL URL's password masked
+    click.echo(f"initialised {shown}")
 
 
 @cli.command()
 @click.pass_obj
 def demo(store: str) -> None:
     """Run a scripted day of payments, build the read models, audit, print the verdict."""
-    with _open(store) as books:
+    with _open(store, create=True) as books:
         balanced = run_demo(books, sys.stdout)
         runner = _runner(books)
         projected = runner.catch_up()
@@ -106,13 +142,36 @@ def demo(store: str) -> None:
         raise SystemExit(1)
 
 
-def _open(store: str) -> Ledger:
-    """The ledger at ``store``, with the keyring ``LEDGER_KEYS`` names (if any)."""
+def _open(store: str, *, create: bool = False) -> Ledger:
+    """The ledger at ``store``, with the keyring ``LEDGER_KEYS`` names (if any).
+
+    Only the commands that write (``init``, ``demo``, ``import``, ``asset add``) may
+    create a SQLite file: a read of a mistyped path must not answer from a new, empty
+    ledger (an audit of nothing is clean)."""
     try:
         keyring = keyring_from_env()
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    path = store[len("sqlite:///") :] if store.startswith("sqlite:///") else None
+    if not create and path and path != ":memory:" and not Path(path).exists():
+        raise StoreUnavailable(
+            f"no ledger at {store}: {path} does not exist (ledger init creates one)"
+        )
     return Ledger.open(store, keyring=keyring)
+
+
+def _printable(text: str) -> str:
+    """``text`` for a terminal: control and format characters (newlines, escape
+    sequences, bidirectional overrides) shown escaped, so that a description can
+    neither forge a line of a table nor reorder what follows it."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if ch.isprintable() or unicodedata.category(ch) == "Zs"
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 def _emit(fmt: str, data: Any, human: str) -> None:
@@ -120,7 +179,12 @@ def _emit(fmt: str, data: Any, human: str) -> None:
 
 
 FORMAT = click.option(
-    "--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["human", "json"]),
+    default="human",
+    show_default=True,
+    help="human: a table (amounts with Dr/Cr); json: signed amounts, debits positive.",
 )
 
 
@@ -135,7 +199,7 @@ def asset() -> None:
 @click.pass_obj
 def asset_add(store: str, code: str, scale: int) -> None:
     """Declare asset CODE with SCALE decimals (ISO 4217 currencies need none)."""
-    with _open(store) as books:
+    with _open(store, create=True) as books:
         outcome = books.declare_asset(code, scale)
     click.echo(f"asset {code} scale {scale}" + (" (already declared)" if outcome.replayed else ""))
 
@@ -270,15 +334,22 @@ def projections_follow(store: str, poll_s: float, linger_s: float) -> None:
 
 
 @cli.command()
-@click.option("--as-of", "as_of", type=INSTANT, help="Balances as of T.")
 @click.option(
-    "--by", type=click.Choice(["effective", "recorded"]), default="effective", show_default=True
+    "--as-of", "as_of", type=INSTANT, help="Balances as of T (what took effect at T included)."
+)
+@click.option(
+    "--by",
+    type=click.Choice(["effective", "recorded"]),
+    default="effective",
+    show_default=True,
+    help="With --as-of: by when entries took effect, or when they were recorded.",
 )
 @click.option("--account", "prefix", default="", help="Only accounts starting with PREFIX.")
 @FORMAT
 @click.pass_obj
 def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str) -> None:
-    """Posted balances per account (read models are brought up to date first)."""
+    """Posted balance per account, signed: debits positive, credits negative (read
+    models are brought up to date first)."""
     with _open(store) as books:
         runner = _runner(books)
         runner.catch_up()
@@ -317,11 +388,16 @@ def _dr_cr(signed: str) -> str:
 
 
 @cli.command("trial-balance")
-@click.option("--as-of", "as_of", type=INSTANT, help="Balances as of T (effective time).")
+@click.option(
+    "--as-of", "as_of", type=INSTANT, help="Balances as of T (effective time, T included)."
+)
 @FORMAT
 @click.pass_obj
 def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
-    """Debit and credit balances of every account per currency; the totals agree."""
+    """Debit and credit balances of every account per asset, and their totals, which
+    agree when the books balance (exit 1 and a line on stderr when they do not). In
+    JSON each account also has its signed ``balance`` (debits positive) and each
+    asset ``balanced``."""
     with _open(store) as books:
         runner = _runner(books)
         runner.catch_up()
@@ -347,6 +423,7 @@ def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
             {
                 "account": row.account,
                 "normal": row.normal,
+                "balance": plain(signed),
                 "debit": plain(debit),
                 "credit": plain(credit),
             }
@@ -355,7 +432,12 @@ def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
             book["debits"] += debit
             book["credits"] += credit
     data = {
-        asset: {**book, "debits": plain(book["debits"]), "credits": plain(book["credits"])}
+        asset: {
+            **book,
+            "debits": plain(book["debits"]),
+            "credits": plain(book["credits"]),
+            "balanced": book["debits"] == book["credits"],
+        }
         for asset, book in sorted(per_asset.items())
     }
     lines = []
@@ -364,18 +446,30 @@ def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
         lines += [
             f"  {a['account']:<38} {a['debit']:>22} {a['credit']:>22}" for a in book["accounts"]
         ]
-        lines.append(f"  {'total':<38} {book['debits']:>22} {book['credits']:>22}")
+        verdict = "" if book["balanced"] else "  UNBALANCED"
+        lines.append(f"  {'total':<38} {book['debits']:>22} {book['credits']:>22}{verdict}")
     _emit(fmt, data, "\n".join(lines) or "(no accounts)")
+    off = [asset for asset, book in data.items() if not book["balanced"]]
+    if off:
+        click.echo(
+            f"ledger: unbalanced: debits and credits differ in {', '.join(off)} (run ledger audit)",
+            err=True,
+        )
+        raise SystemExit(1)
 
 
 @cli.command("statement")
 @click.argument("account")
-@click.option("--from", "start", type=INSTANT, required=True)
-@click.option("--to", "end", type=INSTANT, required=True)
+@click.option(
+    "--from", "start", type=INSTANT, required=True, help="Start of the period (included)."
+)
+@click.option("--to", "end", type=INSTANT, required=True, help="End of the period (excluded).")
 @FORMAT
 @click.pass_obj
 def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt: str) -> None:
-    """Opening balance, lines with running balance, closing balance for a period."""
+    """Opening balance, lines with running balance, closing balance for the period
+    [--from, --to), by effective time. Amounts signed: debits positive, credits
+    negative (JSON), or with Dr/Cr (human). The output names the period it used."""
     if start > end:
         raise click.BadParameter(f"--from {start.isoformat()} is after --to {end.isoformat()}")
     with _open(store) as books:
@@ -405,17 +499,20 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
         "account": st.account,
         "asset": st.asset,
         "normal": row.normal,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
         "opening": opening,
         "closing": closing,
         "lines": lines,
     }
     human = "\n".join(
         [
-            f"{account} ({st.asset}, {row.normal}-normal)",
+            f"{account} ({st.asset}, {row.normal}-normal), "
+            f"from {start.isoformat()} to {end.isoformat()} (excluded)",
             f"  opening {'':<10} {_dr_cr(opening)}",
             *(
                 f"  {ln['effective_at'][:10]}  {_dr_cr(ln['amount'])}  "
-                f"{_dr_cr(ln['running'])}  {ln['description']}"
+                f"{_dr_cr(ln['running'])}  {_printable(ln['description'])}"
                 for ln in lines
             ),
             f"  closing {'':<10} {_dr_cr(closing)}",
@@ -461,23 +558,24 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
             raise click.UsageError(f"--normal takes PREFIX=debit or PREFIX=credit, not {item!r}")
         sides[prefix] = side
     if source == "-":
-        # Spool stdin to a temporary file: the import reads its input twice
-        # (validate, then apply) and never holds it in memory.
-        spool = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
-        shutil.copyfileobj(sys.stdin, spool)
+        # Spool stdin's bytes to a temporary file: the import reads its input twice
+        # (validate, then apply) and never holds it in memory. Decoded as UTF-8, as a
+        # file is, whatever the terminal's encoding.
+        spool = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115
+        shutil.copyfileobj(sys.stdin.buffer, spool)
 
         def read() -> Any:
             spool.seek(0)
-            return spool
+            return codecs.iterdecode(spool, "utf-8", errors="strict")
     else:
         path = Path(source)
         if not path.is_file():
-            raise click.UsageError(f"no such file: {source}")
+            raise FileNotFoundError(errno.ENOENT, "no such file", source)
 
         def read() -> Any:
             return path.open(encoding="utf-8", errors="strict")
 
-    with _open(store) as books:
+    with _open(store, create=True) as books:
         try:
             total = sum(1 for line in read() if line.strip())
             with click.progressbar(
@@ -508,10 +606,10 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
         "invalid": result.invalid,
         "errors": [{"line": e.line or None, "message": e.message} for e in errors],
     }
-    if fmt != "json":  # rejected lines and conflicts go to stderr; the summary is data
+    if fmt != "json":  # each refused line goes to stderr; the summary is data
         for refused in errors:
-            text = f"line {refused.line}: {refused.message}" if refused.line else refused.message
-            click.echo(text, err=True)
+            where = f"line {refused.line}: " if refused.line else ""
+            click.echo(f"ledger: {where}{_printable(refused.message)}", err=True)
     human = (
         f"{result.applied} applied, {result.replayed} already applied, "
         f"{result.rejected} rejected, {result.conflicts} conflicts, "
@@ -519,7 +617,11 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
     )
     _emit(fmt, data_out, human)
     if result.invalid and not skip_invalid:
-        click.echo(f"ledger: nothing applied: {result.invalid} invalid lines", err=True)
+        click.echo(
+            f"ledger: invalid_import: nothing applied: {result.invalid} invalid "
+            f"line{'s' if result.invalid > 1 else ''} (--skip-invalid applies the others)",
+            err=True,
+        )
         raise SystemExit(1)
     # Lines skipped as invalid, rejected or conflicting: the file did not all apply.
     if result.invalid or result.rejected or result.conflicts:
@@ -599,9 +701,8 @@ def stream_cmd(
                     click.echo(f"published {published} events; checkpoint {relay.checkpoint()}")
                     return
             except KafkaError as e:
-                raise click.ClickException(
-                    f"Kafka at {bootstrap}: {type(e).__name__}: {e}"
-                ) from None
+                detail = str(e).removeprefix(f"{type(e).__name__}: ") or type(e).__name__
+                raise StoreUnavailable(f"Kafka at {bootstrap}: {detail}") from None
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
@@ -614,10 +715,16 @@ def stream_cmd(
 
 def main() -> None:
     """Entry point: typed ledger errors become one line on stderr and exit code 1."""
+    for stream in (sys.stdout, sys.stderr):  # names and notes in any terminal encoding
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         cli.main(standalone_mode=False, prog_name="ledger")
     except click.exceptions.Exit as e:
         raise SystemExit(e.exit_code) from None
+    except click.exceptions.NoArgsIsHelpError as e:  # bare "ledger": the help, as is
+        click.echo(e.ctx.get_help(), err=True)
+        raise SystemExit(2) from None
     except click.UsageError as e:  # one line, as every error (click's own is four)
         click.echo(f"ledger: usage: {e.format_message()} (see --help)", err=True)
         raise SystemExit(2) from None
@@ -630,7 +737,8 @@ def main() -> None:
     except LedgerError as e:
         click.echo(f"ledger: {e.code}: {e.message}", err=True)
         raise SystemExit(1) from None
-    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly,
+        # with click's status for it (it handles the case during a command)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
     except OSError as e:  # a file or stream that cannot be read or written

@@ -240,18 +240,41 @@ def test_projections_follow_keeps_views_current_until_sigterm(store_url: str) ->
         (["balances", "--as-of", "0001-01-01T00:00:00+14:00"], 2, "out of range"),
         (["statement", "w", "--from", "2026-12-31", "--to", "2026-01-01"], 2, "after --to"),
         (["export", "/nonexistent-directory/out.jsonl"], 1, "io_error"),
-        (["import", "/nonexistent-directory/in.jsonl"], 2, "no such file"),
+        (["import", "/nonexistent-directory/in.jsonl"], 1, "io_error: no such file"),
         (["trial-balance", "--as-of", "9999-12-31T23:59:59-14:00"], 2, "out of range"),
     ],
 )
 def test_cli_errors_are_one_line_and_non_zero(
     store_url: str, args: list[str], code: int, text: str
 ) -> None:
+    assert ledger(store_url, "init").returncode == 0
     result = ledger(store_url, *args)
     assert result.returncode == code, result.stdout + result.stderr
     assert text in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("ledger: ")
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["audit"],
+        ["balances", "--format", "json"],
+        ["trial-balance"],
+        ["export"],
+        ["statement", "w", "--from", "2026-01-01", "--to", "2026-02-01"],
+        ["projections", "status"],
+    ],
+)
+def test_reads_of_a_mistyped_sqlite_path_refuse_and_create_nothing(
+    tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "typo.db"
+    result = ledger(f"sqlite:///{missing}", *args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("ledger: store_unavailable: no ledger at ")
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_output_that_cannot_be_written_is_one_line(store_url: str, tmp_path: Path) -> None:

@@ -138,11 +138,12 @@ def test_skip_invalid_counts_each_line_once(store_url: str) -> None:
     assert "1 applied, 0 already applied, 0 rejected, 0 conflicts, 3 invalid of 4 lines" in (
         result.stdout
     ), result.stdout + result.stderr
-    assert [line.split(":")[0] for line in result.stderr.splitlines()] == [
+    assert [line.split(":")[1].strip() for line in result.stderr.splitlines()] == [
         "line 2",
         "line 3",
         "line 4",
     ]
+    assert all(line.startswith("ledger: ") for line in result.stderr.splitlines())
 
 
 def _every_kind(url: str) -> None:
