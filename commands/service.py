@@ -31,6 +31,7 @@ from ledger.errors import (
     AssetExists,
     EntryNotFound,
     IdempotencyConflict,
+    StoreError,
     UnknownAccount,
     UnknownAsset,
 )
@@ -84,13 +85,30 @@ class Ledger:
             if value is not None
         }
         self._committer = GroupCommitter(self._executor, store, sealer=keyring, **limits)
+        self._closed = False
 
     def close(self) -> None:
-        """Finish the writes already submitted, then release the store's connections."""
+        """Finish the writes already submitted, then release the store's connections.
+        Afterwards every read and write raises :class:`~ledger.errors.StoreError`
+        ("the ledger is closed"); closing again does nothing."""
+        self._closed = True
         self._committer.close()
         self.store.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def _open_store(self) -> EventStore:
+        """The store, for a read; StoreError once the ledger is closed (a store's own
+        error after its close may look like an outage worth retrying)."""
+        if self._closed:
+            raise StoreError("the ledger is closed")
+        return self.store
+
     def __enter__(self) -> Self:
+        self._open_store()
         return self
 
     def __exit__(
@@ -293,7 +311,7 @@ class Ledger:
         """The commands that release the holds due at ``now`` (what :meth:`expire_due`
         submits)."""
         at = self._clock() if now is None else aware_instant(now, "now")
-        due = self.store.due_holds(at, limit)
+        due = self._open_store().due_holds(at, limit)
         return [build(ExpireHold, key=f"expire:{hold}", hold_id=hold, now=at) for hold in due]
 
     # -- reads from the write side -----------------------------------------------------------
@@ -305,14 +323,14 @@ class Ledger:
         if iso is not None:
             return iso
         sid = asset_stream_id(code)
-        found = self.store.load_streams([sid]).get(sid)
+        found = self._open_store().load_streams([sid]).get(sid)
         if found is None:
             raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
         return Asset(code, int(events.decode(found[0].state, unseal=False)["scale"]))
 
     def request_status(self, request_id: uuid.UUID) -> str:
         """``open``, ``paid`` or ``declined``; EntryNotFound if there is no such request."""
-        found = self.store.load_streams([request_id]).get(request_id)
+        found = self._open_store().load_streams([request_id]).get(request_id)
         state = None if found is None else events.entry_state_from(*found)
         if state is None or state.kind != "request" or state.status is None:
             raise EntryNotFound(f"no request with id {request_id}")
@@ -321,21 +339,21 @@ class Ledger:
     def entry(self, entry_id: uuid.UUID) -> EntryState | None:
         """The entry's current state (kind, legs, hold status, what remains
         reversible), read from the store; None if there is no such entry."""
-        found = self.store.load_streams([entry_id]).get(entry_id)
+        found = self._open_store().load_streams([entry_id]).get(entry_id)
         return None if found is None else events.entry_state_from(*found)
 
     def recorded(self, key: str) -> Outcome | None:
         """The outcome recorded under idempotency ``key`` (marked replayed), or None if
         the key was never used (or its command was invalid: that burns no key)."""
         key_id = entry_id_for_key(key)
-        records, _ = self.store.read({key_id}, [])
+        records, _ = self._open_store().read({key_id}, [])
         record = records.get(key_id)
         return None if record is None else Outcome.from_record(key, record.outcome)
 
     def balance(self, account: str) -> AccountBalance:
         """The account's current balances, read from the store (not from a cache)."""
         sid = account_stream_id(account)
-        found = self.store.load_streams([sid]).get(sid)
+        found = self._open_store().load_streams([sid]).get(sid)
         if found is None:
             raise UnknownAccount(f"account {account!r} does not exist")
         return balance_of(events.account_state_from(*found))

@@ -90,9 +90,15 @@ _new_object = object.__new__
 _set_field = object.__setattr__
 
 
-@lru_cache(maxsize=262_144)
+#: Accounts whose stream ids are kept (about 280 bytes each, shared by the ledgers of
+#: the process): a busy service's working set, not every account it ever touched.
+ACCOUNT_IDS_CACHED = 32_768
+
+
+@lru_cache(maxsize=ACCOUNT_IDS_CACHED)
 def account_stream_id(account: str) -> uuid.UUID:
-    """The event-stream id of an account."""
+    """The event-stream id of an account (a pure function of its name; the most
+    recently used are cached, see :data:`ACCOUNT_IDS_CACHED`)."""
     return _uuid5(_NS_ACCOUNT_BYTES, account)
 
 
