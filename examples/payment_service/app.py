@@ -425,6 +425,9 @@ async def get_account(account: str, request: Request) -> JSONResponse:
         {
             "id": b.account,
             "currency": b.asset,
+            # The amounts' sign convention: as the account's normal side sees them (a
+            # wallet, credit-normal, shows what the user holds as positive).
+            "normal": b.normal,
             "version": b.version,
             "posted": plain(b.posted),
             "available": plain(b.available),
@@ -464,10 +467,15 @@ async def get_statement(
         return _error(400, e.code, e.message)
     if found is None:
         return _error(404, "unknown_account", f"account {account!r} has no statement yet")
+    try:
+        normal = (await _books(request).balance(account)).normal
+    except LedgerError as e:
+        return _error(404, e.code, e.message)
     return JSONResponse(
         {
             "account": found.account,
             "currency": found.asset,
+            "normal": normal,
             "from": found.start.isoformat(),
             "to": found.end.isoformat(),
             "opening": plain(found.opening),

@@ -143,6 +143,7 @@ def get(base: str, path: str, user: str | None, **params: Any) -> httpx.Response
 def available(base: str, user: str) -> Decimal:
     response = get(base, f"/accounts/{wallet(user)}", user)
     assert response.status_code == 200, response.text
+    assert response.json()["normal"] == "credit"  # the sign convention, said
     return Decimal(response.json()["available"])
 
 
@@ -392,6 +393,7 @@ def test_feed_shows_what_the_viewer_may_see(service: tuple[str, list[str]]) -> N
     statement = get(a, f"/accounts/{wallet('erin')}/statement", "erin")
     assert statement.status_code == 200, statement.text
     assert statement.json()["closing"] == "3.00"
+    assert statement.json()["normal"] == "credit"  # the sign convention, said
     path = f"/accounts/{wallet('erin')}/statement"
     for window in (
         {"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"},
