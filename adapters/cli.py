@@ -350,6 +350,8 @@ def projections_follow(store: str, poll_s: float, linger_s: float) -> None:
 def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str) -> None:
     """Posted balance per account, signed: debits positive, credits negative (read
     models are brought up to date first)."""
+    if by != "effective" and as_of is None:
+        raise click.UsageError("--by applies to --as-of; give --as-of T")
     with _open(store) as books:
         runner = _runner(books)
         runner.catch_up()
@@ -382,7 +384,10 @@ def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str)
 
 
 def _dr_cr(signed: str) -> str:
-    """A signed amount (debits positive) for people: the figure and its side."""
+    """A signed amount (debits positive) for people: the figure and its side (none
+    for zero, which is on neither)."""
+    if not signed.strip("-0."):
+        return f"{signed.lstrip('-'):>22}   "
     side = "Cr" if signed.startswith("-") else "Dr"
     return f"{signed.lstrip('-'):>22} {side}"
 
@@ -487,7 +492,10 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
 
     lines = [
         {
+            "entry_id": ln.entry_id,
+            "kind": ln.kind,
             "effective_at": ln.effective_at,
+            "recorded_at": ln.recorded_at,
             "description": ln.description,
             "amount": signed(ln.amount),
             "running": signed(ln.running),
