@@ -31,7 +31,6 @@ from eventsourcing.persistence import (
     PersistenceError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.adapt import PyFormat
 from psycopg.rows import tuple_row
@@ -50,6 +49,7 @@ from .pg_appenders import (
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
 from .pg_conninfo import Conninfo, parse_conninfo
+from .pg_guest import PostgresApplicationRecorder, PostgresDatastore
 from .pg_wire import append_call, read_rows, read_streams
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]

@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from ledger import Ledger
@@ -44,3 +50,39 @@ def test_an_open_ledger_shows_its_url_without_the_password() -> None:
     with Ledger.open(f"postgresql://postgres:{SECRET}#x@{host_db}") as books:
         assert SECRET not in repr(books) and SECRET not in books.store.url  # type: ignore[attr-defined]
         assert ":***@" in books.store.url  # type: ignore[attr-defined]
+
+
+def _run(code: str, **env: str) -> str:
+    """Run ``code`` in a new interpreter (with ``env`` added) and return its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_importing_and_opening_leave_the_host_s_psycopg_loggers_alone() -> None:
+    url = require_postgres()
+    out = _run(
+        f"""
+        import logging, sys
+        logging.getLogger("psycopg").setLevel(logging.DEBUG)
+        logging.getLogger("psycopg.pool").setLevel(logging.INFO)
+        from ledger import Ledger
+        print("postgres store imported", "ledger.adapters.postgres_store" in sys.modules)
+        Ledger.open("sqlite:///:memory:").close()
+        print("after sqlite", "eventsourcing.postgres" in sys.modules)
+        Ledger.open({url!r}).close()
+        print(logging.getLogger("psycopg").level, logging.getLogger("psycopg.pool").level)
+        """
+    )
+    assert out.splitlines() == [
+        "postgres store imported False",
+        "after sqlite False",
+        f"{logging.DEBUG} {logging.INFO}",
+    ]
