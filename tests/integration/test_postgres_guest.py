@@ -121,14 +121,17 @@ def test_a_forked_child_writes_to_sqlite_on_its_own_connections(tmp_path: Path) 
         books.open_account("bank", "USD", normal="debit")
         books.open_account("user", "USD")
         books.transfer("t-0", debit="bank", credit="user", amount="1", asset="USD")
+        datastore = books.store.datastore  # type: ignore[attr-defined]
+        with datastore.get_connection(commit=True) as conn:
+            parents = id(conn)  # the same object in the child: its copy of the parent's
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                out = books.transfer(
-                    "t-child", debit="bank", credit="user", amount="1", asset="USD"
-                )
-                code = 0 if out.status == "applied" else 2
+                out = _pay(books, "t-child")
+                with datastore.get_connection(commit=True) as conn:
+                    own = id(conn) != parents
+                code = 0 if out.status == "applied" and own else 2
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
