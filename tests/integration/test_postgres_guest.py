@@ -220,3 +220,9 @@ def test_opening_again_and_again_does_not_grow_psycopg_s_type_caches() -> None:
     assert [
         f.cache_info().currsize for f in (composite._make_loader, composite._make_dumper)
     ] == sizes
+
+
+@pytest.mark.parametrize("durability", ["requires", "off", "", None, True])
+def test_a_durability_other_than_require_or_allow_is_refused(durability: Any) -> None:
+    with pytest.raises(ValueError, match="'require' or 'allow'"):
+        Ledger.open("sqlite:///:memory:", durability=durability)
