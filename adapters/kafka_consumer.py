@@ -25,10 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafka import KafkaConsumer  # type: ignore[import-untyped]
-from kafka.errors import KafkaError  # type: ignore[import-untyped]
-from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
-
+from ledger.adapters.kafka_import import kafka
 from ledger.adapters.kafka_messages import MessageError, decode_message
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
@@ -89,7 +86,7 @@ class KafkaProjector:
         self._views_lock = threading.Lock()
         if consumer is None:  # else an already configured consumer (tests, custom setups)
             config = {**CONSUMER_DEFAULTS, **(consumer_config or {})}
-            consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, **config)
+            consumer = kafka().KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, **config)
             consumer.subscribe([topic])
         self.consumer = consumer
         with views.transaction() as w:
@@ -107,7 +104,8 @@ class KafkaProjector:
         if not records:
             return 0
         batches: dict[int, list[LogEvent]] = defaultdict(list)
-        offsets: dict[Any, OffsetAndMetadata] = {}
+        offset_and_metadata = kafka().structs.OffsetAndMetadata
+        offsets: dict[Any, Any] = {}
         with sealing(getattr(self.views, "sealer", None)):  # the events' personal fields, opened
             for tp, messages in records.items():
                 for message in messages:
@@ -115,7 +113,7 @@ class KafkaProjector:
                         batches[tp.partition].append(decode_message(message.value))
                     except MessageError as e:
                         log.error("ledger.kafka_bad_message", offset=message.offset, error=str(e))
-                offsets[tp] = OffsetAndMetadata(messages[-1].offset + 1, "", -1)
+                offsets[tp] = offset_and_metadata(messages[-1].offset + 1, "", -1)
         applied = self._apply(batches)
         if self.on_committed is not None:
             self.on_committed()
@@ -191,7 +189,7 @@ class KafkaProjector:
         keep_running(
             self.poll_once,  # waits up to its poll timeout for messages: no idle pause
             stop,
-            retry_on=(KafkaError, StoreUnavailable),
+            retry_on=(kafka().errors.KafkaError, StoreUnavailable),
             backoff=Backoff(RETRY_FIRST_S, RETRY_MAX_S),
             idle_s=0.0,
             on_retry=lambda e, delay: log.warning(

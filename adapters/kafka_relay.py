@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaProducer  # type: ignore[import-untyped]
-from kafka.admin import KafkaAdminClient, NewTopic  # type: ignore[import-untyped]
-from kafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
-
+from ledger.adapters.kafka_import import kafka
 from ledger.adapters.kafka_messages import encode_event
 from ledger.adapters.view_store import open_view_store
 from ledger.errors import StoreUnavailable
@@ -68,10 +65,11 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
     """Create ``topic`` with ``partitions`` partitions unless it exists. One partition
     (the default) keeps every event in log order; more partitions keep the order per
     key (stream) only."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    k = kafka()
+    admin = k.admin.KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])
-    except TopicAlreadyExistsError:
+        admin.create_topics([k.admin.NewTopic(topic, partitions, 1)])
+    except k.errors.TopicAlreadyExistsError:
         pass
     finally:
         admin.close()
@@ -140,7 +138,7 @@ class KafkaRelay:
 
     def _connect(self) -> Any:
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, **self.config)
+            self._producer = kafka().KafkaProducer(bootstrap_servers=self.bootstrap, **self.config)
         return self._producer
 
     def _drop_producer(self) -> None:
@@ -206,7 +204,7 @@ class KafkaRelay:
         keep_running(
             self.catch_up,
             stop,
-            retry_on=(KafkaError, StoreUnavailable),
+            retry_on=(kafka().errors.KafkaError, StoreUnavailable),
             backoff=Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S),
             idle_s=poll_s,
             on_retry=failed,

@@ -27,6 +27,8 @@ __all__ = ["AsyncLedger", "Ledger"]
 
 log = get_logger(__name__)
 
+_DURABILITY = ("require", "allow")
+
 
 class Ledger(service.Ledger):
     """A double-entry ledger on an event store; open one with :meth:`open`.
@@ -53,6 +55,7 @@ class Ledger(service.Ledger):
         ``create_schema`` creates missing tables (safe to repeat, also concurrently).
         With ``durability="require"`` (the default) a PostgreSQL server with
         ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
+        Any other value raises ValueError (before connecting).
         ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
         ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
         and opens those it reads (see :mod:`ledger.adapters.crypto`); it is this
@@ -64,6 +67,9 @@ class Ledger(service.Ledger):
         while it runs (about a fifth faster); the collector is the application's, so
         this is off unless asked for.
         """
+        if durability not in _DURABILITY:  # a typo must not turn the guard off
+            # ValueError, as for the other bad options (group and queue limits).
+            raise ValueError(f"durability must be 'require' or 'allow', not {durability!r}")
         if keyring is None and os.environ.get("LEDGER_KEYS", "").strip():
             # The environment is read only when asked; an application that relied on
             # LEDGER_KEYS alone (the keyring used to be per process) hears about it.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from ledger.store import AppendConflict, KeyRecord, Known, WriteBatch
 
 from . import pg_wire
 from .pg_arrays import Int8Array, UuidArray, adapt
+from .pg_fork import forget_connection
 
 if TYPE_CHECKING:
     from .postgres_store import PostgresEventStore
@@ -127,6 +129,13 @@ class PostgresCommitterConnection:
         self._conn: psycopg.Connection[Any] | None = None
         #: Whether the append is prepared on the current connection.
         self._prepared = False
+        #: The process the connection belongs to (a forked child leaves it alone).
+        self._pid = os.getpid()
+
+    def __del__(self) -> None:
+        conn = self._conn
+        if conn is not None and self._pid != os.getpid():
+            forget_connection(conn)  # the parent's session: not ended from here
 
     def read(
         self,
@@ -205,7 +214,9 @@ class PostgresCommitterConnection:
         # A connection not idle had a statement abandoned mid-flight (the committer
         # thread failed): it would refuse the next one, so it is opened again.
         idle = pq.TransactionStatus.IDLE
-        if conn is not None and not _unusable(conn) and conn.pgconn.transaction_status == idle:
+        if self._pid != os.getpid():
+            self.close()  # the parent's connection (see close)
+        elif conn is not None and not _unusable(conn) and conn.pgconn.transaction_status == idle:
             return conn
         self.close()
         conn = psycopg.connect(**direct_connection_kwargs(self.store.settings))
@@ -233,11 +244,14 @@ class PostgresCommitterConnection:
         return conn
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (in a forked child, the parent's is only forgotten)."""
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
+        if conn is not None and self._pid != os.getpid():
+            forget_connection(conn)
+        elif conn is not None and not conn.closed:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
+        self._pid = os.getpid()
 
 
 class PostgresLoopAppender:
@@ -246,6 +260,12 @@ class PostgresLoopAppender:
     def __init__(self, store: PostgresEventStore) -> None:
         self.store = store
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._pid = os.getpid()
+
+    def __del__(self) -> None:
+        conn = self._conn
+        if conn is not None and self._pid != os.getpid():
+            forget_connection(conn)  # the parent's session: not ended from here
 
     async def append(self, batch: WriteBatch) -> None:
         """Write ``batch`` atomically (as :meth:`PostgresEventStore.append`)."""
@@ -285,12 +305,14 @@ class PostgresLoopAppender:
         except BaseException:
             await conn.close()
             raise
-        self._conn = conn
+        self._conn, self._pid = conn, os.getpid()
         return conn
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
+        if conn is not None and self._pid != os.getpid():
+            forget_connection(conn)
+        elif conn is not None and not conn.closed:
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
 

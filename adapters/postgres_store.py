@@ -17,11 +17,10 @@ import hashlib
 import re
 import uuid
 import weakref
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import psycopg
 from eventsourcing.persistence import (
@@ -32,10 +31,8 @@ from eventsourcing.persistence import (
     PersistenceError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.adapt import PyFormat
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal, Placeholder
 
@@ -48,9 +45,11 @@ from .pg_appenders import (
     PostgresCommitterConnection,
     PostgresLoopAppender,
     direct_connection_kwargs,
-    prefer_generic_plans,
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
+from .pg_conninfo import Conninfo, parse_conninfo
+from .pg_datastore import Datastore
+from .pg_guest import PostgresApplicationRecorder
 from .pg_wire import append_call, read_rows, read_streams
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
@@ -79,27 +78,17 @@ def _key_columns(batch: WriteBatch) -> tuple[list[Any], ...]:
     )
 
 
-#: Settings PostgresDatastore takes by name; every other libpq parameter of the URL
-#: (sslmode, sslrootcert, target_session_attrs, options, application_name...) is
-#: handed to the connection pool as it is.
-_DATASTORE_SETTINGS = ("dbname", "host", "port", "user", "password")
-
-
 def parse_postgres_url(url: str) -> dict[str, Any]:
     """Connection settings from a ``postgresql://`` URL (or a libpq keyword string),
     parsed by libpq itself (through psycopg): every parameter is kept, an unknown one
     is refused with :class:`~ledger.errors.StoreError`."""
-    try:
-        params: dict[str, Any] = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as e:
-        reason = str(e).replace("\n", " ").strip()
-        raise StoreError(f"PostgreSQL URL {_redact(url)}: {reason}") from None
+    return _settings(parse_conninfo(url))
+
+
+def _settings(info: Conninfo) -> dict[str, Any]:
+    params = dict(info.params)  # only what the URL gives: libpq fills in the rest
     if not params.get("dbname"):
-        raise StoreError(f"PostgreSQL URL {_redact(url)} must name a database")
-    params.setdefault("host", "localhost")
-    params.setdefault("port", 5432)
-    params.setdefault("user", "postgres")
-    params.setdefault("password", "")
+        raise StoreError(f"PostgreSQL URL {info.shown} must name a database")
     return params
 
 
@@ -108,60 +97,30 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        url = url.replace(f":{parts.password}@", ":***@")
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
-
-
-def _probe(url: str, settings: dict[str, Any]) -> None:
+def _probe(info: Conninfo, settings: dict[str, Any]) -> None:
     """Connect once, directly, so that a refused first connection reports the
     server's own reason (authentication failed, connection refused, no such database,
     SSL required) at once rather than as a pool timeout."""
     try:
         psycopg.connect(**direct_connection_kwargs(settings)).close()
     except psycopg.OperationalError as e:
-        reason = " ".join(str(e).split())
-        where = _redact(url)
-        raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}") from None
-
-
-class _Datastore(PostgresDatastore):
-    """eventsourcing's datastore; each pooled connection also prefers generic plans
-    (see :func:`~ledger.adapters.pg_appenders.prefer_generic_plans`)."""
-
-    def after_connect_func(self) -> Callable[[psycopg.Connection[Any]], None]:
-        setup = super().after_connect_func()
-
-        def after_connect(conn: psycopg.Connection[Any]) -> None:
-            setup(conn)
-            prefer_generic_plans(conn)
-
-        return after_connect
+        reason = info.redact(" ".join(str(e).split()))
+        raise StoreUnavailable(f"cannot connect to PostgreSQL at {info.shown}: {reason}") from None
+    except psycopg.Error as e:  # a setting psycopg itself refuses (connect_timeout=x)
+        reason = info.redact(" ".join(str(e).split()))
+        raise StoreError(f"PostgreSQL URL {info.shown}: {reason}") from None
 
 
 class PostgresEventStore:
     """An :class:`~ledger.store.EventStore` in a PostgreSQL database."""
 
     def __init__(self, url: str, *, pool_size: int = 2, require_durable: bool = True) -> None:
-        self.url = _redact(url)
-        self.settings = parse_postgres_url(url)
-        _probe(url, self.settings)
+        info = parse_conninfo(url)
+        self.url = info.shown
+        self.settings = _settings(info)
+        _probe(info, self.settings)
         self.require_durable = require_durable
-        self.datastore = _Datastore(
-            **{name: self.settings[name] for name in _DATASTORE_SETTINGS},
-            pool_size=pool_size,
-            max_overflow=2,
-            lock_timeout=LOCK_TIMEOUT_S,
-            connect_timeout=5,
-            pre_ping=False,  # a dead connection fails the attempt, which is retried
-        )
-        # The rest of the URL's parameters reach every pooled connection untouched
-        # (the pool is not open yet; eventsourcing made its keyword dict).
-        pool_kwargs = self.datastore.pool.kwargs
-        assert isinstance(pool_kwargs, dict)
-        pool_kwargs.update({k: v for k, v in self.settings.items() if k not in _DATASTORE_SETTINGS})
+        self.datastore = Datastore(self.settings, pool_size=pool_size, lock_timeout=LOCK_TIMEOUT_S)
         self.recorder = self._call(lambda: PostgresApplicationRecorder(self.datastore))
         self._tables = {"schema": Identifier(self.datastore.schema)}
         #: The advisory lock writers of this schema serialise on (see _write_lock_sql).

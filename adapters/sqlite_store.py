@@ -19,7 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, Notification, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteDatastore,
+)
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
@@ -47,6 +52,7 @@ _PAGE_SIZE = 4096
 #: cost less per row than one per large commit.
 _CHECKPOINT_PAGES = 65536
 _LOCK_TIMEOUT_S = 30
+_POOL_SIZE = 2
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ledger_keys ("
@@ -85,6 +91,38 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+#: Connection pools a forked child inherited: never used nor closed there (SQLite's
+#: connections must not cross a fork; closing the child's copy of a file descriptor
+#: would also drop the POSIX locks the child's own connections hold on the file).
+_INHERITED: list[SQLiteConnectionPool] = []
+
+
+class _Datastore(SQLiteDatastore):
+    """eventsourcing's datastore; a forked child opens connections of its own."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        super().__init__(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=_POOL_SIZE)
+        self._pid = os.getpid()
+
+    @contextmanager
+    def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
+        """A pooled connection of this process's own pool."""
+        if self._pid != os.getpid():
+            _INHERITED.append(self.pool)
+            self.pool = SQLiteConnectionPool(
+                db_name=self._path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=_POOL_SIZE
+            )
+            self._pid = os.getpid()
+        with super().get_connection(commit=commit) as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close this process's pool (a forked child's copy of the parent's is left)."""
+        if self._pid == os.getpid():
+            super().close()
+
+
 class SQLiteEventStore:
     """An :class:`~ledger.store.EventStore` in one SQLite file."""
 
@@ -95,7 +133,7 @@ class SQLiteEventStore:
             _prepare_file(path)
         except sqlite3.Error as e:  # a missing directory, no permission
             raise StoreUnavailable(f"SQLite store {url} cannot be opened: {e}") from e
-        self.datastore = SQLiteDatastore(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=2)
+        self.datastore = _Datastore(path)
         self.recorder = SQLiteApplicationRecorder(self.datastore)
 
     @staticmethod

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from ledger.errors import StoreError
 from ledger.store import EventStore
 
 __all__ = ["open_store"]
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31}):")
 
 
 def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) -> EventStore:
@@ -30,7 +33,10 @@ def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) ->
         from ledger.adapters.postgres_store import PostgresEventStore  # noqa: PLC0415 - load drivers on demand
 
         return PostgresEventStore(url, pool_size=pool_size, require_durable=require_durable)
-    scheme = url.split(":", 1)[0] if ":" in url else url
+    # Only the scheme is shown: the rest may hold a password (a libpq keyword string).
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        raise StoreError("store URL has no scheme: use sqlite:///path or postgresql://...")
     raise StoreError(
-        f"unsupported store URL scheme {scheme!r}: use sqlite:///path or postgresql://..."
+        f"unsupported store URL scheme {scheme.group(1)!r}: use sqlite:///path or postgresql://..."
     )

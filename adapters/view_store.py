@@ -10,7 +10,6 @@ from typing import Any
 import psycopg
 
 from ledger.adapters.pg_appenders import direct_connection_kwargs
-from ledger.adapters.postgres_store import PostgresEventStore
 from ledger.adapters.sqlite_store import SQLiteEventStore
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.sealing import Sealer, sealing
@@ -198,6 +197,8 @@ def open_view_store(
     seals the personal text the read models copy (give it the ledger's keyring)."""
     if isinstance(store, SQLiteEventStore):
         return SQLiteViewStore(store.url, store.path, sealer=sealer)
+    from ledger.adapters.postgres_store import PostgresEventStore  # noqa: PLC0415 - on demand
+
     if isinstance(store, PostgresEventStore):
         return PostgresViewStore(store.url, store.settings, sealer=sealer)
     raise StoreError(f"no read-model database for store {store!r}")

@@ -1,0 +1,101 @@
+"""The PostgreSQL store's connection pool: eventsourcing's datastore, as a guest.
+
+Differences from :class:`eventsourcing.postgres.PostgresDatastore`:
+
+* the pool's connections get exactly the URL's libpq parameters: nothing the URL
+  leaves out is filled in (libpq's defaults, ``PGHOST``, ``PGPASSWORD``... apply);
+* a new connection is put in autocommit mode and prefers generic plans (see
+  :func:`~ledger.adapters.pg_appenders.prefer_generic_plans`), and keeps every other
+  session setting it was given (eventsourcing's ``SET
+  idle_in_transaction_session_timeout`` reset the URL's or the role's value);
+* no composite type adapter is registered: the ledger appends through its own
+  function and COPY, never eventsourcing's ``insert_events``, and each registration
+  fetched a new type description that psycopg caches without bound (memory grew
+  with every ``Ledger.open``);
+* in a forked child the parent's pool is left to the parent (see :mod:`.pg_fork`)
+  and a new one is made on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+
+from .pg_appenders import prefer_generic_plans
+from .pg_fork import forget_pool
+from .pg_guest import ConnectionPool, PostgresDatastore
+
+__all__ = ["Datastore"]
+
+#: Pooled connections beyond ``pool_size`` opened under load.
+MAX_OVERFLOW = 2
+#: Seconds a caller waits for a pooled connection.
+POOL_TIMEOUT_S = 5.0
+
+
+def _after_connect(conn: psycopg.Connection[Any]) -> None:
+    conn.autocommit = True
+    prefer_generic_plans(conn)
+
+
+class Datastore(PostgresDatastore):
+    """eventsourcing's datastore on a pool of connections with the URL's settings."""
+
+    def __init__(self, settings: Mapping[str, Any], *, pool_size: int, lock_timeout: int) -> None:
+        self._settings = dict(settings)
+        self._pool_size = pool_size
+        super().__init__(
+            dbname=str(settings.get("dbname", "")),
+            host="",
+            port="",
+            user="",
+            password="",
+            pool_size=pool_size,
+            max_overflow=MAX_OVERFLOW,
+            lock_timeout=lock_timeout,
+            connect_timeout=POOL_TIMEOUT_S,
+            pre_ping=False,  # a dead connection fails the attempt, which is retried
+        )
+        self._pid = os.getpid()
+        self.pool = self._new_pool()  # eventsourcing's was never opened
+
+    def _new_pool(self) -> ConnectionPool[psycopg.Connection[DictRow]]:
+        return ConnectionPool(
+            connection_class=psycopg.Connection[DictRow],
+            kwargs={**self._settings, "row_factory": dict_row},
+            min_size=self._pool_size,
+            max_size=self._pool_size + MAX_OVERFLOW,
+            open=False,
+            configure=_after_connect,
+            timeout=POOL_TIMEOUT_S,
+        )
+
+    def after_connect_func(self) -> Callable[[psycopg.Connection[Any]], None]:
+        """Autocommit and generic plans; every other setting stays as given."""
+        return _after_connect
+
+    def register_type_adapters(self) -> None:
+        """Nothing: the ledger never inserts through eventsourcing's composite type."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
+        """A pooled connection of this process's own pool."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        with super().get_connection() as conn:
+            yield conn
+
+    def _after_fork(self) -> None:
+        inherited, self.pool = self.pool, self._new_pool()
+        self._pid = os.getpid()
+        forget_pool(inherited)
+
+    def close(self) -> None:
+        """Close this process's pool (a forked child's copy of the parent's is left)."""
+        if self._pid == os.getpid():
+            super().close()
