@@ -30,6 +30,7 @@ with ``.ci/postgres.sh`` unless ``LEDGER_BENCH_POSTGRES_URL`` is set).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import multiprocessing
 import os
@@ -318,14 +319,14 @@ def es_env(url: str) -> dict[str, str]:
         }
     from ledger.adapters.postgres_store import parse_postgres_url
 
-    s = parse_postgres_url(url)
+    s = parse_postgres_url(url)  # only what the URL gives; eventsourcing needs them all
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": s["dbname"],
-        "POSTGRES_HOST": s["host"],
-        "POSTGRES_PORT": str(s["port"]),
-        "POSTGRES_USER": s["user"],
-        "POSTGRES_PASSWORD": s["password"],
+        "POSTGRES_HOST": s.get("host") or os.environ.get("PGHOST", "localhost"),
+        "POSTGRES_PORT": str(s.get("port") or os.environ.get("PGPORT", "5432")),
+        "POSTGRES_USER": s.get("user") or os.environ.get("PGUSER", getpass.getuser()),
+        "POSTGRES_PASSWORD": s.get("password") or os.environ.get("PGPASSWORD", ""),
     }
 
 
