@@ -73,10 +73,10 @@ def _instant(value: object) -> datetime:
         raise ValueError("must be a date or an RFC 3339 string")
     if _DATE.fullmatch(value):
         try:
-            day = date.fromisoformat(value)
+            midnight = date.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a valid date") from None
-        return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        return datetime.combine(midnight, datetime.min.time(), tzinfo=UTC)
     match = _RFC3339.fullmatch(value)
     if match is None:
         if _RFC3339.fullmatch(value + "Z") is not None:
