@@ -24,6 +24,7 @@ commands with their own fields. Export writes all of them, in log order.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,8 +34,11 @@ import orjson
 
 from ledger.adapters.jsonl_lines import parse_line
 from ledger.assets import Asset, iso_currency, plain, to_decimal
+from ledger.commands import builders
 from ledger.commands.executor import fingerprint
 from ledger.commands.models import (
+    ACCOUNT_COMMANDS,
+    AtomicBatch,
     Command,
     DeclareAsset,
     OpenAccount,
@@ -42,14 +46,23 @@ from ledger.commands.models import (
 )
 from ledger.commands.service import Ledger
 from ledger.entries import minor_legs
-from ledger.errors import IdempotencyConflict, LedgerError, UnknownAsset
+from ledger.errors import (
+    AssetMismatch,
+    IdempotencyConflict,
+    LedgerError,
+    UnknownAccount,
+    UnknownAsset,
+)
 from ledger.events import (
     TOPIC_ACCOUNT_CHANGED,
     TOPIC_ACCOUNT_OPENED,
     TOPIC_ASSET_DECLARED,
     TOPIC_ENTRY,
     LogEvent,
+    decode,
 )
+from ledger.model import account_stream_id, entry_id_for_key
+from ledger.outcome import Outcome
 from ledger.sealing import sealing
 
 __all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]
@@ -79,22 +92,46 @@ class ImportReport:
 
 
 def _validated(
-    lines: Iterable[str], assets: _Assets | None = None, keys: _Keys | None = None
+    lines: Iterable[str], checks: _Checks | None = None
 ) -> Iterator[tuple[int, Command | LineError]]:
+    """Each non-blank line as its command or as why it is refused, in order. With
+    ``checks``, lines are checked in blocks (the accounts a block names are looked up
+    in the store with one read)."""
+    block: list[tuple[int, Command | LineError]] = []
     for number, raw in enumerate(lines, start=1):
         # A byte order mark, as some editors write UTF-8, is not part of the first line.
         text = raw[1:] if number == 1 and raw.startswith("\ufeff") else raw
         if not text.strip():
             continue
         try:
-            command = parse_line(text)
-            if assets is not None:
-                assets.check(command)
-            if keys is not None:
-                keys.check(number, command)
-            yield number, command
+            block.append((number, parse_line(text)))
+        except (ValueError, LedgerError) as e:
+            block.append((number, LineError(number, str(e))))
+        if len(block) >= _CHUNK:
+            yield from _checked(block, checks)
+            block = []
+    yield from _checked(block, checks)
+
+
+def _checked(
+    block: list[tuple[int, Command | LineError]], checks: _Checks | None
+) -> Iterator[tuple[int, Command | LineError]]:
+    if checks is None:
+        yield from block
+        return
+    checks.look_up(cmd for _, cmd in block if not isinstance(cmd, LineError))
+    for number, item in block:
+        if isinstance(item, LineError):
+            yield number, item
+            continue
+        try:
+            checks.check(number, item)
+        except (UnknownAccount, AssetMismatch) as e:  # as the ledger would name them
+            yield number, LineError(number, f"{e.code}: {e}")
         except (ValueError, LedgerError) as e:
             yield number, LineError(number, str(e))
+        else:
+            yield number, item
 
 
 class _Keys:
@@ -115,13 +152,35 @@ class _Keys:
             )
 
 
-class _Assets:
-    """Checks a line's amounts against its assets' scales and that it balances, so
-    that such lines are refused before anything is applied."""
+def _named(cmd: Command) -> list[tuple[str, str | None]]:
+    """The accounts a line uses, each with the asset it moves there (``None`` for a
+    lifecycle line, which moves none). Lines that name entries instead (void, expire,
+    pay, decline, and a capture or reversal without legs) use accounts that exist."""
+    if isinstance(cmd, RequestPayment):
+        return [(cmd.payer, cmd.asset), (cmd.requester, cmd.asset)]
+    if isinstance(cmd, ACCOUNT_COMMANDS):
+        return [(cmd.account, None)]
+    return [(leg.account, leg.asset) for leg in getattr(cmd, "legs", None) or ()]
 
-    def __init__(self, books: Ledger) -> None:
+
+class _Checks:
+    """The first pass: what the file and the store already determine about a line,
+    so that such lines are refused before anything is applied. Amounts against their
+    assets' scales and each entry's balance per asset (the core's own checks); a key an
+    earlier line used for another request; and each account in one asset only (its
+    asset in the store, or the one an earlier line opened it in or used it with) and,
+    without ``open_accounts``, existing in the store or opened by an earlier line."""
+
+    def __init__(self, books: Ledger, *, open_accounts: bool) -> None:
         self.books = books
+        self.open_accounts = open_accounts
+        self.keys = _Keys()
         self.scales: dict[str, int | None] = {}
+        #: Each account's asset and where it comes from (0: the store, else a line).
+        self.accounts: dict[str, tuple[str, int]] = {}
+        self.looked_up: set[str] = set()
+        #: Accounts that exist in the store (when the file was checked).
+        self.stored: set[str] = set()
 
     def asset(self, code: str) -> Asset:
         if code not in self.scales:
@@ -134,14 +193,61 @@ class _Assets:
             raise UnknownAsset(f"asset {code!r} is not an ISO 4217 currency and was not declared")
         return Asset(code, scale)
 
-    def check(self, command: Command) -> None:
-        """The core's own checks of the line's legs (decimals per asset, no zero leg,
-        balance per asset), before anything of the file is applied."""
+    def look_up(self, commands: Iterable[Command]) -> None:
+        """Read the accounts these lines name that were not read yet (one read)."""
+        names: dict[uuid.UUID, str] = {}
+        for cmd in commands:
+            named = [cmd.account] if isinstance(cmd, OpenAccount) else [a for a, _ in _named(cmd)]
+            for name in named:
+                if name not in self.looked_up:
+                    self.looked_up.add(name)
+                    names[account_stream_id(name)] = name
+        ids = list(names)
+        for start in range(0, len(ids), 1000):
+            found = self.books.store.load_streams(ids[start : start + 1000])
+            for sid, (first, _) in found.items():
+                name = names[sid]
+                self.stored.add(name)
+                self.accounts.setdefault(name, (decode(first.state, unseal=False)["asset"], 0))
+
+    def check(self, number: int, command: Command) -> None:
+        """Refuse the line (raise) or take it: what it opens is known from now on."""
         if isinstance(command, DeclareAsset):
+            self.keys.check(number, command)
             self.scales.setdefault(command.code, command.scale)
             return
         legs = getattr(command, "legs", None) or ()
         minor_legs(((leg.account, leg.amount, leg.asset) for leg in legs), self.asset)
+        if isinstance(command, OpenAccount):
+            named: list[tuple[str, str | None]] = [(command.account, command.asset)]
+        else:
+            named = _named(command)
+        seen: dict[str, tuple[str, int]] = {}
+        for account, asset in named:
+            known = seen.get(account) or self.accounts.get(account)
+            if known is None:
+                if asset is None or not (self.open_accounts or isinstance(command, OpenAccount)):
+                    raise UnknownAccount(
+                        f"account {account!r} does not exist: it is not in the store and no "
+                        "earlier line opens it"
+                        + ("" if asset is None else " (the import opens no accounts)")
+                    )
+                seen[account] = (asset, number)
+            elif asset is not None and known[0] != asset:
+                where = "in the store" if known[1] == 0 else f"since line {known[1]}"
+                if known[1] == number:
+                    where = "in another leg of this line"
+                raise AssetMismatch(
+                    f"account {account!r} holds {known[0]} ({where}); this line uses it in {asset}"
+                )
+        self.keys.check(number, command)
+        for account, known in seen.items():
+            self.accounts.setdefault(account, known)
+
+
+def _wrapper_key(key: str) -> str:
+    """The key of the atomic batch that applies a line with the accounts it opens."""
+    return "import:open:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def import_lines(
@@ -159,10 +265,18 @@ def import_lines(
     callable returning a fresh iterator over the lines (the input is read twice and
     never held in memory).
 
+    A line is invalid when it cannot be read, when its amounts do not fit its assets
+    or it does not balance, when an earlier line used its key for another request, when
+    it uses an account in another asset than the account's (in the store, or as an
+    earlier line opened or used it), and, without ``open_accounts``, when it names an
+    account that neither exists nor is opened by an earlier line.
+
     With ``open_accounts``, an account used before any line opens it is opened with
     the normal side of the longest matching prefix in ``normals`` (``{"Assets":
     "debit", "Expenses": "debit"}``, for charts like beancount's), else
-    ``default_normal``."""
+    ``default_normal``, together with the first line that uses it, in one atomic batch
+    (keyed ``import:open:<digest of the line's key>``): a line that is rejected opens
+    nothing, and the next line using the account opens it."""
     sides = sorted((normals or {}).items(), key=lambda item: -len(item[0]))
 
     def normal_of(account: str) -> Literal["debit", "credit"]:
@@ -170,7 +284,8 @@ def import_lines(
 
     report = ImportReport(errors=[])
     refused: set[int] = set()
-    for number, item in _validated(read(), _Assets(books), _Keys()):
+    checks = _Checks(books, open_accounts=open_accounts)
+    for number, item in _validated(read(), checks):
         report.lines += 1
         if isinstance(item, LineError):
             report.invalid += 1
@@ -178,52 +293,127 @@ def import_lines(
             report.errors.append(item)  # type: ignore[union-attr]
     if report.invalid and not skip_invalid:
         return report
-    chunk: list[tuple[int, Command]] = []
-    known: set[str] = set()
+    applying = _Applying(
+        books,
+        report,
+        progress=progress,
+        stored=checks.stored,
+        normal_of=normal_of,
+        open_accounts=open_accounts,
+    )
+    block: list[tuple[int, Command]] = []
     for number, item in _validated(read()):
         # A line refused by the first pass is skipped here, even if this pass (which
-        # does not check assets again) would take it: each line is counted once.
+        # does not check again) would take it: each line is counted once.
         if isinstance(item, LineError) or number in refused:
             continue
-        if isinstance(item, OpenAccount):
-            known.add(item.account)
-        elif open_accounts:
-            chunk.extend((0, opening) for opening in _openings(item, known, normal_of))
-        chunk.append((number, item))
-        if len(chunk) >= _CHUNK:
-            _apply(books, chunk, report, progress)
-            chunk = []
-    if chunk:
-        _apply(books, chunk, report, progress)
+        block.append((number, item))
+        if len(block) >= _CHUNK:
+            applying.block(block)
+            block = []
+    applying.block(block)
+    applying.flush()
     return report
 
 
-def _openings(
-    cmd: Command, known: set[str], normal_of: Callable[[str], Literal["debit", "credit"]]
-) -> list[Command]:
-    out: list[Command] = []
-    named = [(leg.account, leg.asset) for leg in getattr(cmd, "legs", None) or ()]
-    if isinstance(cmd, RequestPayment):
-        named = [(cmd.payer, cmd.asset), (cmd.requester, cmd.asset)]
-    for account, asset in named:
-        if account in known:
-            continue
-        known.add(account)
-        out.append(
-            OpenAccount(
-                key=f"account:{account}", account=account, asset=asset, normal=normal_of(account)
-            )
-        )
-    return out
+class _Applying:
+    """The second pass: lines in chunks through the batch path, each line that uses
+    accounts nobody opened yet in an atomic batch with their openings."""
 
+    def __init__(
+        self,
+        books: Ledger,
+        report: ImportReport,
+        *,
+        progress: Any,
+        stored: set[str],
+        normal_of: Callable[[str], Literal["debit", "credit"]],
+        open_accounts: bool,
+    ) -> None:
+        self.books, self.report, self.progress = books, report, progress
+        self.normal_of, self.open_accounts = normal_of, open_accounts
+        #: Accounts that exist: in the store, opened by an account line, or by the
+        #: batch of a line of an earlier chunk that was applied.
+        self.opened = set(stored)
+        #: Accounts opened by a batch of the current chunk: a line using one of them
+        #: waits until that chunk is written (the batch may be rejected).
+        self.pending: set[str] = set()
+        self.chunk: list[tuple[int, Command, Command]] = []  # line, its command, submitted
+        #: The batch each line key went out in, for a later line with the same key.
+        self.wrapped: dict[str, Command] = {}
 
-def _apply(
-    books: Ledger, chunk: list[tuple[int, Command]], report: ImportReport, progress: Any
-) -> None:
-    commands = [cmd for _, cmd in chunk]
-    for (number, cmd), outcome in zip(chunk, books.submit_all(commands), strict=True):
-        if number == 0:  # an opening the import added
-            continue
+    def block(self, block: list[tuple[int, Command]]) -> None:
+        if not block:
+            return
+        # A line whose key is recorded replays under it; one whose batch is recorded
+        # (and not its key: the batch was rejected) replays that batch's outcome.
+        ids = {entry_id_for_key(cmd.key) for _, cmd in block}
+        ids.update(entry_id_for_key(_wrapper_key(cmd.key)) for _, cmd in block)
+        records = self.books.store.lookup_keys(ids)
+        for number, cmd in block:
+            if entry_id_for_key(cmd.key) in records:
+                self.add(number, cmd, cmd)  # replays (or conflicts) under its key
+                continue
+            if isinstance(cmd, OpenAccount):
+                # Taken as open at once, as it is a line of its own: if it is refused,
+                # the lines after it that use the account are refused too.
+                self.opened.add(cmd.account)
+                self.add(number, cmd, cmd)
+                continue
+            wrapper = _wrapper_key(cmd.key)
+            record = records.get(entry_id_for_key(wrapper))
+            if record is not None:
+                self.flush()
+                self.count(number, cmd, Outcome.from_record(wrapper, record.outcome))
+                continue
+            self.line(number, cmd)
+
+    def line(self, number: int, cmd: Command) -> None:
+        named = [(a, asset) for a, asset in _named(cmd) if asset is not None]
+        if any(account in self.pending for account, _ in named):
+            self.flush()
+        batch = self.wrapped.get(cmd.key)
+        if batch is None and self.open_accounts:
+            openings: list[Command] = []
+            for account, asset in named:
+                if account in self.opened or account in self.pending:
+                    continue
+                self.pending.add(account)
+                openings.append(
+                    OpenAccount(
+                        key=f"account:{account}",
+                        account=account,
+                        asset=asset,
+                        normal=self.normal_of(account),
+                    )
+                )
+            if openings:
+                batch = builders.atomic(_wrapper_key(cmd.key), [*openings, cmd])
+                self.wrapped[cmd.key] = batch
+        self.add(number, cmd, batch or cmd)
+
+    def add(self, number: int, cmd: Command, submitted: Command) -> None:
+        self.chunk.append((number, cmd, submitted))
+        if len(self.chunk) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.chunk:
+            return
+        chunk, self.chunk = self.chunk, []
+        outcomes = self.books.submit_all([submitted for _, _, submitted in chunk])
+        for (number, cmd, submitted), outcome in zip(chunk, outcomes, strict=True):
+            if outcome.status == "applied" and isinstance(submitted, AtomicBatch):
+                self.opened.update(
+                    c.account for c in submitted.commands if isinstance(c, OpenAccount)
+                )
+            self.count(number, cmd, outcome)
+        self.pending.clear()
+
+    def count(self, number: int, cmd: Command, outcome: Outcome) -> None:
+        report = self.report
+        errors = report.errors if report.errors is not None else []
+        message = _INNER.sub("", outcome.message or "")
         if outcome.status == "applied":
             if outcome.replayed:
                 report.replayed += 1
@@ -231,15 +421,19 @@ def _apply(
                 report.applied += 1
         elif outcome.status == "rejected":
             report.rejected += 1
-            report.errors.append(LineError(number, f"{cmd.key}: {outcome.code}: {outcome.message}"))  # type: ignore[union-attr]
+            errors.append(LineError(number, f"{cmd.key}: {outcome.code}: {message}"))
         elif outcome.status == "conflict":
             report.conflicts += 1
-            report.errors.append(LineError(number, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
+            errors.append(LineError(number, f"{cmd.key}: {message}"))
         else:
             report.invalid += 1
-            report.errors.append(LineError(number, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
-        if progress is not None:
-            progress(1)
+            errors.append(LineError(number, f"{cmd.key}: {message}"))
+        if self.progress is not None:
+            self.progress(1)
+
+
+#: The prefix an atomic batch puts before the message of its command at fault.
+_INNER = re.compile(r"^command \d+ \(.*?\) of atomic batch: ", re.DOTALL)
 
 
 def export_lines(books: Ledger) -> Iterator[bytes]:

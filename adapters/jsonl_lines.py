@@ -10,6 +10,7 @@ keys); asset, account and lifecycle lines carry the fields of their commands.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -53,15 +54,48 @@ from ledger.model import entry_id_for_key
 __all__ = ["Line", "parse_line"]
 
 
+#: RFC 3339 (section 5.6) date-time: ``T`` (or ``t``, or a space, as its section 5.6
+#: allows) between date and time, at most 6 fractional digits of a second (microseconds,
+#: what the ledger keeps), and ``Z`` (``z``) or an offset ``+HH:MM``/``-HH:MM``.
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
 def _instant(value: object) -> datetime:
-    """A date (midnight UTC) or RFC 3339 with a zone; nothing else."""
+    """A date ``YYYY-MM-DD`` (midnight UTC) or an RFC 3339 date-time with a zone
+    (``2026-01-31T10:00:00Z``, ``2026-01-31T12:00:00.25+02:00``); nothing else (no week
+    or ordinal dates, no basic format, no offset without its colon). More than 6
+    fractional digits are refused, never truncated."""
     if not isinstance(value, str):
         raise ValueError("must be a date or an RFC 3339 string")
-    if len(value) == 10:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time(), tzinfo=UTC)
-    when = datetime.fromisoformat(value.replace("z", "Z"))
-    if when.tzinfo is None:
-        raise ValueError("needs a time zone (e.g. Z or +00:00)")
+    if _DATE.fullmatch(value):
+        try:
+            midnight = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid date") from None
+        return datetime.combine(midnight, datetime.min.time(), tzinfo=UTC)
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        if _RFC3339.fullmatch(value + "Z") is not None:
+            raise ValueError("needs a time zone (e.g. Z or +00:00)")
+        raise ValueError(
+            f"{value!r} is not a date (YYYY-MM-DD) or an RFC 3339 date-time with a zone "
+            "(YYYY-MM-DDTHH:MM:SS[.ffffff]Z or +HH:MM)"
+        )
+    day, clock, fraction, zone = match.groups()
+    if fraction is not None and len(fraction) > 6:
+        raise ValueError(
+            f"{value!r} has {len(fraction)} fractional digits of a second; at most 6 "
+            "(microseconds) are kept, and a time is never truncated"
+        )
+    text = f"{day}T{clock}{'.' + fraction.ljust(6, '0') if fraction else ''}"
+    try:
+        when = datetime.fromisoformat(text + ("+00:00" if zone in "Zz" else zone))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid date-time") from None
     try:
         when.astimezone(UTC)
     except OverflowError:

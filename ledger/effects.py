@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
+from ledger.assets import iso_currency, plain, scaled
 from ledger.model import AccountStatus, FreezeMode, Leg
 
-__all__ = ["capture_excess", "entry_effects", "leg_effect", "refused_by_lifecycle"]
+__all__ = [
+    "CaptureExcess",
+    "capture_excess",
+    "capture_excess_of",
+    "entry_effects",
+    "leg_effect",
+    "money",
+    "refused_by_lifecycle",
+]
 
 
 def leg_effect(
@@ -53,8 +63,43 @@ def refused_by_lifecycle(
     return None
 
 
-def capture_excess(legs: Sequence[Leg], held: Sequence[Leg]) -> str | None:
-    """Why a capture's ``legs`` post more than the hold's ``held`` legs reserved
+@dataclass(frozen=True, slots=True)
+class CaptureExcess:
+    """Where a capture posts more than its hold reserved: the account, the asset, what
+    the hold reserved on that side and what the capture posts there (signed minor
+    units, debits positive)."""
+
+    account: str
+    asset: str
+    reserved: int
+    posted: int
+
+    def describe(self, scale_of: Callable[[str], int | None] | None = None) -> str:
+        """In words, amounts as exact decimals in the asset's scale (``scale_of`` gives
+        a declared asset's scale; an ISO 4217 currency's is known)."""
+        what = "debits" if self.posted > 0 else "credits"
+        posted = money(abs(self.posted), self.asset, scale_of)
+        reserved = money(abs(self.reserved), self.asset, scale_of)
+        return (
+            f"{what} of {posted} on {self.account!r} exceed what the hold reserved there "
+            f"({reserved})"
+        )
+
+
+def money(minor: int, asset: str, scale_of: Callable[[str], int | None] | None = None) -> str:
+    """``minor`` units of ``asset`` as an exact decimal string with the asset code
+    (``-3000.01 USD``); in minor units, said so, if the asset's scale is unknown."""
+    scale = None if scale_of is None else scale_of(asset)
+    if scale is None:
+        iso = iso_currency(asset)
+        scale = None if iso is None else iso.scale
+    if scale is None:
+        return f"{minor} minor units of {asset}"
+    return f"{plain(scaled(minor, scale))} {asset}"
+
+
+def capture_excess_of(legs: Sequence[Leg], held: Sequence[Leg]) -> CaptureExcess | None:
+    """Where a capture's ``legs`` post more than the hold's ``held`` legs reserved
     (``None`` if they do not). Reservations are per account, asset and side (debit or
     credit): each leg goes to a side the hold reserved, and the legs of one side
     together are no larger than its reservation (so a hold captured as it is always
@@ -69,9 +114,17 @@ def capture_excess(legs: Sequence[Leg], held: Sequence[Leg]) -> str | None:
         posted[side] += leg.amount
         limit = reserved.get(side, 0)
         if limit == 0 or abs(posted[side]) > abs(limit):
-            what = "debits" if leg.amount > 0 else "credits"
-            return (
-                f"{what} of {abs(posted[side])} minor units of {leg.asset} on "
-                f"{leg.account!r} exceed what the hold reserved there ({abs(limit)})"
-            )
+            return CaptureExcess(leg.account, leg.asset, limit, posted[side])
     return None
+
+
+def capture_excess(
+    legs: Sequence[Leg],
+    held: Sequence[Leg],
+    scale_of: Callable[[str], int | None] | None = None,
+) -> str | None:
+    """Why a capture's ``legs`` post more than the hold's ``held`` legs reserved
+    (``None`` if they do not), in words (see :func:`capture_excess_of`): amounts as
+    exact decimals in the asset's scale with its code."""
+    excess = capture_excess_of(legs, held)
+    return None if excess is None else excess.describe(scale_of)

@@ -34,8 +34,14 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from ledger.assets import Asset, plain, to_decimal
-from ledger.effects import capture_excess, entry_effects, leg_effect, refused_by_lifecycle
+from ledger.assets import plain, scaled
+from ledger.effects import (
+    capture_excess_of,
+    entry_effects,
+    leg_effect,
+    money,
+    refused_by_lifecycle,
+)
 from ledger.events import (
     TOPIC_ACCOUNT_CHANGED,
     TOPIC_ACCOUNT_OPENED,
@@ -60,12 +66,60 @@ FINDINGS_MAX = 1_000
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One broken invariant, located in the log."""
+    """One broken invariant, located in the log. Where it is about an amount, also
+    the ``account`` (if one) and the ``asset``, and the ``expected`` and ``actual``
+    amounts as exact decimal strings in the asset's scale, signed debits positive
+    (for ``balance`` and ``read_model``: the posted balance; ``unbalanced`` and
+    ``conservation``: the sum of the asset's legs or balances; ``hold``: what the hold
+    reserved and what the capture posts on that account's side)."""
 
     position: int
     code: str
     message: str
     stream: str = ""
+    account: str = ""
+    asset: str = ""
+    expected: str | None = None
+    actual: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding in the report (the fields of schema 1, then the added ones)."""
+        return {
+            "position": self.position,
+            "code": self.code,
+            "stream": self.stream,
+            "message": self.message,
+            "account": self.account or None,
+            "asset": self.asset or None,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
+
+
+#: What the signed figures in the messages are.
+SIGNS = "(signed, debits positive)"
+
+
+def _amount(minor: int, scale: int) -> str:
+    """Minor units as an exact decimal string with ``scale`` decimals."""
+    return plain(scaled(minor, scale))
+
+
+def _balances(sign: int, scale: int, asset: str, held: tuple[int, int, int]) -> str:
+    """An account's (posted, pending_out, pending_in), kept on the account's normal
+    side in minor units, in words: signed decimals, debits positive."""
+    posted, out, inn = _signed(sign, held)
+    return (
+        f"posted {_amount(posted, scale)}, pending_out {_amount(out, scale)}, "
+        f"pending_in {_amount(inn, scale)} {asset} {SIGNS}"
+    )
+
+
+def _signed(sign: int, held: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(posted, pending_out, pending_in) of the account's normal side as signed minor
+    units, debits positive (what is held going out lowers the normal-side balance)."""
+    posted, out, inn = held
+    return sign * posted, -sign * out, sign * inn
 
 
 @dataclass(slots=True)
@@ -95,8 +149,10 @@ class AuditReport:
     accounts: int = 0
     findings: list[Finding] = field(default_factory=list)
     findings_total: int = 0
-    trial_balance: dict[str, dict[str, str]] = field(default_factory=dict)
+    trial_balance: dict[str, dict[str, Any]] = field(default_factory=dict)
     balances: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Each replayed account's asset, scale and normal side (+1 debit, -1 credit).
+    account_assets: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -116,10 +172,7 @@ class AuditReport:
                 "findings": self.findings_total,
             },
             "trial_balance": dict(sorted(self.trial_balance.items())),
-            "findings": [
-                {"position": f.position, "code": f.code, "stream": f.stream, "message": f.message}
-                for f in self.findings
-            ],
+            "findings": [f.to_json() for f in self.findings],
         }
 
 
@@ -130,11 +183,24 @@ class _Auditor:
         self.accounts: dict[str, _Account] = {}
         self.streams: dict[uuid.UUID, tuple[int, str]] = {}  # account and asset streams only
         self.previous_link = ""
+        self.scales: dict[str, int] = {}  # of the assets declared or held by an account
 
-    def find(self, position: int, code: str, message: str, stream: object = "") -> None:
+    def find(
+        self, position: int, code: str, message: str, stream: object = "", **fields: Any
+    ) -> None:
         self.report.findings_total += 1
         if len(self.report.findings) < FINDINGS_MAX:
-            self.report.findings.append(Finding(position, code, message, str(stream)))
+            self.report.findings.append(Finding(position, code, message, str(stream), **fields))
+
+    def money(self, minor: int, asset: str) -> str:
+        """Signed minor units of ``asset`` as a decimal string with the asset code."""
+        return money(minor, asset, self.scales.get)
+
+    def figure(self, minor: int, asset: str) -> str | None:
+        """Signed minor units of ``asset`` as a bare decimal string (None if the
+        asset's scale is unknown)."""
+        scale = self.scales.get(asset)
+        return None if scale is None else _amount(minor, scale)
 
     def event(self, e: LogEvent, state: bytes) -> None:
         link = e.body.get("link")
@@ -161,6 +227,8 @@ class _Auditor:
         fn(e, state)
 
     def first_of_stream(self, e: LogEvent, state: bytes) -> None:
+        if e.topic == TOPIC_ASSET_DECLARED:
+            self.scales.setdefault(e.body["code"], e.body["scale"])
         if e.version != 1 or e.stream_id in self.streams:
             self.find(e.position, "chain", f"stream starts at version {e.version}", e.stream_id)
         self.streams[e.stream_id] = (e.version, state_hash(state))
@@ -179,6 +247,7 @@ class _Auditor:
                 f"account {name!r} opened twice or at version {e.version}",
                 e.stream_id,
             )
+        self.scales.setdefault(body["asset"], body["scale"])
         self.accounts[name] = _Account(
             body["asset"],
             body["scale"],
@@ -205,13 +274,21 @@ class _Auditor:
                 e.stream_id,
             )
         recorded = (int(body["posted"]), int(body["pending_out"]), int(body["pending_in"]))
-        if recorded != (acct.posted, acct.out, acct.inn) or body["entries"] != acct.since_event:
+        replayed = (acct.posted, acct.out, acct.inn)
+        if recorded != replayed or body["entries"] != acct.since_event:
             self.find(
                 e.position,
                 "balance",
-                f"account {name!r} records {recorded} after {body['entries']} entries; "
-                f"replay gives {(acct.posted, acct.out, acct.inn)} after {acct.since_event}",
+                f"account {name!r} records "
+                f"{_balances(acct.sign, acct.scale, acct.asset, recorded)} after "
+                f"{body['entries']} entries; replay gives "
+                f"{_balances(acct.sign, acct.scale, acct.asset, replayed)} after "
+                f"{acct.since_event}",
                 e.stream_id,
+                account=name,
+                asset=acct.asset,
+                expected=_amount(acct.sign * acct.posted, acct.scale),
+                actual=_amount(acct.sign * recorded[0], acct.scale),
             )
         acct.version, acct.last_hash, acct.since_event = e.version, state_hash(state), 0
         rules = body.get("rules")
@@ -234,10 +311,18 @@ class _Auditor:
         totals: dict[str, int] = defaultdict(int)
         for leg in legs:
             totals[leg.asset] += leg.amount
-        if any(totals.values()):
-            self.find(
-                e.position, "unbalanced", f"entry does not balance: {dict(totals)}", e.stream_id
-            )
+        for asset, total in sorted(totals.items()):
+            if total:
+                self.find(
+                    e.position,
+                    "unbalanced",
+                    f"entry does not balance in {asset}: its legs sum to "
+                    f"{self.money(total, asset)} {SIGNS}, not zero",
+                    e.stream_id,
+                    asset=asset,
+                    expected=self.figure(0, asset),
+                    actual=self.figure(total, asset),
+                )
         if body["kind"] == "capture":
             self.check_capture(e, legs, releases)
         touched: set[str] = set()
@@ -247,8 +332,12 @@ class _Auditor:
                 self.find(
                     e.position,
                     "unknown",
-                    f"leg on unknown account {leg.account!r} or asset",
+                    f"leg in {leg.asset} on unknown account {leg.account!r}"
+                    if acct is None
+                    else f"leg in {leg.asset} on account {leg.account!r}, which holds {acct.asset}",
                     e.stream_id,
+                    account=leg.account,
+                    asset=leg.asset,
                 )
                 continue
             if acct.status != "open" and refused_by_lifecycle(
@@ -259,6 +348,8 @@ class _Auditor:
                     "lifecycle",
                     f"entry moves account {leg.account!r}, which is {acct.status}",
                     e.stream_id,
+                    account=leg.account,
+                    asset=acct.asset,
                 )
             dp, dout, din = leg_effect(acct.sign, leg.amount, pending=pending, sign=sign)
             acct.posted += dp
@@ -271,14 +362,31 @@ class _Auditor:
             if (acct.low is not None and acct.posted - acct.out < acct.low) or (
                 acct.high is not None and acct.posted + acct.inn > acct.high
             ):
+                posted = (acct.posted, acct.out, acct.inn)
                 self.find(
-                    e.position, "rule", f"account {name!r} breaks its balance rule", e.stream_id
+                    e.position,
+                    "rule",
+                    f"account {name!r} breaks its balance rule: "
+                    f"{_balances(acct.sign, acct.scale, acct.asset, posted)}",
+                    e.stream_id,
+                    account=name,
+                    asset=acct.asset,
+                    actual=_amount(acct.sign * acct.posted, acct.scale),
                 )
 
     def check_capture(self, e: LogEvent, legs: Any, releases: Any) -> None:
-        excess = capture_excess(legs, releases)
+        excess = capture_excess_of(legs, releases)
         if excess is not None:
-            self.find(e.position, "hold", f"capture exceeds its hold: {excess}", e.stream_id)
+            self.find(
+                e.position,
+                "hold",
+                f"capture exceeds its hold: {excess.describe(self.scales.get)}",
+                e.stream_id,
+                account=excess.account,
+                asset=excess.asset,
+                expected=self.figure(excess.reserved, excess.asset),
+                actual=self.figure(excess.posted, excess.asset),
+            )
 
     def entry_updated(self, e: LogEvent, state: bytes) -> None:
         body = e.body
@@ -306,6 +414,7 @@ class _Auditor:
     def finish(self) -> None:
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         scales: dict[str, int] = {}
+        accounts: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
         for name, acct in self.accounts.items():
             if acct.since_event:
                 self.find(
@@ -313,26 +422,40 @@ class _Auditor:
                     "tail",
                     f"account {name!r}: {acct.since_event} entries after its last event",
                     account_stream_id(name),
+                    account=name,
+                    asset=acct.asset,
                 )
             raw = acct.sign * acct.posted  # debits minus credits
             totals[acct.asset][0 if raw >= 0 else 1] += abs(raw)
             scales[acct.asset] = acct.scale
+            accounts[acct.asset][name] = {
+                "normal": "debit" if acct.sign > 0 else "credit",
+                "balance": _amount(raw, acct.scale),
+            }
             self.report.balances[name] = {
                 "posted": acct.posted,
                 "pending_out": acct.out,
                 "pending_in": acct.inn,
             }
+            self.report.account_assets[name] = (acct.asset, acct.scale, acct.sign)
         for asset, (debits, credits) in sorted(totals.items()):
-            scale = Asset(asset, scales[asset])
+            scale = scales[asset]
             self.report.trial_balance[asset] = {
-                "debits": plain(to_decimal(debits, scale)),
-                "credits": plain(to_decimal(credits, scale)),
+                "debits": _amount(debits, scale),
+                "credits": _amount(credits, scale),
+                "balanced": debits == credits,
+                "accounts": dict(sorted(accounts[asset].items())),
             }
             if debits != credits:
                 self.find(
                     self.report.position,
                     "conservation",
-                    f"{asset} does not sum to zero: debits {debits}, credits {credits}",
+                    f"{asset} does not sum to zero: debits {_amount(debits, scale)} {asset}, "
+                    f"credits {_amount(credits, scale)} {asset}, net "
+                    f"{_amount(debits - credits, scale)} {asset} {SIGNS}",
+                    asset=asset,
+                    expected=_amount(0, scale),
+                    actual=_amount(debits - credits, scale),
                 )
         self.report.accounts = len(self.accounts)
 
@@ -422,7 +545,9 @@ def position_at(store: EventStore, at: datetime) -> int:
 
 def diff_read_model(report: AuditReport, rows: dict[str, tuple[int, int, int]]) -> None:
     """Add a ``read_model`` finding for every account whose live read-model balances
-    (posted, pending_out, pending_in in minor units) differ from the replay."""
+    (posted, pending_out, pending_in in minor units of the account's normal side, as
+    the read model keeps them) differ from the replay. The finding says both as signed
+    decimals in the account's asset, debits positive."""
     for name in sorted(set(rows) | set(report.balances)):
         replayed = report.balances.get(name)
         live = rows.get(name)
@@ -431,13 +556,33 @@ def diff_read_model(report: AuditReport, rows: dict[str, tuple[int, int, int]]) 
             if replayed is None
             else (replayed["posted"], replayed["pending_out"], replayed["pending_in"])
         )
-        if live != expected:
-            report.findings_total += 1
-            if len(report.findings) < FINDINGS_MAX:
-                report.findings.append(
-                    Finding(
-                        report.position,
-                        "read_model",
-                        f"read model has {live} for account {name!r}; replay gives {expected}",
-                    )
-                )
+        if live == expected:
+            continue
+        report.findings_total += 1
+        if len(report.findings) >= FINDINGS_MAX:
+            continue
+        meta = report.account_assets.get(name)
+        if meta is None:  # an account the replay does not know: its asset is unknown
+            message = (
+                f"read model has account {name!r} (posted, pending_out, pending_in "
+                f"{live} in minor units of its normal side); the replay has no such account"
+            )
+            report.findings.append(
+                Finding(report.position, "read_model", message, str(account_stream_id(name)))
+            )
+            continue
+        asset, scale, sign = meta
+        have = "no row" if live is None else _balances(sign, scale, asset, live)
+        want = "no account" if expected is None else _balances(sign, scale, asset, expected)
+        report.findings.append(
+            Finding(
+                report.position,
+                "read_model",
+                f"read model has {have} for account {name!r}; replay gives {want}",
+                str(account_stream_id(name)),
+                account=name,
+                asset=asset,
+                expected=None if expected is None else _amount(sign * expected[0], scale),
+                actual=None if live is None else _amount(sign * live[0], scale),
+            )
+        )
