@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ledger.commands import aio, service
+from ledger.errors import StoreError
 from ledger.logs import get_logger
 from ledger.projections.views import ViewStore
 from ledger.risk import RiskPolicy
@@ -97,7 +98,10 @@ class Ledger(service.Ledger):
     def open_views(self) -> ViewStore:
         """A new connection to this ledger's read-model database (the same database),
         sealing the text its read models copy with this ledger's keyring (the caller
-        closes it)."""
+        closes it). StoreError ("the ledger is closed") once :meth:`close` was called:
+        a closed ledger opens no connection."""
+        if self.closed:
+            raise StoreError("the ledger is closed")
         return open_view_store(self.store, sealer=self.keyring)
 
 
