@@ -200,6 +200,24 @@ def test_every_write_path_stays_in_the_schema(db: str) -> None:
         assert audit(a.store).clean
 
 
+def test_read_models_are_never_read_from_another_schema(db: str) -> None:
+    """With ``search_path=ta,public`` a read model missing in ``ta`` is missing: not
+    the table of the same name in ``public`` (another ledger's)."""
+    with Ledger.open(db) as public:
+        setup(public, "7")
+        runner = ProjectionRunner.for_ledger(public, [BalancesView()])
+        runner.catch_up()
+        runner.close()
+    with Ledger.open(with_path(db, "ta,public")) as a:
+        assert a.store.schema == "ta"  # type: ignore[attr-defined]
+        views = a.open_views()
+        try:
+            with pytest.raises(StoreError, match="rm_balances"), views.snapshot() as w:
+                BalancesView.balance(w, "w")
+        finally:
+            views.close()
+
+
 @pytest.mark.parametrize(
     ("search_path", "says"),
     [
