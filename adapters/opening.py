@@ -12,9 +12,10 @@ import asyncio
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from ledger.commands import aio, service
+from ledger.errors import StoreError
 from ledger.logs import get_logger
 from ledger.projections.views import ViewStore
 from ledger.risk import RiskPolicy
@@ -97,7 +98,10 @@ class Ledger(service.Ledger):
     def open_views(self) -> ViewStore:
         """A new connection to this ledger's read-model database (the same database),
         sealing the text its read models copy with this ledger's keyring (the caller
-        closes it)."""
+        closes it). StoreError ("the ledger is closed") once :meth:`close` was called:
+        a closed ledger opens no connection."""
+        if self.closed:
+            raise StoreError("the ledger is closed")
         return open_view_store(self.store, sealer=self.keyring)
 
 
@@ -113,6 +117,48 @@ class AsyncLedger(aio.AsyncLedger):
         super().__init__(books)
 
     @classmethod
-    async def open(cls, url: str, **options: Any) -> AsyncLedger:
-        """Open the ledger at ``url``; ``options`` as for :meth:`Ledger.open`."""
-        return cls(await asyncio.to_thread(Ledger.open, url, **options))
+    async def open(
+        cls,
+        url: str,
+        *,
+        create_schema: bool = True,
+        durability: Literal["require", "allow"] = "require",
+        clock: Callable[[], datetime] | None = None,
+        risk: RiskPolicy | None = None,
+        keyring: Sealer | None = None,
+        group_commands_max: int | None = None,
+        queue_commands_max: int | None = None,
+        pause_gc: bool = False,
+    ) -> AsyncLedger:
+        """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``)
+        without blocking the event loop; the options are :meth:`Ledger.open`'s, with
+        its defaults and its errors.
+
+        ``create_schema`` creates missing tables (safe to repeat, also concurrently).
+        With ``durability="require"`` (the default) a PostgreSQL server with
+        ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
+        Any other value raises ValueError (before connecting).
+        ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
+        ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
+        and opens those it reads (see :mod:`ledger.adapters.crypto`); it is this
+        ledger's alone, not the process's. ``group_commands_max`` (default 1,000)
+        caps the commands one group commit carries; ``queue_commands_max`` (default
+        50,000) the commands waiting for one, beyond which a write raises
+        :class:`~ledger.errors.Overloaded`. ``pause_gc=True`` lets the bulk path
+        (``submit_all``, large ``submit_many``) pause Python's cyclic garbage collector
+        while it runs (about a fifth faster); the collector is the application's, so
+        this is off unless asked for.
+        """
+        books = await asyncio.to_thread(
+            Ledger.open,
+            url,
+            create_schema=create_schema,
+            durability=durability,
+            clock=clock,
+            risk=risk,
+            keyring=keyring,
+            group_commands_max=group_commands_max,
+            queue_commands_max=queue_commands_max,
+            pause_gc=pause_gc,
+        )
+        return cls(books)

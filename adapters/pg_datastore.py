@@ -13,7 +13,9 @@ Differences from :class:`eventsourcing.postgres.PostgresDatastore`:
   fetched a new type description that psycopg caches without bound (memory grew
   with every ``Ledger.open``);
 * in a forked child the parent's pool is left to the parent (see :mod:`.pg_fork`)
-  and a new one is made on first use.
+  and a new one is made on first use;
+* ``schema`` is the ledger's (the connection's ``current_schema()`` at open), never
+  eventsourcing's default ``public``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ def _after_connect(conn: psycopg.Connection[Any]) -> None:
 class Datastore(PostgresDatastore):
     """eventsourcing's datastore on a pool of connections with the URL's settings."""
 
-    def __init__(self, settings: Mapping[str, Any], *, pool_size: int, lock_timeout: int) -> None:
+    def __init__(
+        self, settings: Mapping[str, Any], *, schema: str, pool_size: int, lock_timeout: int
+    ) -> None:
         self._settings = dict(settings)
         self._pool_size = pool_size
         super().__init__(
@@ -60,6 +64,7 @@ class Datastore(PostgresDatastore):
             lock_timeout=lock_timeout,
             connect_timeout=POOL_TIMEOUT_S,
             pre_ping=False,  # a dead connection fails the attempt, which is retried
+            schema=schema,  # the ledger's (eventsourcing's statements name it)
         )
         self._pid = os.getpid()
         self.pool = self._new_pool()  # eventsourcing's was never opened

@@ -9,6 +9,14 @@ checks the versions of streams the decision only read, bulk-inserts the
 events, the idempotency records and the open-holds index, and commits. Primary keys on
 (stream, version) and on the key id turn every race into a clean
 :class:`~ledger.store.AppendConflict`.
+
+A ledger lives in one schema: the connection's ``current_schema()`` when the store
+is opened (the first schema of the ``search_path`` that exists: ``public`` unless the
+URL's ``options``, the role or the database set another). Every object of the
+ledger (the event table, its sequence and type, the append function, the keys and
+holds tables, the read models of :mod:`.view_store`) is made and named in that schema,
+and its NOTIFY channel and writers' lock carry the schema's name: two schemas of one
+database are two independent ledgers.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ LOCK_TIMEOUT_S = 10
 #: ones lock, check and COPY in several statements.
 FUNCTION_EVENTS_MAX = 2000
 #: The type a ``CREATE TYPE`` statement of eventsourcing's schema creates.
-_CREATE_TYPE = re.compile(r"\s*CREATE TYPE\s+((?:\"[^\"]+\"\.)?\"[^\"]+\")")
+_CREATE_TYPE = re.compile(r'\s*CREATE TYPE\s+((?:"(?:[^"]|"")+"\.)?"(?:[^"]|"")+")')
 #: The append function's name; a new version gets a new name, so that processes of an
 #: older release keep theirs while a newer one is rolled out.
 APPEND_FUNCTION = "ledger_append_v2"
@@ -97,18 +105,73 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def _probe(info: Conninfo, settings: dict[str, Any]) -> None:
+def _probe(info: Conninfo, settings: dict[str, Any]) -> str:
     """Connect once, directly, so that a refused first connection reports the
     server's own reason (authentication failed, connection refused, no such database,
-    SSL required) at once rather than as a pool timeout."""
+    SSL required) at once rather than as a pool timeout; the ledger's schema (see
+    :func:`_ledger_schema`)."""
     try:
-        psycopg.connect(**direct_connection_kwargs(settings)).close()
+        with psycopg.connect(**direct_connection_kwargs(settings)) as conn:
+            return _ledger_schema(conn, info.shown)
     except psycopg.OperationalError as e:
         reason = info.redact(" ".join(str(e).split()))
         raise StoreUnavailable(f"cannot connect to PostgreSQL at {info.shown}: {reason}") from None
     except psycopg.Error as e:  # a setting psycopg itself refuses (connect_timeout=x)
         reason = info.redact(" ".join(str(e).split()))
         raise StoreError(f"PostgreSQL URL {info.shown}: {reason}") from None
+
+
+def _ledger_schema(conn: psycopg.Connection[Any], shown: str) -> str:
+    """The schema the ledger lives in: the connection's ``current_schema()``.
+
+    Refused with :class:`~ledger.errors.StoreError`: a ``search_path`` that names no
+    schema that exists (the tables would have nowhere to go), a system schema, and a
+    schema that holds the idempotency keys of a ledger whose events earlier releases
+    put in ``public.stored_events`` (opening it here would show an empty ledger).
+    """
+    row = conn.execute(
+        "SELECT current_schema(), current_setting('search_path'),"
+        " to_regclass(quote_ident(current_schema()) || '.stored_events') IS NOT NULL,"
+        " to_regclass(quote_ident(current_schema()) || '.ledger_keys') IS NOT NULL,"
+        " to_regclass('public.stored_events') IS NOT NULL"
+    ).fetchone()
+    assert row is not None
+    schema, search_path, has_events, has_keys, public_events = row
+    if schema is None:
+        raise StoreError(
+            f"PostgreSQL store {shown}: no schema of the search_path ({search_path}) "
+            "exists, so the ledger has no schema to live in: create the schema "
+            "(CREATE SCHEMA ...) or set a search_path whose first schema exists"
+        )
+    if schema.startswith("pg_") or schema == "information_schema":
+        raise StoreError(
+            f"PostgreSQL store {shown}: the search_path ({search_path}) puts the ledger "
+            f"in the system schema {schema!r}: set a search_path whose first schema is "
+            "the ledger's"
+        )
+    if schema != "public" and has_keys and not has_events and public_events:
+        raise StoreError(
+            f"PostgreSQL store {shown}: schema {schema!r} holds ledger_keys of a ledger "
+            "whose events an earlier release kept in public.stored_events; a ledger now "
+            f"lives wholly in its schema ({schema!r} here, from the search_path "
+            f"{search_path}): move public's ledger tables, types and functions into "
+            f"{schema!r} (ALTER ... SET SCHEMA; not if another schema's keys share them), "
+            "or open with search_path=public"
+        )
+    return str(schema)
+
+
+#: The longest channel name PostgreSQL keeps (NAMEDATALEN - 1 bytes).
+_CHANNEL_MAX = 63
+
+
+def notify_channel(schema: str) -> str:
+    """The NOTIFY channel of the ledger in ``schema``: ``<schema>.stored_events``,
+    or a digest of the schema's name where that is too long for a channel."""
+    channel = f"{schema}.stored_events"
+    if len(channel.encode()) <= _CHANNEL_MAX:
+        return channel
+    return f"ledger_{hashlib.sha256(schema.encode()).hexdigest()[:40]}.stored_events"
 
 
 class PostgresEventStore:
@@ -118,11 +181,17 @@ class PostgresEventStore:
         info = parse_conninfo(url)
         self.url = info.shown
         self.settings = _settings(info)
-        _probe(info, self.settings)
+        #: The schema every object of this ledger lives in (see the module's docs).
+        self.schema = _probe(info, self.settings)
+        #: The channel every append notifies (LISTEN on it to hear of new events).
+        self.channel = notify_channel(self.schema)
         self.require_durable = require_durable
-        self.datastore = Datastore(self.settings, pool_size=pool_size, lock_timeout=LOCK_TIMEOUT_S)
+        self.datastore = Datastore(
+            self.settings, schema=self.schema, pool_size=pool_size, lock_timeout=LOCK_TIMEOUT_S
+        )
         self.recorder = self._call(lambda: PostgresApplicationRecorder(self.datastore))
-        self._tables = {"schema": Identifier(self.datastore.schema)}
+        self.recorder.channel_name = self.channel  # eventsourcing's subscriptions listen here
+        self._tables = {"schema": Identifier(self.schema)}
         #: The advisory lock writers of this schema serialise on (see _write_lock_sql).
         self._write_lock_key = _lock_key(f"ledger-write:{self.datastore.schema}")
         # Array parameters go in binary (%b): psycopg dumps a list of 10,000 UUIDs as
@@ -134,7 +203,7 @@ class PostgresEventStore:
             "SELECT 'stream' AS kind, x.id AS id, (SELECT max(s.originator_version)"
             " FROM {schema}.stored_events s WHERE s.originator_id = x.id) AS v"
             " FROM unnest(%b::uuid[]) AS x(id)"
-            " UNION ALL SELECT 'key', key_id, 0 FROM ledger_keys WHERE key_id = ANY(%b)"
+            " UNION ALL SELECT 'key', key_id, 0 FROM {schema}.ledger_keys WHERE key_id = ANY(%b)"
         ).format(**self._tables)
         self._copy_events = SQL(
             "COPY {schema}.stored_events (originator_id, originator_version, topic, state)"
@@ -151,7 +220,7 @@ class PostgresEventStore:
         # (measured for a first form that returned newer versions only).
         self._read_template = SQL(
             "SELECT 0 AS kind, key_id AS id, 0::int8 AS v, key AS a, fingerprint AS b,"
-            " outcome AS state FROM ledger_keys WHERE key_id = ANY({keys})"
+            " outcome AS state FROM {schema}.ledger_keys WHERE key_id = ANY({keys})"
             " UNION ALL SELECT 1, originator_id, 1, NULL, NULL, state"
             " FROM {schema}.stored_events WHERE originator_id = ANY({keys})"
             " AND originator_version = 1 AND topic = {topic}"
@@ -173,7 +242,7 @@ class PostgresEventStore:
             topic=Literal(TOPIC_ENTRY),
             **self._tables,
         )
-        self._notify = SQL("NOTIFY {0}").format(Identifier(self.recorder.channel_name))
+        self._notify = SQL("NOTIFY {0}").format(Identifier(self.channel))
         # The log in position order, as plain rows (eventsourcing's reader makes a
         # dict per row and a Notification through its __init__: a quarter of a
         # read-model rebuild's CPU, measured).
@@ -190,14 +259,20 @@ class PostgresEventStore:
         self._append_call_bytes: bytes | None = None
         self._adapted: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self._insert_keys = SQL(
-            "INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
+            "INSERT INTO {schema}.ledger_keys (key_id, key, fingerprint, outcome)"
             " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[])"
-        )
+        ).format(**self._tables)
         self._insert_holds = SQL(
-            "INSERT INTO ledger_open_holds (hold_id, expires_at)"
+            "INSERT INTO {schema}.ledger_open_holds (hold_id, expires_at)"
             " SELECT * FROM unnest(%b::uuid[], %b::timestamptz[])"
-        )
-        self._delete_holds = SQL("DELETE FROM ledger_open_holds WHERE hold_id = ANY(%b)")
+        ).format(**self._tables)
+        self._delete_holds = SQL(
+            "DELETE FROM {schema}.ledger_open_holds WHERE hold_id = ANY(%b)"
+        ).format(**self._tables)
+        self._select_due = SQL(
+            "SELECT hold_id FROM {schema}.ledger_open_holds WHERE expires_at <= %s"
+            " ORDER BY expires_at LIMIT %s"
+        ).format(**self._tables)
 
     def _append_function_ddl(self) -> Composed:
         """The append as one server-side call: lock, check, write, notify.
@@ -225,7 +300,7 @@ class PostgresEventStore:
             "  PERFORM set_config('lock_timeout', {timeout}, true);"
             "  PERFORM pg_advisory_xact_lock({lock_key});"
             "  LOCK TABLE {schema}.stored_events IN ROW EXCLUSIVE MODE;"
-            "  IF EXISTS (SELECT 1 FROM ledger_keys WHERE key_id = ANY(entry_keys))"
+            "  IF EXISTS (SELECT 1 FROM {schema}.ledger_keys WHERE key_id = ANY(entry_keys))"
             "   OR EXISTS (SELECT 1 FROM unnest(expect_ids, expect_versions) AS x(id, v)"
             "    WHERE coalesce((SELECT max(s.originator_version) FROM {schema}.stored_events s"
             "     WHERE s.originator_id = x.id), 0) <> x.v) THEN"
@@ -235,15 +310,15 @@ class PostgresEventStore:
             "   (originator_id, originator_version, topic, state)"
             "   SELECT * FROM unnest(ev_ids, ev_versions, ev_topics, ev_states);"
             "  IF cardinality(key_ids) > 0 THEN"
-            "   INSERT INTO ledger_keys (key_id, key, fingerprint, outcome)"
+            "   INSERT INTO {schema}.ledger_keys (key_id, key, fingerprint, outcome)"
             "    SELECT * FROM unnest(key_ids, key_texts, key_prints, key_outcomes);"
             "  END IF;"
             "  IF cardinality(opened_ids) > 0 THEN"
-            "   INSERT INTO ledger_open_holds (hold_id, expires_at)"
+            "   INSERT INTO {schema}.ledger_open_holds (hold_id, expires_at)"
             "    SELECT * FROM unnest(opened_ids, opened_at);"
             "  END IF;"
             "  IF cardinality(closed_ids) > 0 THEN"
-            "   DELETE FROM ledger_open_holds WHERE hold_id = ANY(closed_ids);"
+            "   DELETE FROM {schema}.ledger_open_holds WHERE hold_id = ANY(closed_ids);"
             "  END IF;"
             "  PERFORM pg_notify({channel}, '');"
             "  RETURN true;"
@@ -252,7 +327,7 @@ class PostgresEventStore:
             fn=Identifier(APPEND_FUNCTION),
             timeout=Literal(f"{LOCK_TIMEOUT_S}s"),
             lock_key=Literal(self._write_lock_key),
-            channel=Literal(self.recorder.channel_name),
+            channel=Literal(self.channel),
             **self._tables,
         )
 
@@ -294,25 +369,37 @@ class PostgresEventStore:
                 try:
                     self._call(lambda: self._create_recorder_tables(conn))
                     with conn.transaction():
-                        conn.execute(
-                            "CREATE TABLE IF NOT EXISTS ledger_keys ("
-                            " key_id uuid PRIMARY KEY, key text NOT NULL,"
-                            " fingerprint text NOT NULL, outcome bytea NOT NULL)"
-                        )
-                        conn.execute(
-                            "CREATE TABLE IF NOT EXISTS ledger_open_holds ("
-                            " hold_id uuid PRIMARY KEY, expires_at timestamptz)"
-                        )
-                        conn.execute(
-                            "CREATE INDEX IF NOT EXISTS ledger_open_holds_due"
-                            " ON ledger_open_holds (expires_at) WHERE expires_at IS NOT NULL"
-                        )
+                        for statement in self._side_tables_ddl():
+                            conn.execute(statement)
                         conn.execute(self._append_function_ddl())
                 finally:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
+        except psycopg.Error as e:  # no right to create in the schema, say
+            raise StoreError(
+                f"PostgreSQL store {self.url} cannot create the ledger's tables in schema "
+                f"{self.schema!r}: {e}"
+            ) from e
         self.check_durability()
+
+    def _side_tables_ddl(self) -> list[Composed]:
+        """The idempotency keys and the open-holds index, in the ledger's schema."""
+        return [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.ledger_keys ("
+                " key_id uuid PRIMARY KEY, key text NOT NULL,"
+                " fingerprint text NOT NULL, outcome bytea NOT NULL)"
+            ).format(**self._tables),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.ledger_open_holds ("
+                " hold_id uuid PRIMARY KEY, expires_at timestamptz)"
+            ).format(**self._tables),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS ledger_open_holds_due"
+                " ON {schema}.ledger_open_holds (expires_at) WHERE expires_at IS NOT NULL"
+            ).format(**self._tables),
+        ]
 
     def _create_recorder_tables(self, conn: psycopg.Connection[Any]) -> None:
         """The event table and its types, as eventsourcing's ``create_table`` makes
@@ -461,8 +548,8 @@ class PostgresEventStore:
         """The error for a database without the ledger's append function."""
         return StoreError(
             f"PostgreSQL store {self.url} lacks the ledger's append function "
-            f"{APPEND_FUNCTION}: create the schema (ledger init, or open with "
-            "create_schema=True)"
+            f"{APPEND_FUNCTION} in schema {self.schema!r}: create the schema (ledger "
+            "init, or open with create_schema=True)"
         )
 
     def loop_appender(self) -> PostgresLoopAppender:
@@ -584,11 +671,7 @@ class PostgresEventStore:
     def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
         """Open holds due at ``now``, earliest first."""
         with self._cursor() as cur:
-            cur.execute(
-                "SELECT hold_id FROM ledger_open_holds WHERE expires_at <= %s"
-                " ORDER BY expires_at LIMIT %s",
-                (now, limit),
-            )
+            cur.execute(self._select_due, (now, limit), prepare=True)
             return [row["hold_id"] for row in cur.fetchall()]
 
     def read_log(self, after: int, limit: int) -> Sequence[Notification]:

@@ -1,4 +1,12 @@
-"""Read-model databases: the same SQLite file or PostgreSQL database as the events."""
+"""Read-model databases: the same SQLite file or PostgreSQL database as the events.
+
+On PostgreSQL the read models live in the ledger's schema (the event store's
+``schema``: the connection's ``current_schema()`` when the ledger was opened), beside
+its events: each transaction and snapshot sets its ``search_path`` to that schema
+alone (``SET LOCAL``: the session's own setting is left as given), so the read
+models' unqualified tables are made and found there and nowhere else, and two
+schemas of one database hold two ledgers' read models apart.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ledger.adapters.pg_appenders import direct_connection_kwargs
 from ledger.adapters.sqlite_store import SQLiteEventStore
@@ -152,15 +161,47 @@ class _PostgresWriter:
 
 
 class PostgresViewStore:
-    """Read models in the ledger's PostgreSQL database."""
+    """Read models in the ledger's PostgreSQL database, in its schema: ``schema``, or
+    the connection's ``current_schema()`` without one."""
 
-    def __init__(self, url: str, settings: dict[str, Any], *, sealer: Sealer | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: dict[str, Any],
+        *,
+        sealer: Sealer | None = None,
+        schema: str | None = None,
+    ) -> None:
         self.url = url
         self.sealer = sealer
         try:
             self.conn = psycopg.connect(**direct_connection_kwargs(settings))
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"PostgreSQL store {url} is unavailable: {e}") from e
+        try:
+            #: The schema the read models live in.
+            self.schema = schema if schema is not None else self._current_schema()
+        except BaseException:
+            self.conn.close()
+            raise
+        self._pin = sql.SQL("SET LOCAL search_path TO {0}").format(sql.Identifier(self.schema))
+
+    def _current_schema(self) -> str:
+        try:
+            row = self.conn.execute(
+                "SELECT current_schema(), current_setting('search_path')"
+            ).fetchone()
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
+        except psycopg.Error as e:
+            raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        assert row is not None
+        if row[0] is None:
+            raise StoreError(
+                f"PostgreSQL store {self.url}: no schema of the search_path ({row[1]}) "
+                "exists, so the read models have no schema to live in"
+            )
+        return str(row[0])
 
     @contextmanager
     def transaction(self) -> Iterator[_PostgresWriter]:
@@ -168,6 +209,7 @@ class PostgresViewStore:
         StoreUnavailable so the caller retries the whole batch."""
         try:
             with self.conn.transaction(), self.conn.cursor() as cur, sealing(self.sealer):
+                cur.execute(self._pin)
                 yield _PostgresWriter(cur)
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
@@ -180,6 +222,7 @@ class PostgresViewStore:
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute(self._pin)
                 with sealing(self.sealer):
                     yield _PostgresWriter(cur)
         except psycopg.Error as e:
@@ -200,5 +243,5 @@ def open_view_store(
     from ledger.adapters.postgres_store import PostgresEventStore  # noqa: PLC0415 - on demand
 
     if isinstance(store, PostgresEventStore):
-        return PostgresViewStore(store.url, store.settings, sealer=sealer)
+        return PostgresViewStore(store.url, store.settings, sealer=sealer, schema=store.schema)
     raise StoreError(f"no read-model database for store {store!r}")
