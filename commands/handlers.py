@@ -176,7 +176,7 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     if hold.expires_at is not None and hold.expires_at <= (cmd.effective_at or tx.ws.now):
         raise HoldExpired(f"hold {cmd.hold_id} expired at {hold.expires_at.isoformat()}")
     legs = hold.legs if cmd.legs is None else _legs(tx, cmd.legs)
-    excess = capture_excess(legs, hold.legs)
+    excess = capture_excess(legs, hold.legs, scale_of=lambda code: tx.asset(code).scale)
     if excess is not None:
         raise ExceedsHold(f"hold {cmd.hold_id}: {excess}")
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)

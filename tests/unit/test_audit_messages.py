@@ -170,3 +170,15 @@ def test_the_write_side_refuses_a_capture_beyond_its_hold_in_decimals(tmp_path: 
         )
     assert outcome.code == "exceeds_hold"
     assert "25.00 USD" in (outcome.message or "") and "(20.00 USD)" in (outcome.message or "")
+
+
+def test_a_capture_beyond_its_hold_names_decimals_of_a_declared_asset() -> None:
+    from ledger import ExceedsHold, Ledger
+
+    with Ledger.open("sqlite:///:memory:") as books:
+        books.declare_asset("PTS", 3)
+        books.open_account("a", "PTS")
+        books.open_account("c", "PTS")
+        held = books.hold("h", [("a", "1.5", "PTS"), ("c", "-1.5", "PTS")])
+        with pytest.raises(ExceedsHold, match=r"2\.000 PTS on 'a' .*\(1\.500 PTS\)"):
+            books.post_hold("p", held.entry_id, [("a", "2", "PTS"), ("c", "-2", "PTS")])
