@@ -319,3 +319,15 @@ class PostgresLoopAppender:
     async def aclose(self) -> None:
         """Close the connection."""
         await self._drop()
+
+    def discard(self) -> None:
+        """Close the connection without its loop (which has closed: the end of an
+        ``asyncio.run``): libpq ends the session at once, nothing is awaited."""
+        conn, self._conn = self._conn, None
+        if conn is None or conn.closed:
+            return
+        if self._pid != os.getpid():
+            forget_connection(conn)
+            return
+        with contextlib.suppress(psycopg.Error, OSError):
+            conn.pgconn.finish()

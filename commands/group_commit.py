@@ -349,7 +349,9 @@ class GroupCommitter:
             driver = self._drivers.get(waiter.loop)
             if driver is None:
                 for gone in [loop for loop in self._drivers if loop.is_closed()]:
-                    del self._drivers[gone]
+                    # Its loop ended (an asyncio.run per request): end its session
+                    # now rather than when the object is collected.
+                    self._drivers.pop(gone).discard()
                 driver = self._drivers[waiter.loop] = LoopDriver(self, waiter.loop)
             return driver
         self._refuse_blocking_in_driving_loop()
@@ -1050,6 +1052,12 @@ class LoopDriver:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             asyncio.run_coroutine_threadsafe(self.finish(), self.loop)
+
+    def discard(self) -> None:
+        """Release the connection of this driver's loop, which has closed."""
+        appender, self.appender = self.appender, None
+        if appender is not None:
+            appender.discard()
 
     async def finish(self) -> None:
         """Wait for the groups in flight, then close the loop's connection."""

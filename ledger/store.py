@@ -277,6 +277,9 @@ class LoopAppender(Protocol):
     async def aclose(self) -> None:
         """Release the connection (on the loop it was opened on)."""
 
+    def discard(self) -> None:
+        """Release the connection of a loop that has closed (nothing to await)."""
+
 
 class CommitterConnection(StateReader, Protocol):
     """A connection of its own for the group commit's thread (a backend's option).

@@ -8,7 +8,9 @@ personal data stays sealed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import warnings
 from decimal import Decimal
 from typing import Any
 
@@ -250,6 +252,9 @@ def test_a_loop_that_stops_hands_another_loops_work_to_the_thread(url: str) -> N
             async def aclose(self) -> None:
                 await self.inner.aclose()
 
+            def discard(self) -> None:
+                self.inner.discard()
+
         committer._loop_appender = Slow
         in_flight = threading.Event()
         from_b: list[Outcome] = []
@@ -309,3 +314,19 @@ def test_closing_the_ledger_from_another_thread_closes_a_running_loops_connectio
         loop.call_soon_threadsafe(loop.stop)
         runner.join()
         loop.close()
+
+
+def test_a_loop_that_ended_has_its_session_ended_not_left_to_the_collector(url: str) -> None:
+    """An ``asyncio.run`` per call (a script, a sync framework's worker): when the next
+    loop arrives, the ended loop's connection is closed, not dropped with a
+    ResourceWarning (\"deleted while still open\")."""
+    with Ledger.open(url) as books:
+        setup(books)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            for n in range(5):
+                asyncio.run(AsyncLedger(books).submit(payment("x", n, 1)))
+            gc.collect()
+        leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+        assert leaks == [], [str(w.message) for w in leaks]
+        assert len(books._committer._drivers) == 1  # the last loop's, closed with books
