@@ -24,7 +24,6 @@ commands with their own fields. Export writes all of them, in log order.
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,11 +33,9 @@ import orjson
 
 from ledger.adapters.jsonl_lines import parse_line
 from ledger.assets import Asset, iso_currency, plain, to_decimal
-from ledger.commands import builders
 from ledger.commands.executor import fingerprint
 from ledger.commands.models import (
     ACCOUNT_COMMANDS,
-    AtomicBatch,
     Command,
     DeclareAsset,
     OpenAccount,
@@ -61,8 +58,7 @@ from ledger.events import (
     LogEvent,
     decode,
 )
-from ledger.model import account_stream_id, entry_id_for_key
-from ledger.outcome import Outcome
+from ledger.model import account_stream_id
 from ledger.sealing import sealing
 
 __all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]
@@ -245,11 +241,6 @@ class _Checks:
             self.accounts.setdefault(account, known)
 
 
-def _wrapper_key(key: str) -> str:
-    """The key of the atomic batch that applies a line with the accounts it opens."""
-    return "import:open:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-
-
 def import_lines(
     books: Ledger,
     read: Any,
@@ -274,9 +265,8 @@ def import_lines(
     With ``open_accounts``, an account used before any line opens it is opened with
     the normal side of the longest matching prefix in ``normals`` (``{"Assets":
     "debit", "Expenses": "debit"}``, for charts like beancount's), else
-    ``default_normal``, together with the first line that uses it, in one atomic batch
-    (keyed ``import:open:<digest of the line's key>``): a line that is rejected opens
-    nothing, and the next line using the account opens it."""
+    ``default_normal`` (keyed ``account:<id>``, just before the first line that uses
+    it; an account opened meanwhile by another writer is used as it is)."""
     sides = sorted((normals or {}).items(), key=lambda item: -len(item[0]))
 
     def normal_of(account: str) -> Literal["debit", "credit"]:
@@ -293,127 +283,52 @@ def import_lines(
             report.errors.append(item)  # type: ignore[union-attr]
     if report.invalid and not skip_invalid:
         return report
-    applying = _Applying(
-        books,
-        report,
-        progress=progress,
-        stored=checks.stored,
-        normal_of=normal_of,
-        open_accounts=open_accounts,
-    )
-    block: list[tuple[int, Command]] = []
+    chunk: list[tuple[int, Command]] = []
+    known: set[str] = set()
     for number, item in _validated(read()):
         # A line refused by the first pass is skipped here, even if this pass (which
         # does not check again) would take it: each line is counted once.
         if isinstance(item, LineError) or number in refused:
             continue
-        block.append((number, item))
-        if len(block) >= _CHUNK:
-            applying.block(block)
-            block = []
-    applying.block(block)
-    applying.flush()
+        if isinstance(item, OpenAccount):
+            known.add(item.account)
+        elif open_accounts:
+            chunk.extend((0, opening) for opening in _openings(item, known, normal_of))
+        chunk.append((number, item))
+        if len(chunk) >= _CHUNK:
+            _apply(books, chunk, report, progress)
+            chunk = []
+    if chunk:
+        _apply(books, chunk, report, progress)
     return report
 
 
-class _Applying:
-    """The second pass: lines in chunks through the batch path, each line that uses
-    accounts nobody opened yet in an atomic batch with their openings."""
+def _openings(
+    cmd: Command, known: set[str], normal_of: Callable[[str], Literal["debit", "credit"]]
+) -> list[Command]:
+    out: list[Command] = []
+    named = [(leg.account, leg.asset) for leg in getattr(cmd, "legs", None) or ()]
+    if isinstance(cmd, RequestPayment):
+        named = [(cmd.payer, cmd.asset), (cmd.requester, cmd.asset)]
+    for account, asset in named:
+        if account in known:
+            continue
+        known.add(account)
+        out.append(
+            OpenAccount(
+                key=f"account:{account}", account=account, asset=asset, normal=normal_of(account)
+            )
+        )
+    return out
 
-    def __init__(
-        self,
-        books: Ledger,
-        report: ImportReport,
-        *,
-        progress: Any,
-        stored: set[str],
-        normal_of: Callable[[str], Literal["debit", "credit"]],
-        open_accounts: bool,
-    ) -> None:
-        self.books, self.report, self.progress = books, report, progress
-        self.normal_of, self.open_accounts = normal_of, open_accounts
-        #: Accounts that exist: in the store, opened by an account line, or by the
-        #: batch of a line of an earlier chunk that was applied.
-        self.opened = set(stored)
-        #: Accounts opened by a batch of the current chunk: a line using one of them
-        #: waits until that chunk is written (the batch may be rejected).
-        self.pending: set[str] = set()
-        self.chunk: list[tuple[int, Command, Command]] = []  # line, its command, submitted
-        #: The batch each line key went out in, for a later line with the same key.
-        self.wrapped: dict[str, Command] = {}
 
-    def block(self, block: list[tuple[int, Command]]) -> None:
-        if not block:
-            return
-        # A line whose key is recorded replays under it; one whose batch is recorded
-        # (and not its key: the batch was rejected) replays that batch's outcome.
-        ids = {entry_id_for_key(cmd.key) for _, cmd in block}
-        ids.update(entry_id_for_key(_wrapper_key(cmd.key)) for _, cmd in block)
-        records = self.books.store.lookup_keys(ids)
-        for number, cmd in block:
-            if entry_id_for_key(cmd.key) in records:
-                self.add(number, cmd, cmd)  # replays (or conflicts) under its key
-                continue
-            if isinstance(cmd, OpenAccount):
-                # Taken as open at once, as it is a line of its own: if it is refused,
-                # the lines after it that use the account are refused too.
-                self.opened.add(cmd.account)
-                self.add(number, cmd, cmd)
-                continue
-            wrapper = _wrapper_key(cmd.key)
-            record = records.get(entry_id_for_key(wrapper))
-            if record is not None:
-                self.flush()
-                self.count(number, cmd, Outcome.from_record(wrapper, record.outcome))
-                continue
-            self.line(number, cmd)
-
-    def line(self, number: int, cmd: Command) -> None:
-        named = [(a, asset) for a, asset in _named(cmd) if asset is not None]
-        if any(account in self.pending for account, _ in named):
-            self.flush()
-        batch = self.wrapped.get(cmd.key)
-        if batch is None and self.open_accounts:
-            openings: list[Command] = []
-            for account, asset in named:
-                if account in self.opened or account in self.pending:
-                    continue
-                self.pending.add(account)
-                openings.append(
-                    OpenAccount(
-                        key=f"account:{account}",
-                        account=account,
-                        asset=asset,
-                        normal=self.normal_of(account),
-                    )
-                )
-            if openings:
-                batch = builders.atomic(_wrapper_key(cmd.key), [*openings, cmd])
-                self.wrapped[cmd.key] = batch
-        self.add(number, cmd, batch or cmd)
-
-    def add(self, number: int, cmd: Command, submitted: Command) -> None:
-        self.chunk.append((number, cmd, submitted))
-        if len(self.chunk) >= _CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.chunk:
-            return
-        chunk, self.chunk = self.chunk, []
-        outcomes = self.books.submit_all([submitted for _, _, submitted in chunk])
-        for (number, cmd, submitted), outcome in zip(chunk, outcomes, strict=True):
-            if outcome.status == "applied" and isinstance(submitted, AtomicBatch):
-                self.opened.update(
-                    c.account for c in submitted.commands if isinstance(c, OpenAccount)
-                )
-            self.count(number, cmd, outcome)
-        self.pending.clear()
-
-    def count(self, number: int, cmd: Command, outcome: Outcome) -> None:
-        report = self.report
-        errors = report.errors if report.errors is not None else []
-        message = _INNER.sub("", outcome.message or "")
+def _apply(
+    books: Ledger, chunk: list[tuple[int, Command]], report: ImportReport, progress: Any
+) -> None:
+    commands = [cmd for _, cmd in chunk]
+    for (number, cmd), outcome in zip(chunk, books.submit_all(commands), strict=True):
+        if number == 0:  # an opening the import added
+            continue
         if outcome.status == "applied":
             if outcome.replayed:
                 report.replayed += 1
@@ -421,19 +336,15 @@ class _Applying:
                 report.applied += 1
         elif outcome.status == "rejected":
             report.rejected += 1
-            errors.append(LineError(number, f"{cmd.key}: {outcome.code}: {message}"))
+            report.errors.append(LineError(number, f"{cmd.key}: {outcome.code}: {outcome.message}"))  # type: ignore[union-attr]
         elif outcome.status == "conflict":
             report.conflicts += 1
-            errors.append(LineError(number, f"{cmd.key}: {message}"))
+            report.errors.append(LineError(number, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
         else:
             report.invalid += 1
-            errors.append(LineError(number, f"{cmd.key}: {message}"))
-        if self.progress is not None:
-            self.progress(1)
-
-
-#: The prefix an atomic batch puts before the message of its command at fault.
-_INNER = re.compile(r"^command \d+ \(.*?\) of atomic batch: ", re.DOTALL)
+            report.errors.append(LineError(number, f"{cmd.key}: {outcome.message}"))  # type: ignore[union-attr]
+        if progress is not None:
+            progress(1)
 
 
 def export_lines(books: Ledger) -> Iterator[bytes]:

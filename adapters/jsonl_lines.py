@@ -58,7 +58,9 @@ __all__ = ["Line", "parse_line"]
 #: allows) between date and time, at most 6 fractional digits of a second (microseconds,
 #: what the ledger keeps), and ``Z`` (``z``) or an offset ``+HH:MM``/``-HH:MM``.
 _RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})",
+    # An offset may carry seconds (+00:19:32, Amsterdam before 1937), beyond RFC 3339:
+    # ledger export writes a time with the zone it was given, and must read back.
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2}(?::\d{2})?)",
     re.ASCII,
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)

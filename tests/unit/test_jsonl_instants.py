@@ -67,3 +67,28 @@ def test_other_forms_are_refused_with_a_reason(value: str, reason: str) -> None:
 def test_expires_at_follows_the_same_rule() -> None:
     with pytest.raises(ValueError, match="expires_at"):
         parse_line('{"key":"k","kind":"pending","expires_at":"2026-W05-1",' + LEGS + "}")
+
+
+def test_an_export_with_offsets_carrying_seconds_imports_again() -> None:
+    """Times keep the zone they were given, and a historical zone's offset has seconds
+    (Amsterdam before 1937: +00:19:32): the export must read back, replaying."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from ledger import Ledger
+    from ledger.adapters.jsonl import export_lines, import_lines
+
+    with Ledger.open("sqlite:///:memory:") as books:
+        books.open_account("bank", "USD", normal="debit")
+        books.open_account("u", "USD")
+        for key, when in (
+            ("t1", datetime(1900, 1, 2, 12, tzinfo=ZoneInfo("Europe/Amsterdam"))),
+            ("t2", datetime(2020, 1, 2, 12, tzinfo=timezone(timedelta(hours=5, seconds=15)))),
+        ):
+            books.transfer(
+                key, debit="bank", credit="u", amount="1", asset="USD", effective_at=when
+            )
+        text = [line.decode() for line in export_lines(books)]
+        assert any("+00:19:32" in line for line in text)
+        report = import_lines(books, lambda: iter(text))
+        assert (report.invalid, report.replayed, report.applied) == (0, 4, 0), report.errors
