@@ -145,8 +145,9 @@ def demo(store: str) -> None:
 def _open(store: str, *, create: bool = False) -> Ledger:
     """The ledger at ``store``, with the keyring ``LEDGER_KEYS`` names (if any).
 
-    Only the commands that write (``init``, ``demo``, ``import``, ``asset add``) may
-    create a SQLite file: a read of a mistyped path must not answer from a new, empty
+    Only the commands that write (``init``, ``demo``, ``import``, ``asset add``) and the
+    follower (``projections follow``, which may start before the service's first
+    write) may create a SQLite file: a read of a mistyped path must not answer from a new, empty
     ledger (an audit of nothing is clean)."""
     try:
         keyring = keyring_from_env()
@@ -321,7 +322,7 @@ def projections_rebuild(store: str, name: str) -> None:
 def projections_follow(store: str, poll_s: float, linger_s: float) -> None:
     """Keep the read models up to date until stopped (SIGTERM or Ctrl-C): the worker
     a service runs beside its web processes."""
-    with _open(store) as books:
+    with _open(store, create=True) as books:
         runner = _runner(books)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -23,6 +23,8 @@ from ledger.errors import StoreError
 __all__ = ["Conninfo", "parse_conninfo"]
 
 _HIDDEN = "***"
+#: The shortest password hidden by its text (shorter ones by their position only).
+_SECRET_MIN = 4
 #: The userinfo as libpq reads it: up to the first ``@`` or ``/``.
 _LIBPQ_USERINFO = re.compile(r"^([a-z]+://[^:@/]*:)([^@/]*)(@)", re.IGNORECASE)
 #: What a reader takes for the password: up to the last ``@``.
@@ -38,7 +40,11 @@ class Conninfo:
 
     def __init__(self, url: str, params: Mapping[str, Any], secrets: Iterable[str]) -> None:
         self.params = dict(params)
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Hidden wherever they appear, when long enough to be found only where the
+        # password is: a shorter one is also a digit of the port or a letter of the host,
+        # and hiding it everywhere would garble the text and, by the pattern of what was
+        # hidden, tell it (the userinfo and password fields are hidden by position).
+        self._secrets = sorted({s for s in secrets if len(s) >= _SECRET_MIN}, key=len, reverse=True)
         self.shown = self.redact(_hide_fields(url))
 
     def redact(self, text: str) -> str:

@@ -143,6 +143,11 @@ def _ledger_schema(conn: psycopg.Connection[Any], shown: str) -> str:
             "exists, so the ledger has no schema to live in: create the schema "
             "(CREATE SCHEMA ...) or set a search_path whose first schema exists"
         )
+    if schema != schema.strip():  # eventsourcing strips it: its tables would go elsewhere
+        raise StoreError(
+            f"PostgreSQL store {shown}: the schema {schema!r} begins or ends with "
+            "white space: name the ledger's schema without it"
+        )
     if schema.startswith("pg_") or schema == "information_schema":
         raise StoreError(
             f"PostgreSQL store {shown}: the search_path ({search_path}) puts the ledger "
@@ -193,7 +198,7 @@ class PostgresEventStore:
         self.recorder.channel_name = self.channel  # eventsourcing's subscriptions listen here
         self._tables = {"schema": Identifier(self.schema)}
         #: The advisory lock writers of this schema serialise on (see _write_lock_sql).
-        self._write_lock_key = _lock_key(f"ledger-write:{self.datastore.schema}")
+        self._write_lock_key = _lock_key(f"ledger-write:{self.schema}")
         # Array parameters go in binary (%b): psycopg dumps a list of 10,000 UUIDs as
         # text element by element in Python (19 ms, holding the GIL that the deciding
         # thread needs), in binary in 3 ms. A batch sends two UUIDs per command.

@@ -226,3 +226,15 @@ def test_opening_again_and_again_does_not_grow_psycopg_s_type_caches() -> None:
 def test_a_durability_other_than_require_or_allow_is_refused(durability: Any) -> None:
     with pytest.raises(ValueError, match="'require' or 'allow'"):
         Ledger.open("sqlite:///:memory:", durability=durability)
+
+
+def test_a_short_password_is_hidden_by_its_place_not_wherever_its_text_appears() -> None:
+    """Hiding a one-character password everywhere would garble the port and the
+    database's name and, by the pattern of what was hidden, tell the password."""
+    from ledger.adapters.pg_conninfo import parse_conninfo
+
+    shown = parse_conninfo("postgresql://postgres:5@127.0.0.1:55432/db5").shown
+    assert shown == "postgresql://postgres:***@127.0.0.1:55432/db5"
+    assert parse_conninfo("postgresql://u@h/db?password=ab").shown == (
+        "postgresql://u@h/db?password=***"
+    )

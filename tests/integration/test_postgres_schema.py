@@ -232,6 +232,16 @@ def test_a_search_path_without_a_schema_for_the_ledger_is_refused(
         Ledger.open(with_path(db, search_path))
 
 
+def test_a_schema_named_with_white_space_around_it_is_refused(db: str) -> None:
+    """eventsourcing strips the schema's name: its tables would land in the neighbour
+    ``ta`` while the ledger's go in ``'ta '``."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA IF NOT EXISTS "ta "')
+    with pytest.raises(StoreError, match="white space"):
+        Ledger.open(with_path(db, '"ta\\ "'))  # libpq's options escape the space
+    assert objects(db).get("ta", set()) == set()
+
+
 def test_an_earlier_releases_split_layout_is_refused(db: str) -> None:
     """Earlier releases put the events in public.stored_events and the keys in the
     search_path's schema: opened now, that schema would show an empty ledger."""
