@@ -21,6 +21,7 @@ Differences from :class:`eventsourcing.postgres.PostgresDatastore`:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +68,8 @@ class Datastore(PostgresDatastore):
             schema=schema,  # the ledger's (eventsourcing's statements name it)
         )
         self._pid = os.getpid()
+        #: Taken only in a forked child, by the first threads to want a connection.
+        self._fork_lock = threading.Lock()
         self.pool = self._new_pool()  # eventsourcing's was never opened
 
     def _new_pool(self) -> ConnectionPool[psycopg.Connection[DictRow]]:
@@ -91,7 +94,9 @@ class Datastore(PostgresDatastore):
     def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
         """A pooled connection of this process's own pool."""
         if self._pid != os.getpid():
-            self._after_fork()
+            with self._fork_lock:  # one thread of the child swaps the pool, once
+                if self._pid != os.getpid():
+                    self._after_fork()
         with super().get_connection() as conn:
             yield conn
 

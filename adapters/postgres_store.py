@@ -171,8 +171,12 @@ _CHANNEL_MAX = 63
 
 
 def notify_channel(schema: str) -> str:
-    """The NOTIFY channel of the ledger in ``schema``: ``<schema>.stored_events``,
-    or a digest of the schema's name where that is too long for a channel."""
+    """The NOTIFY channel of the ledger in ``schema``: ``stored_events`` in ``public``
+    (the channel of earlier releases and of eventsourcing, so listeners keep hearing),
+    ``<schema>.stored_events`` in another, or a digest of the schema's name where that
+    is too long for a channel."""
+    if schema == "public":
+        return "stored_events"
     channel = f"{schema}.stored_events"
     if len(channel.encode()) <= _CHANNEL_MAX:
         return channel

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -104,16 +105,20 @@ class _Datastore(SQLiteDatastore):
         self._path = path
         super().__init__(path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=_POOL_SIZE)
         self._pid = os.getpid()
+        #: Taken only in a forked child, by the first threads to want a connection.
+        self._fork_lock = threading.Lock()
 
     @contextmanager
     def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
         """A pooled connection of this process's own pool."""
         if self._pid != os.getpid():
-            _INHERITED.append(self.pool)
-            self.pool = SQLiteConnectionPool(
-                db_name=self._path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=_POOL_SIZE
-            )
-            self._pid = os.getpid()
+            with self._fork_lock:  # one thread of the child swaps the pool, once
+                if self._pid != os.getpid():
+                    _INHERITED.append(self.pool)
+                    self.pool = SQLiteConnectionPool(
+                        db_name=self._path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=_POOL_SIZE
+                    )
+                    self._pid = os.getpid()
         with super().get_connection(commit=commit) as conn:
             yield conn
 

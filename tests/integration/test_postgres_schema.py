@@ -276,3 +276,10 @@ def test_a_schema_the_role_cannot_create_in_is_a_store_error(db: str) -> None:
             conn.execute("DROP SCHEMA tc CASCADE")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_the_public_schema_keeps_the_channel_listeners_already_hear() -> None:
+    from ledger.adapters.postgres_store import notify_channel
+
+    assert notify_channel("public") == "stored_events"
+    assert notify_channel("ta") == "ta.stored_events"
