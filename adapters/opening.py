@@ -131,24 +131,9 @@ class AsyncLedger(aio.AsyncLedger):
         pause_gc: bool = False,
     ) -> AsyncLedger:
         """Open the ledger stored at ``url`` (``sqlite:///path`` or ``postgresql://...``)
-        without blocking the event loop; the options are :meth:`Ledger.open`'s, with
-        its defaults and its errors.
-
-        ``create_schema`` creates missing tables (safe to repeat, also concurrently).
-        With ``durability="require"`` (the default) a PostgreSQL server with
-        ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
-        Any other value raises ValueError (before connecting).
-        ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
-        ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
-        and opens those it reads (see :mod:`ledger.adapters.crypto`); it is this
-        ledger's alone, not the process's. ``group_commands_max`` (default 1,000)
-        caps the commands one group commit carries; ``queue_commands_max`` (default
-        50,000) the commands waiting for one, beyond which a write raises
-        :class:`~ledger.errors.Overloaded`. ``pause_gc=True`` lets the bulk path
-        (``submit_all``, large ``submit_many``) pause Python's cyclic garbage collector
-        while it runs (about a fifth faster); the collector is the application's, so
-        this is off unless asked for.
-        """
+        without blocking the event loop. The options (``create_schema``, ``durability``,
+        ``clock``, ``risk``, ``keyring``, ``group_commands_max``, ``queue_commands_max``,
+        ``pause_gc``) are :meth:`Ledger.open`'s, with its defaults, meaning and errors."""
         books = await asyncio.to_thread(
             Ledger.open,
             url,
