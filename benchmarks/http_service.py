@@ -129,7 +129,18 @@ def setup_books(url: str) -> dict[str, str]:
     return {f"token-of-u{i}": f"u{i}" for i in range(USERS)}
 
 
-def start_service(url: str, tokens: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+#: uvicorn's event loop and HTTP parser per ``--server``: the pure-Python defaults
+#: (what ``pip install uvicorn`` gives; the share's convention) or the standard
+#: extras (``uvicorn[standard]``: uvloop and httptools, what production should run).
+SERVERS = {
+    "pure": ("asyncio", "h11"),
+    "standard": ("uvloop", "httptools"),
+}
+
+
+def start_service(
+    url: str, tokens: dict[str, str], port: int, server: str
+) -> subprocess.Popen[bytes]:
     # The read models follow the log in a worker process of their own (``ledger
     # projections follow``, started beside), as a deployment runs them: in the web
     # process their thread would share its interpreter lock with the requests.
@@ -154,6 +165,10 @@ def start_service(url: str, tokens: dict[str, str], port: int) -> subprocess.Pop
             "--log-level",
             "warning",
             "--no-access-log",
+            "--loop",
+            SERVERS[server][0],
+            "--http",
+            SERVERS[server][1],
         ],
         env=env,
         cwd=ROOT,
@@ -203,13 +218,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/http_service.json")
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="pure",
+        help="uvicorn's loop and HTTP parser: pure (asyncio, h11) or standard (uvloop, httptools)",
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
     base = postgres_base_url()
     url = fresh_pg_database(base, "bench_http")
     tokens = setup_books(url)
     port = _free_port()
-    proc = start_service(url, tokens, port)
+    proc = start_service(url, tokens, port, args.server)
     follower = subprocess.Popen(
         [*CLI, "--store", url, "projections", "follow"],
         cwd=ROOT,
@@ -244,6 +265,7 @@ def main() -> None:
             p.terminate()
             p.wait(timeout=30)
     runs.sort(key=lambda x: x["share"])
+    loop, http = SERVERS[args.server]
     median = runs[len(runs) // 2]
     print(f"median share {median['share']:.3f}")
     report = {
@@ -252,6 +274,7 @@ def main() -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
+        "server": {"name": args.server, "loop": loop, "http": http},
         "connections": CONNECTIONS,
         "seconds_per_run": args.seconds,
         "median": median,

@@ -7,6 +7,7 @@ never pass by skipping them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 
@@ -104,3 +105,20 @@ def books(store_url: str) -> Iterator[Ledger]:
     """An open ledger on an empty store (each backend)."""
     with Ledger.open(store_url) as ledger:
         yield ledger
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def each_event_loop(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once on asyncio's own event loop and once on uvloop's (what
+    ``uvicorn[standard]`` runs): ``asyncio.run`` and ``asyncio.new_event_loop`` make
+    loops of the chosen kind."""
+    if request.param == "asyncio":
+        yield request.param
+        return
+    uvloop = pytest.importorskip("uvloop")
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        yield request.param
+    finally:
+        asyncio.set_event_loop_policy(previous)

@@ -422,6 +422,7 @@ def test_closed_ledger_refuses_writes(store_url: str) -> None:
 # -- asyncio ---------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("each_event_loop")
 def test_tasks_and_threads_share_group_commits(store_url: str) -> None:
     with Ledger.open(store_url) as books:
         setup(books, funds="1000")
@@ -454,6 +455,7 @@ def test_tasks_and_threads_share_group_commits(store_url: str) -> None:
         assert audit(books.store).clean
 
 
+@pytest.mark.usefixtures("each_event_loop")
 def test_async_recipes_and_typed_errors(store_url: str) -> None:
     async def main() -> None:
         async with await AsyncLedger.open(store_url) as abooks:
@@ -481,6 +483,7 @@ def test_async_recipes_and_typed_errors(store_url: str) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("each_event_loop")
 def test_cancelled_tasks_never_half_apply(store_url: str) -> None:
     with Ledger.open(store_url) as books:
         setup(books, funds="1000")

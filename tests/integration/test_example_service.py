@@ -84,7 +84,10 @@ def service() -> Iterator[tuple[str, list[str]]]:
     }
     procs: list[subprocess.Popen[bytes]] = []
     bases: list[str] = []
-    for _ in range(2):
+    # Two processes on one store: one on uvicorn's pure-Python loop and parser, one
+    # on its standard extras (uvloop, httptools); the tests that spread their requests
+    # over both processes meet both.
+    for loop, http in (("asyncio", "h11"), ("uvloop", "httptools")):
         port = _free_port()
         procs.append(
             subprocess.Popen(
@@ -101,6 +104,10 @@ def service() -> Iterator[tuple[str, list[str]]]:
                     str(port),
                     "--log-level",
                     "warning",
+                    "--loop",
+                    loop,
+                    "--http",
+                    http,
                 ],
                 env=env,
                 cwd=ROOT,

@@ -24,7 +24,7 @@ from ledger.projections.audit import audit
 from tests.contract.test_online_group_commit import WALLETS, payment, setup, total
 from tests.integration.test_encryption import holds, raw_contents
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("each_event_loop")]
 
 
 @pytest.fixture
