@@ -19,7 +19,8 @@ the runner with ``StoreError`` naming its position; nothing of its batch is writ
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -256,15 +257,40 @@ class ProjectionRunner:
     def rebuild(self, name: str) -> int:
         """Rebuild one projection from position zero into fresh tables, then swap them
         in within one transaction: readers see the old view or the new one, never a
-        half-built one. Returns the number of events replayed."""
-        with sealing(getattr(self.views, "sealer", None)):
-            return self._rebuild(name)
+        half-built one. Returns the number of events replayed. On PostgreSQL a second
+        rebuild of the same projection (another runner, another process) waits for the
+        first to finish, then rebuilds again.
 
-    def _rebuild(self, name: str) -> int:
+        Not guaranteed on PostgreSQL: a snapshot that began before the swap and reads
+        the rebuilt tables only after it may see them partly or wholly empty (a table
+        swap is not MVCC-safe there); read each view's tables early in a snapshot that
+        spans several reads, as :func:`~ledger.projections.statement` does."""
         projection = next((p for p in self.projections if p.name == name), None)
         if projection is None:
             known = ", ".join(sorted(p.name for p in self.projections))
             raise InvalidCommand(f"no projection named {name!r} (there are: {known})")
+        with sealing(getattr(self.views, "sealer", None)), self._rebuilding(name):
+            return self._rebuild(projection)
+
+    @contextmanager
+    def _rebuilding(self, name: str) -> Iterator[None]:
+        """One rebuild of a projection at a time per PostgreSQL database: two would
+        drop and fill each other's tables (a session lock: a rebuild spans many
+        transactions; it ends with the connection if that dies)."""
+        key = (f"ledger-rebuild:{name}",)
+        with self.views.transaction() as w:
+            postgres = w.dialect == "postgresql"
+            if postgres:
+                w.query("SELECT pg_advisory_lock(hashtext(?))", key)
+        try:
+            yield
+        finally:
+            if postgres:
+                with suppress(StoreError), self.views.transaction() as w:
+                    w.query("SELECT pg_advisory_unlock(hashtext(?))", key)
+
+    def _rebuild(self, projection: Projection) -> int:
+        name = projection.name
         suffix = _REBUILD_SUFFIX
         with self.views.transaction() as w:
             for table in projection.tables():

@@ -9,12 +9,14 @@ on top of it nor fails it."""
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 
 from ledger import Ledger
+from ledger.commands import LegInput, PostEntry
 from ledger.errors import StoreError
 from ledger.events import LogEvent
 from ledger.projections import BalancesView, FeedView, ProjectionRunner, ViewWriter
@@ -179,4 +181,44 @@ def test_a_rebuild_swapped_in_during_another_runners_batch_is_not_added_to(pg_ur
         live = balances(runner)
         runner.rebuild("balances")
         assert balances(runner) == live, "the batch was written on top of the rebuild"
+        runner.close()
+
+
+@pytest.mark.postgres
+def test_two_rebuilds_of_one_view_at_once_both_succeed(pg_url: str) -> None:
+    with opened(pg_url) as books:
+        books.submit_many(
+            [
+                PostEntry(
+                    key=f"k{i}",
+                    legs=(
+                        LegInput(account="bank", amount=Decimal(1), asset="USD"),
+                        LegInput(account="u0", amount=Decimal(-1), asset="USD"),
+                    ),
+                )
+                for i in range(2000)
+            ]
+        )
+        failures: list[BaseException] = []
+
+        def rebuild() -> None:
+            runner = ProjectionRunner.for_ledger(books, [BalancesView()], batch_size=100)
+            try:
+                runner.rebuild("balances")
+            except BaseException as e:
+                failures.append(e)
+            finally:
+                runner.close()
+
+        threads = [threading.Thread(target=rebuild) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures, failures
+        runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+        with runner.views.snapshot() as w:
+            row = BalancesView.balance(w, "u0")
+            assert row is not None and row.posted == 2000
+            assert w.query("SELECT count(*) FROM rm_balance_lines")[0][0] == 4000
         runner.close()
