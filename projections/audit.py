@@ -34,7 +34,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from ledger.assets import plain, scaled
+from ledger.assets import SCALE_MAX, plain, scaled
 from ledger.effects import (
     capture_excess_of,
     entry_effects,
@@ -42,6 +42,7 @@ from ledger.effects import (
     money,
     refused_by_lifecycle,
 )
+from ledger.errors import InvalidCommand
 from ledger.events import (
     TOPIC_ACCOUNT_CHANGED,
     TOPIC_ACCOUNT_OPENED,
@@ -228,6 +229,7 @@ class _Auditor:
 
     def first_of_stream(self, e: LogEvent, state: bytes) -> None:
         if e.topic == TOPIC_ASSET_DECLARED:
+            _check_asset(e.body["code"], e.body["scale"])
             self.scales.setdefault(e.body["code"], e.body["scale"])
         if e.version != 1 or e.stream_id in self.streams:
             self.find(e.position, "chain", f"stream starts at version {e.version}", e.stream_id)
@@ -236,6 +238,9 @@ class _Auditor:
     def opened(self, e: LogEvent, state: bytes) -> None:
         body = e.body
         name = body["account"]
+        if not isinstance(name, str):
+            raise TypeError(f"account name {name!r} is not a string")
+        _check_asset(body["asset"], body["scale"])
         if account_stream_id(name) != e.stream_id:
             self.find(
                 e.position, "chain", f"account {name!r} opened in a foreign stream", e.stream_id
@@ -248,6 +253,8 @@ class _Auditor:
                 e.stream_id,
             )
         self.scales.setdefault(body["asset"], body["scale"])
+        if body["normal"] not in ("debit", "credit"):
+            raise ValueError(f"normal side {body['normal']!r} is neither debit nor credit")
         self.accounts[name] = _Account(
             body["asset"],
             body["scale"],
@@ -460,6 +467,14 @@ class _Auditor:
         self.report.accounts = len(self.accounts)
 
 
+def _check_asset(code: Any, scale: Any) -> None:
+    """Raise ValueError unless ``code`` and ``scale`` can name an asset: an account or
+    asset event edited to hold anything else is ``malformed``, and is kept out of the
+    replay (whose trial balance sorts codes and scales amounts by them)."""
+    if not isinstance(code, str) or type(scale) is not int or not 0 <= scale <= SCALE_MAX:
+        raise ValueError(f"asset {code!r} with scale {scale!r} is not an asset")
+
+
 def _decode(state: bytes) -> dict[str, Any]:
     return decode(state, unseal=False)  # personal fields are not the audit's business
 
@@ -489,9 +504,14 @@ def audit(
             except ValueError as exc:
                 auditor.find(n.id, "chain", f"undecodable event: {exc}", n.originator_id)
                 continue
+            if not isinstance(event.body, dict):
+                kind = type(event.body).__name__
+                message = f"event body is a JSON {kind}, not an object"
+                auditor.find(n.id, "malformed", message, n.originator_id)
+                continue
             try:
                 auditor.event(event, n.state)
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
+            except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
                 auditor.find(
                     n.id, "malformed", f"event body is malformed: {exc!r}", n.originator_id
                 )
@@ -525,22 +545,37 @@ def _cut(batch: Sequence[Notification], until: int, last: list[str]) -> list[Not
 
 
 def position_at(store: EventStore, at: datetime) -> int:
-    """The last log position of the writes recorded at or before ``at``.
+    """The last log position of the writes recorded at or before ``at`` (which needs a
+    time zone: InvalidCommand without one).
 
     A write's first event is an entry, an account opening or an asset declaration,
-    all stamped with the write's time; its account events follow without a stamp.
+    all stamped with the write's time; its account events follow without a stamp. An
+    event whose stamp cannot be read (an edited row) is passed over here: the audit
+    reports it.
     """
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidCommand(f"{at!r} needs a time zone (e.g. datetime(..., tzinfo=UTC))")
     position = 0
     while True:
         batch = store.read_log(position, READ_BATCH)
         if not batch:
             return position
         for n in batch:
-            body = LogEvent.from_notification(n, unseal=False).body
-            stamp = body.get("recorded_at") or body.get("at")
-            if stamp is not None and datetime.fromisoformat(stamp) > at:
+            stamp = _stamp(n)
+            if stamp is not None and stamp > at:
                 return position
             position = n.id
+
+
+def _stamp(n: Notification) -> datetime | None:
+    """The time an event's write was recorded, if it carries a readable one."""
+    try:
+        body = LogEvent.from_notification(n, unseal=False).body
+        text = body.get("recorded_at") or body.get("at")
+        stamp = None if text is None else datetime.fromisoformat(text)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return stamp if stamp is not None and stamp.utcoffset() is not None else None
 
 
 def diff_read_model(report: AuditReport, rows: dict[str, tuple[int, int, int]]) -> None:

@@ -28,7 +28,7 @@ from ledger.sealing import seal_text
 
 from .views import ViewWriter
 
-__all__ = ["BalanceRow", "BalancesView"]
+__all__ = ["BalanceRow", "BalancesView", "name_arg"]
 
 _CHUNK = 500
 _BALANCE_COLUMNS = (
@@ -70,6 +70,26 @@ def utc_text(value: datetime) -> str:
         ) from None
     # %Y does not pad years before 1000 (glibc): the year is padded here.
     return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def name_arg(value: object, what: str = "account") -> str:
+    """``value`` if it can be a name the ledger holds (an account, an owner, a viewer);
+    else InvalidCommand: not a string, or one no database can store (a NUL character,
+    a lone surrogate), which would otherwise be a driver error on one backend and a
+    silent answer on the other."""
+    if not isinstance(value, str):
+        raise InvalidCommand(f"{what} is a str, not {type(value).__name__}")
+    if "\x00" in value or not _encodable(value):
+        raise InvalidCommand(f"{what} {value!r} has a NUL character or is not valid UTF-8")
+    return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +287,9 @@ class BalancesView:
 
     @staticmethod
     def balance(w: ViewWriter, account: str) -> BalanceRow | None:
-        """The account's current balances in the read model, or None."""
+        """The account's current balances in the read model, or None (InvalidCommand
+        if ``account`` cannot be a name, see :func:`name_arg`)."""
+        name_arg(account)
         rows = w.query(
             "SELECT asset, scale, owner, posted, pending_out, pending_in, sign FROM rm_balances"
             " WHERE account = ?",
@@ -300,6 +322,7 @@ class BalancesView:
         entries recorded by then count (bi-temporal)."""
         if by not in ("effective", "recorded"):
             raise InvalidCommand(f"by is 'effective' or 'recorded', not {by!r}")
+        name_arg(account)
         meta = w.query(
             "SELECT asset, scale, owner, sign FROM rm_balances WHERE account = ?", (account,)
         )
@@ -332,7 +355,7 @@ class BalancesView:
         params: tuple[Any, ...] = ()
         if owner is not None:
             sql += " WHERE owner = ?"
-            params = (owner,)
+            params = (name_arg(owner, "owner"),)
         sums: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
         for asset, scale, sign, posted in w.query(sql, params):
             sums[(asset, scale)][0 if sign > 0 else 1] += int(posted)

@@ -25,12 +25,14 @@ from ledger.errors import InvalidCommand
 from ledger.events import TOPIC_ACCOUNT_OPENED, TOPIC_ENTRY, LogEvent
 from ledger.sealing import open_text, seal_text
 
-from .balances import utc_text
+from .balances import name_arg, utc_text
 from .views import ViewWriter
 
 __all__ = ["FeedItem", "FeedPage", "FeedView"]
 
 VISIBILITIES = ("public", "friends", "private")
+#: The most items a feed page holds (a larger ``limit`` gets this many).
+PAGE_LIMIT_MAX = 200
 _CHUNK = 500
 
 
@@ -177,6 +179,8 @@ class FeedView:
     @staticmethod
     def befriend(w: ViewWriter, a: str, b: str) -> None:
         """Record a (mutual) friendship between users ``a`` and ``b``."""
+        name_arg(a, "user")
+        name_arg(b, "user")
         w.executemany(
             "INSERT INTO rm_friendships (a, b) VALUES (?, ?) ON CONFLICT (a, b) DO NOTHING",
             [(a, b), (b, a)],
@@ -187,6 +191,8 @@ class FeedView:
         """User ``a`` asks ``b`` for friendship; the friendship exists (see
         :meth:`befriend`) once ``b`` asked ``a`` too. Whether it exists now. One side
         alone never sees the other's friends-only items."""
+        name_arg(a, "user")
+        name_arg(b, "user")
         if a == b:
             raise InvalidCommand("a user cannot befriend themselves")
         w.execute(
@@ -201,6 +207,8 @@ class FeedView:
     @staticmethod
     def unfriend(w: ViewWriter, a: str, b: str) -> None:
         """Remove a friendship."""
+        name_arg(a, "user")
+        name_arg(b, "user")
         for table in ("rm_friendships", "rm_friend_requests"):
             w.execute(
                 f"DELETE FROM {table} WHERE (a = ? AND b = ?) OR (a = ? AND b = ?)", (a, b, b, a)
@@ -215,10 +223,20 @@ class FeedView:
         limit: int = 20,
         cursor: str | None = None,
     ) -> FeedPage:
-        """A page of items ``viewer`` may see, newest first (of ``user`` only, if given)."""
+        """A page of items ``viewer`` may see, newest first (of ``user`` only, if given).
+
+        ``limit`` is the most items a page holds: an int of at least 1 (InvalidCommand
+        otherwise); above :data:`PAGE_LIMIT_MAX` it is that. ``cursor`` is a page's
+        ``next_cursor`` (InvalidCommand if it is not one); any cursor gives only items
+        this viewer may see."""
         if type(limit) is not int:
             raise InvalidCommand(f"limit is an int, not {type(limit).__name__}")
-        limit = max(1, min(limit, 200))
+        if limit < 1:
+            raise InvalidCommand(f"limit is the most items of a page: at least 1, not {limit}")
+        limit = min(limit, PAGE_LIMIT_MAX)
+        name_arg(viewer, "viewer")
+        if user is not None:
+            name_arg(user, "user")
         if cursor is not None and not (
             isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) < 19
         ):

@@ -5,22 +5,29 @@ their checkpoints (the last log position processed) are written in *one* transac
 of the read-model database. After a crash the runner resumes from the committed
 checkpoint: an event is never skipped and never counted twice.
 
-Why no event is skipped under concurrent writers: every append takes the event
-table's EXCLUSIVE lock before it is given log positions and keeps it until commit, so
+Why no event is skipped under concurrent writers: every append takes the writers'
+lock (on PostgreSQL a transaction-level advisory lock per schema; SQLite has one
+writer at a time) before it is given log positions and keeps it until commit, so
 positions become visible in commit order; a reader that has seen position *p* will
 never later see a new event below *p*. Positions of rolled-back appends are simply
 never used (gaps), which a reader may pass over.
+
+An event whose body cannot be read or applied (a row edited outside the ledger) stops
+the runner with ``StoreError`` naming its position; nothing of its batch is written.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ledger.errors import InvalidCommand, StoreUnavailable
+from eventsourcing.persistence import Notification
+
+from ledger.errors import InvalidCommand, StoreError, StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
 from ledger.retry import Backoff, keep_running
@@ -149,7 +156,7 @@ class ProjectionRunner:
                 batch = [n for n in batch if n.id <= until]
             if not batch:
                 break
-            decoded = [LogEvent.from_notification(n) for n in batch]
+            decoded = [_decoded(n) for n in batch]
             try:
                 self._apply(decoded, positions)
             except ProjectionConflict:
@@ -160,11 +167,13 @@ class ProjectionRunner:
 
     def _apply(self, events: Sequence[LogEvent], positions: dict[str, int]) -> None:
         last = events[-1].position
-        for p in self.projections:
-            for event in events:
-                if event.position > positions[p.name]:
-                    p.apply(event)
         try:
+            # Applied inside the try: a projection that raises part-way must not leave
+            # the others holding the batch, which the next catch-up would add again.
+            for p in self.projections:
+                for event in events:
+                    if event.position > positions[p.name]:
+                        _apply_one(p, event)
             with self.views.transaction() as w:
                 self._claim(w, positions)
                 for p in self.projections:
@@ -248,32 +257,70 @@ class ProjectionRunner:
     def rebuild(self, name: str) -> int:
         """Rebuild one projection from position zero into fresh tables, then swap them
         in within one transaction: readers see the old view or the new one, never a
-        half-built one. Returns the number of events replayed."""
-        with sealing(getattr(self.views, "sealer", None)):
-            return self._rebuild(name)
+        half-built one. Returns the number of events replayed. On PostgreSQL a second
+        rebuild of the same projection (another runner, another process) waits for the
+        first to finish, then rebuilds again.
 
-    def _rebuild(self, name: str) -> int:
+        Not guaranteed on PostgreSQL: a snapshot that began before the swap and reads
+        the rebuilt tables only after it may see them partly or wholly empty (a table
+        swap is not MVCC-safe there); read each view's tables early in a snapshot that
+        spans several reads, as :func:`~ledger.projections.statement` does."""
         projection = next((p for p in self.projections if p.name == name), None)
         if projection is None:
             known = ", ".join(sorted(p.name for p in self.projections))
             raise InvalidCommand(f"no projection named {name!r} (there are: {known})")
+        with sealing(getattr(self.views, "sealer", None)), self._rebuilding(name):
+            return self._rebuild(projection)
+
+    @contextmanager
+    def _rebuilding(self, name: str) -> Iterator[None]:
+        """One rebuild of a projection at a time per PostgreSQL database: two would
+        drop and fill each other's tables (a session lock: a rebuild spans many
+        transactions; it ends with the connection if that dies)."""
+        key = (f"ledger-rebuild:{name}",)
+        with self.views.transaction() as w:
+            postgres = w.dialect == "postgresql"
+            if postgres:
+                w.query("SELECT pg_advisory_lock(hashtext(?))", key)
+        try:
+            yield
+        finally:
+            if postgres:
+                with suppress(StoreError), self.views.transaction() as w:
+                    w.query("SELECT pg_advisory_unlock(hashtext(?))", key)
+
+    def _rebuild(self, projection: Projection) -> int:
+        name = projection.name
         suffix = _REBUILD_SUFFIX
         with self.views.transaction() as w:
             for table in projection.tables():
                 w.execute(f"DROP TABLE IF EXISTS {table}{suffix}")
             projection.create(w, suffix)
         position, replayed = 0, 0
-        while True:
-            batch = self.events.read_log(position, self.batch_size)
-            if not batch:
-                break
-            for n in batch:
-                projection.apply(LogEvent.from_notification(n))
-            position = batch[-1].id
-            with self.views.transaction() as w:
-                projection.flush(w, suffix)
-            replayed += len(batch)
+        try:
+            while True:
+                batch = self.events.read_log(position, self.batch_size)
+                if not batch:
+                    break
+                for n in batch:
+                    _apply_one(projection, _decoded(n))
+                position = batch[-1].id
+                with self.views.transaction() as w:
+                    projection.flush(w, suffix)
+                replayed += len(batch)
+        except BaseException:
+            # A failed rebuild must not leave its batch pending: the next catch-up
+            # would write it into the live view on top of what it already counts.
+            projection.discard()
+            raise
         with self.views.transaction() as w:
+            if w.dialect == "postgresql":
+                # The lock a runner's batch holds from reading the checkpoint to saving
+                # it: a batch under way finishes before the swap, and one that starts
+                # after it sees the rebuild's checkpoint. Without it, a runner that read
+                # the old checkpoint could write its batch into the rebuilt tables,
+                # which already hold those events.
+                w.query("SELECT pg_advisory_xact_lock(hashtext(?))", (f"ledger:{name}",))
             for table in projection.tables():
                 w.execute(f"DROP TABLE IF EXISTS {table}")
                 w.execute(f"ALTER TABLE {table}{suffix} RENAME TO {table}")
@@ -285,3 +332,27 @@ class ProjectionRunner:
     def close(self) -> None:
         """Close the read-model connection."""
         self.views.close()
+
+
+def _decoded(n: Notification) -> LogEvent:
+    """The event at a log position; StoreError naming the position if its body cannot
+    be read (an edited row: ``ledger audit`` says more)."""
+    try:
+        event = LogEvent.from_notification(n)
+    except ValueError as e:
+        raise StoreError(f"the event at position {n.id} cannot be read: {e}") from e
+    if not isinstance(event.body, dict):
+        raise StoreError(f"the event at position {n.id} is not a JSON object")
+    return event
+
+
+def _apply_one(projection: Projection, event: LogEvent) -> None:
+    """``projection.apply(event)``; StoreError naming the position if the event's body
+    is not what its topic promises (an edited row), rather than a bare KeyError."""
+    try:
+        projection.apply(event)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+        raise StoreError(
+            f"projection {projection.name!r} cannot apply the event at position "
+            f"{event.position} ({type(e).__name__}: {e}); run `ledger audit`"
+        ) from e

@@ -22,7 +22,7 @@ from ledger.assets import Asset, to_decimal
 from ledger.errors import InvalidCommand
 from ledger.sealing import open_text
 
-from .balances import utc_text
+from .balances import name_arg, utc_text
 from .views import ViewWriter
 
 __all__ = ["Statement", "StatementLine", "statement"]
@@ -72,7 +72,7 @@ def statement(
         raise InvalidCommand(
             f"the statement starts ({start.isoformat()}) after it ends ({end.isoformat()})"
         )
-    meta = w.query("SELECT asset, scale FROM rm_balances WHERE account = ?", (account,))
+    meta = w.query("SELECT asset, scale FROM rm_balances WHERE account = ?", (name_arg(account),))
     if not meta:
         return None
     asset = Asset(meta[0][0], meta[0][1])
