@@ -139,3 +139,24 @@ def test_a_bad_log_level_is_a_usage_error(books: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.decode().startswith("ledger: usage: ")
     assert result.stderr.count(b"\n") == 1
+
+
+def test_an_audit_of_an_unreadable_event_still_reports_it(books: Path, tmp_path: Path) -> None:
+    """An event edited into something that is not JSON stops the read models; the
+    audit still names its position, writes its report and exits 1."""
+    conn = sqlite3.connect(books, isolation_level=None)
+    try:
+        (position,) = conn.execute(
+            "SELECT max(rowid) FROM stored_events WHERE topic = 'ledger:Entry:1'"
+        ).fetchone()
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (b"{not json", position))
+    finally:
+        conn.close()
+    report = tmp_path / "report.json"
+    done = run(books, "audit", "--report", str(report))
+    assert done.returncode == 1, done.stderr
+    assert b"Traceback" not in done.stderr
+    assert b"read model was not compared" in done.stderr
+    assert f"position {position}: ".encode() in done.stdout
+    findings = json.loads(report.read_text())["findings"]
+    assert any(f["position"] == position for f in findings)
