@@ -87,7 +87,10 @@ class Lag:
     """How far a projection is behind the log."""
 
     events: int
+    """Log positions not yet processed: an upper bound on the events, since positions
+    of rolled-back writes (gaps) are counted too."""
     seconds: float
+    """Age of the oldest unprocessed write (0 when up to date)."""
 
 
 class ProjectionRunner:
@@ -223,14 +226,15 @@ class ProjectionRunner:
         for p in self.projections:
             position = self.checkpoint(p.name)
             seconds = 0.0
-            pending = self.events.read_log(position, 1)
-            if pending:
-                first = LogEvent.from_notification(pending[0], unseal=False)
-                stamp = first.body.get("recorded_at") or first.body.get("at")
-                if stamp:
-                    seconds = max(
-                        0.0, (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
-                    )
+            pending = self.events.read_log(position, _LAG_PEEK)
+            stamp = _stamp(pending)
+            if stamp is None and pending:
+                # Only accounts' events pending: they belong to the write whose last
+                # entry is at or before the checkpoint.
+                before = self.events.read_log(max(0, position - _LAG_PEEK), _LAG_PEEK)
+                stamp = _stamp([n for n in reversed(before) if n.id <= position])
+            if stamp is not None:
+                seconds = max(0.0, (datetime.now(UTC) - stamp).total_seconds())
             out[p.name] = Lag(max(0, head - position), seconds)
         return out
 
@@ -332,6 +336,33 @@ class ProjectionRunner:
     def close(self) -> None:
         """Close the read-model connection."""
         self.views.close()
+
+
+#: Events ``lag()`` looks at, each way from the checkpoint, for the oldest pending
+#: write's time: an account's event carries none (its write's entries, just before it,
+#: do), and a checkpoint may fall between an entry and its accounts' events.
+_LAG_PEEK = 64
+
+
+def _stamp(events: Sequence[Notification]) -> datetime | None:
+    """The recorded time of the first of ``events`` that has one (an entry's
+    ``recorded_at``, a lifecycle change's ``at``); unreadable ones are passed over."""
+    for n in events:
+        try:
+            body = LogEvent.from_notification(n, unseal=False).body
+            change = body.get("change")
+            text = (
+                body.get("recorded_at")
+                or body.get("at")
+                or (change.get("at") if isinstance(change, dict) else None)
+            )
+            if isinstance(text, str):
+                stamp = datetime.fromisoformat(text)
+                if stamp.tzinfo is not None:
+                    return stamp
+        except (AttributeError, ValueError):
+            continue
+    return None
 
 
 def _decoded(n: Notification) -> LogEvent:
