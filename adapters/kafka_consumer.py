@@ -11,6 +11,10 @@ event to its projections exactly once:
   and a worker that lost its partitions in a rebalance but still finishes a batch (a
   "zombie") can never apply an event twice;
 * Kafka offsets are committed only after the transaction; they only save re-reading.
+* A message that is not a well-formed ledger event (see
+  :func:`~ledger.adapters.kafka_messages.decode_message`) is skipped, counted in
+  ``rejected`` and logged as ``ledger.kafka_bad_message`` with its partition, offset
+  and what was wrong, never its content; it never stops the worker.
 
 With one partition (the relay's default) events arrive in log order, so the views
 equal a replay of the log exactly. With several partitions order holds per stream
@@ -82,6 +86,9 @@ class KafkaProjector:
         self.on_committed = on_committed
         self.applied = 0
         self.duplicates = 0
+        #: Messages that are not ledger events (logged as ``ledger.kafka_bad_message``
+        #: and skipped).
+        self.rejected = 0
         # checkpoints() may be called from another thread while run() works
         self._views_lock = threading.Lock()
         if consumer is None:  # else an already configured consumer (tests, custom setups)
@@ -112,7 +119,13 @@ class KafkaProjector:
                     try:
                         batches[tp.partition].append(decode_message(message.value))
                     except MessageError as e:
-                        log.error("ledger.kafka_bad_message", offset=message.offset, error=str(e))
+                        self.rejected += 1
+                        log.error(
+                            "ledger.kafka_bad_message",
+                            partition=tp.partition,
+                            offset=message.offset,
+                            error=str(e),
+                        )
                 offsets[tp] = offset_and_metadata(messages[-1].offset + 1, "", -1)
         applied = self._apply(batches)
         if self.on_committed is not None:
