@@ -34,6 +34,7 @@ from ledger.adapters.kafka_messages import MessageError, decode_message
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.projections.runner import _DDL_LOCK_KEY as DDL_LOCK_KEY
 from ledger.projections.runner import Projection
 from ledger.projections.views import ViewStore, ViewWriter
 from ledger.retry import Backoff, keep_running
@@ -97,6 +98,10 @@ class KafkaProjector:
             consumer.subscribe([topic])
         self.consumer = consumer
         with views.transaction() as w:
+            # workers starting together must not race on DDL (CREATE ... IF NOT EXISTS
+            # is not safe against a concurrent create): the projection runner's lock
+            if w.dialect == "postgresql":
+                w.query("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_kafka_checkpoints ("
                 " grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,"

@@ -27,6 +27,7 @@ from ledger.adapters.view_store import open_view_store
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.projections.runner import _DDL_LOCK_KEY as DDL_LOCK_KEY
 from ledger.retry import Backoff, keep_running
 from ledger.store import EventStore
 
@@ -110,6 +111,10 @@ class KafkaRelay:
         # checkpoint() and lag() may be called from other threads while run() works
         self._db_lock = threading.Lock()
         with self._db.transaction() as w:
+            # relays starting together must not race on DDL (CREATE ... IF NOT EXISTS
+            # is not safe against a concurrent create): the projection runner's lock
+            if w.dialect == "postgresql":
+                w.query("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_relay_checkpoints ("
                 " name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"
