@@ -16,9 +16,10 @@ event to its projections exactly once:
   partition re-read from the saved offset, so the views, not Kafka, say where to resume;
 * Kafka offsets are committed only after the transaction; they only save re-reading.
 * A message that is not a well-formed ledger event (see
-  :func:`~ledger.adapters.kafka_messages.decode_message`) is skipped, counted in
-  ``rejected`` and logged as ``ledger.kafka_bad_message`` with its partition, offset
-  and what was wrong, never its content; it never stops the worker.
+  :func:`~ledger.adapters.kafka_messages.decode_message`), or that comes from another
+  topic than the projector's (a consumer given to it may subscribe to more), is
+  skipped, counted in ``rejected`` and logged as ``ledger.kafka_bad_message`` with its
+  partition, offset and what was wrong, never its content; it never stops the worker.
 
 With one partition (the relay's default) events arrive in log order, so the views
 equal a replay of the log exactly. With several partitions order holds per stream
@@ -125,7 +126,8 @@ class KafkaProjector:
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch one batch, apply it, commit; return the number of events applied."""
-        records = self._from_saved_offsets(self.consumer.poll(timeout_ms=timeout_ms))
+        records = self._of_topic(self.consumer.poll(timeout_ms=timeout_ms))
+        records = self._from_saved_offsets(records)
         if not records:
             return 0
         batches: dict[int, list[LogEvent]] = defaultdict(list)
@@ -152,6 +154,21 @@ class KafkaProjector:
         if offsets:
             self.consumer.commit(offsets)
         return applied
+
+    def _of_topic(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """``records`` of this projector's topic; those of another (a consumer given
+        to it that is subscribed to more) are rejected: their positions belong to
+        another log and would pass for this one's under its checkpoints."""
+        for tp in [tp for tp in records if tp.topic != self.topic]:
+            messages = records.pop(tp)
+            self.rejected += len(messages)
+            log.error(
+                "ledger.kafka_bad_message",
+                partition=tp.partition,
+                offset=messages[0].offset,
+                error=f"{len(messages)} messages of topic {tp.topic!r}, not {self.topic!r}",
+            )
+        return records
 
     def _from_saved_offsets(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
         """``records`` without those of partitions sent back to their saved offset:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from ledger import Ledger
 from ledger.adapters.kafka_consumer import KafkaProjector
@@ -147,3 +148,59 @@ def test_hostile_and_duplicate_messages_skipped_events_applied_once(
     bad = [r for r in caplog.records if r.getMessage().startswith("ledger.kafka_bad_message")]
     assert len(bad) == 3 * len(HOSTILE)
     assert all(SECRET not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_messages_of_another_topic_are_not_applied(tmp_path: Path) -> None:
+    """A consumer given to the projector that is subscribed to more than its topic
+    (here a second ledger's, whose positions overlap): those messages are rejected,
+    not applied under the projector's checkpoints."""
+    bootstrap = require_kafka()
+    url = require_postgres()
+    fresh(url)
+    views_url = fresh_pg(url, "kafka_foreign_views")
+    ours, theirs = new_topic(bootstrap), new_topic(bootstrap)
+    other_url = f"sqlite:///{tmp_path}/other.db"
+    with Ledger.open(other_url) as other:
+        other.open_account("bank", "USD", normal="debit")
+        for u in range(30):
+            other.open_account(f"u{u}", "USD", owner=f"user{u}")
+        other.submit_all(transfers(23, 400, "x"), chunk_size=200)
+        relay = KafkaRelay(other.store, bootstrap=bootstrap, topic=theirs, name=theirs)
+        foreign = relay.catch_up()
+        relay.close()
+    with Ledger.open(url, create_schema=False) as books:
+        books.submit_all(transfers(24, 300, "y"), chunk_size=100)
+        relay = KafkaRelay(books.store, bootstrap=bootstrap, topic=ours, name=ours)
+        relay.catch_up()
+        relay.close()
+        head = books.store.max_position()
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=ours,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **FAST_GROUP,
+        )
+        consumer.subscribe([ours, theirs])
+        projector = KafkaProjector(
+            open_view_store(open_store(views_url)),
+            [BalancesView()],
+            bootstrap=bootstrap,
+            topic=ours,
+            group=ours,
+            consumer=consumer,
+        )
+        deadline = time.monotonic() + 120
+        try:
+            while projector.checkpoints().get(0, 0) < head or projector.rejected < foreign:
+                assert time.monotonic() < deadline, (projector.checkpoints(), head)
+                projector.poll_once()
+            assert projector.rejected == foreign
+            with projector.views.snapshot() as w:
+                consumed = view_rows(w)
+        finally:
+            projector.close()
+        assert consumed == replay_balances(books)
