@@ -10,7 +10,16 @@ event to its projections exactly once:
   at or below the checkpoint, so duplicates from the relay, redelivery after a crash,
   and a worker that lost its partitions in a rebalance but still finishes a batch (a
   "zombie") can never apply an event twice;
+* the same transaction saves each partition's next Kafka offset; a fetch that starts
+  beyond it (views behind the group's committed offsets: a new or recreated read-model
+  database, one restored from a backup, a commit the database lost) is dropped and the
+  partition re-read from the saved offset, so the views, not Kafka, say where to resume;
 * Kafka offsets are committed only after the transaction; they only save re-reading.
+* A message that is not a well-formed ledger event (see
+  :func:`~ledger.adapters.kafka_messages.decode_message`), or that comes from another
+  topic than the projector's (a consumer given to it may subscribe to more), is
+  skipped, counted in ``rejected`` and logged as ``ledger.kafka_bad_message`` with its
+  partition, offset and what was wrong, never its content; it never stops the worker.
 
 With one partition (the relay's default) events arrive in log order, so the views
 equal a replay of the log exactly. With several partitions order holds per stream
@@ -30,6 +39,7 @@ from ledger.adapters.kafka_messages import MessageError, decode_message
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.projections.runner import _DDL_LOCK_KEY as DDL_LOCK_KEY
 from ledger.projections.runner import Projection
 from ledger.projections.views import ViewStore, ViewWriter
 from ledger.retry import Backoff, keep_running
@@ -82,6 +92,13 @@ class KafkaProjector:
         self.on_committed = on_committed
         self.applied = 0
         self.duplicates = 0
+        #: Messages that are not ledger events (logged as ``ledger.kafka_bad_message``
+        #: and skipped).
+        self.rejected = 0
+        # the next offset saved per partition, as this worker last wrote or read it
+        self._next_offsets: dict[int, int] = {}
+        # partitions checked against their saved offset since they were assigned
+        self._verified: set[int] = set()
         # checkpoints() may be called from another thread while run() works
         self._views_lock = threading.Lock()
         if consumer is None:  # else an already configured consumer (tests, custom setups)
@@ -90,17 +107,27 @@ class KafkaProjector:
             consumer.subscribe([topic])
         self.consumer = consumer
         with views.transaction() as w:
+            # workers starting together must not race on DDL (CREATE ... IF NOT EXISTS
+            # is not safe against a concurrent create): the projection runner's lock
+            if w.dialect == "postgresql":
+                w.query("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_kafka_checkpoints ("
                 " grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,"
                 " position BIGINT NOT NULL, PRIMARY KEY (grp, topic, part))"
+            )
+            w.execute(
+                "CREATE TABLE IF NOT EXISTS ledger_kafka_offsets ("
+                " grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,"
+                " next_offset BIGINT NOT NULL, PRIMARY KEY (grp, topic, part))"
             )
             for p in self.projections:
                 p.create(w)
 
     def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch one batch, apply it, commit; return the number of events applied."""
-        records = self.consumer.poll(timeout_ms=timeout_ms)
+        records = self._of_topic(self.consumer.poll(timeout_ms=timeout_ms))
+        records = self._from_saved_offsets(records)
         if not records:
             return 0
         batches: dict[int, list[LogEvent]] = defaultdict(list)
@@ -112,27 +139,108 @@ class KafkaProjector:
                     try:
                         batches[tp.partition].append(decode_message(message.value))
                     except MessageError as e:
-                        log.error("ledger.kafka_bad_message", offset=message.offset, error=str(e))
+                        self.rejected += 1
+                        log.error(
+                            "ledger.kafka_bad_message",
+                            partition=tp.partition,
+                            offset=message.offset,
+                            error=str(e),
+                        )
                 offsets[tp] = offset_and_metadata(messages[-1].offset + 1, "", -1)
-        applied = self._apply(batches)
+        ends = {tp.partition: o.offset for tp, o in offsets.items()}
+        applied = self._apply(batches, ends)
         if self.on_committed is not None:
             self.on_committed()
-        self.consumer.commit(offsets)
+        if offsets:
+            self.consumer.commit(offsets)
         return applied
+
+    def _of_topic(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """``records`` of this projector's topic; those of another (a consumer given
+        to it that is subscribed to more) are rejected: their positions belong to
+        another log and would pass for this one's under its checkpoints."""
+        for tp in [tp for tp in records if tp.topic != self.topic]:
+            messages = records.pop(tp)
+            self.rejected += len(messages)
+            log.error(
+                "ledger.kafka_bad_message",
+                partition=tp.partition,
+                offset=messages[0].offset,
+                error=f"{len(messages)} messages of topic {tp.topic!r}, not {self.topic!r}",
+            )
+        return records
+
+    def _from_saved_offsets(self, records: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """``records`` without those of partitions sent back to their saved offset:
+        checked for each partition newly assigned, fetched or not (a worker whose views
+        are behind may be at the end of the topic), and for a fetch that does not start
+        where the last batch ended."""
+        assigned = {tp.partition: tp for tp in self.consumer.assignment() if tp.topic == self.topic}
+        self._verified &= set(assigned)
+        for part, tp in assigned.items():
+            messages = records.get(tp)
+            if part in self._verified and (
+                not messages or messages[0].offset == self._next_offsets.get(part)
+            ):
+                continue
+            first = messages[0].offset if messages else int(self.consumer.position(tp))
+            if self._rewound(tp, first):
+                records.pop(tp, None)
+            self._verified.add(part)
+        return records
+
+    def _rewound(self, tp: Any, first: int) -> bool:
+        """Whether a fetch of ``tp`` starting at offset ``first`` skips offsets the
+        views never saw; if so the partition is sent back to the saved offset."""
+        saved = self._next_offsets.get(tp.partition)
+        if saved is None or first > saved:  # not known yet, or behind: ask the views
+            with self._views_lock, self.views.snapshot() as w:
+                rows = w.query(
+                    "SELECT next_offset FROM ledger_kafka_offsets"
+                    " WHERE grp = ? AND topic = ? AND part = ?",
+                    (self.group, self.topic, tp.partition),
+                )
+                if rows:
+                    saved = int(rows[0][0])
+                else:  # views from before offsets were saved resume where Kafka does
+                    known = w.query(
+                        "SELECT 1 FROM ledger_kafka_checkpoints"
+                        " WHERE grp = ? AND topic = ? AND part = ?",
+                        (self.group, self.topic, tp.partition),
+                    )
+                    saved = first if known else 0
+            self._next_offsets[tp.partition] = saved
+        if first <= saved:
+            return False
+        # offsets below the first one the broker still keeps can never be read again
+        earliest = int(self.consumer.beginning_offsets([tp])[tp])
+        if first <= earliest:
+            log.warning(
+                "ledger.kafka_offsets_expired",
+                partition=tp.partition,
+                saved_offset=saved,
+                first_offset=first,
+            )
+            return False
+        log.warning(
+            "ledger.kafka_rewind", partition=tp.partition, saved_offset=saved, first_offset=first
+        )
+        self.consumer.seek(tp, saved)
+        return True
 
     def apply_batch(self, batches: dict[int, list[LogEvent]]) -> int:
         """Apply events as delivered, per partition, exactly once (what
         :meth:`poll_once` does with a fetched batch); return how many were new."""
-        return self._apply(batches)
+        return self._apply(batches, {})
 
-    def _apply(self, batches: dict[int, list[LogEvent]]) -> int:
+    def _apply(self, batches: dict[int, list[LogEvent]], next_offsets: dict[int, int]) -> int:
         try:
             with self._views_lock, self.views.transaction() as w:
                 fresh: list[LogEvent] = []
                 ends: dict[int, int] = {}
-                for part in sorted(batches):
+                for part in sorted(set(batches) | set(next_offsets)):
                     seen = self._lock_checkpoint(w, part)
-                    for event in batches[part]:
+                    for event in batches.get(part, ()):
                         if event.position > seen:
                             fresh.append(event)
                             seen = event.position
@@ -145,20 +253,34 @@ class KafkaProjector:
                     p.flush(w)
                 if self.on_flushed is not None:
                     self.on_flushed(fresh)
-                for part, position in ends.items():
-                    w.execute(
-                        "UPDATE ledger_kafka_checkpoints SET position = ?"
-                        " WHERE grp = ? AND topic = ? AND part = ?",
-                        (position, self.group, self.topic, part),
-                    )
+                self._save(w, ends, next_offsets)
         except BaseException:
             for p in self.projections:
                 p.discard()
             raise
+        for part, offset in next_offsets.items():
+            self._next_offsets[part] = max(offset, self._next_offsets.get(part, 0))
         self.applied += len(fresh)
         if fresh:
             log.debug("ledger.kafka_projected", events=len(fresh), position=fresh[-1].position)
         return len(fresh)
+
+    def _save(self, w: ViewWriter, ends: dict[int, int], next_offsets: dict[int, int]) -> None:
+        """The checkpoints and the next offsets, in the batch's transaction."""
+        for part, position in ends.items():
+            w.execute(
+                "UPDATE ledger_kafka_checkpoints SET position = ?"
+                " WHERE grp = ? AND topic = ? AND part = ?",
+                (position, self.group, self.topic, part),
+            )
+        for part, offset in next_offsets.items():  # never back (a zombie's batch)
+            w.execute(
+                "INSERT INTO ledger_kafka_offsets (grp, topic, part, next_offset)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, part) DO UPDATE"
+                " SET next_offset = excluded.next_offset"
+                " WHERE ledger_kafka_offsets.next_offset < excluded.next_offset",
+                (self.group, self.topic, part, offset),
+            )
 
     def _lock_checkpoint(self, w: ViewWriter, part: int) -> int:
         w.execute(

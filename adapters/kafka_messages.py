@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ledger.events import LogEvent
-from ledger.sealing import open_body
+from ledger.sealing import SEALED, open_body
 
 __all__ = ["SCHEMA", "MessageError", "decode_message", "encode_event"]
 
@@ -57,18 +57,41 @@ def encode_event(
     return sid.encode(), value, headers
 
 
+#: The largest log position or stream version a message may carry (PostgreSQL BIGINT).
+NUMBER_MAX = 2**63 - 1
+
+
 def decode_message(value: bytes) -> LogEvent:
-    """The event a message carries."""
+    """The event a message carries. Raises :class:`MessageError` for anything that is
+    not a well-formed ``ledger-event/1`` message (not JSON, another schema, a field
+    missing or of the wrong type or range); the error names the field, not its value."""
     try:
         body: dict[str, Any] = orjson.loads(value)
     except orjson.JSONDecodeError as e:
         raise MessageError(f"message is not JSON: {e}") from None
     if not isinstance(body, dict) or body.get("schema") != SCHEMA:
         raise MessageError(f"message is not of schema {SCHEMA}")
-    return LogEvent(
-        int(body["position"]),
-        uuid.UUID(body["stream_id"]),
-        int(body["version"]),
-        str(body["type"]),
-        open_body(body["event"]),
-    )
+    position = _number(body, "position")
+    version = _number(body, "version")
+    stream_id, topic, event = body.get("stream_id"), body.get("type"), body.get("event")
+    try:
+        sid = uuid.UUID(stream_id) if isinstance(stream_id, str) else None
+    except ValueError:
+        sid = None
+    if sid is None:
+        raise MessageError("message field 'stream_id' is not a UUID")
+    if not isinstance(topic, str) or not topic:
+        raise MessageError("message field 'type' is not a non-empty string")
+    if not isinstance(event, dict):
+        raise MessageError("message field 'event' is not a JSON object")
+    if SEALED in event and not isinstance(event[SEALED], str):
+        raise MessageError(f"message field 'event.{SEALED}' is not a string")
+    return LogEvent(position, sid, version, topic, open_body(event))
+
+
+def _number(body: dict[str, Any], field: str) -> int:
+    """A positive integer field (JSON integers only: no bool, float or text)."""
+    n = body.get(field)
+    if type(n) is not int or not 1 <= n <= NUMBER_MAX:
+        raise MessageError(f"message field {field!r} is not an integer from 1 to {NUMBER_MAX}")
+    return n

@@ -27,6 +27,7 @@ from ledger.adapters.view_store import open_view_store
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
+from ledger.projections.runner import _DDL_LOCK_KEY as DDL_LOCK_KEY
 from ledger.retry import Backoff, keep_running
 from ledger.store import EventStore
 
@@ -110,6 +111,10 @@ class KafkaRelay:
         # checkpoint() and lag() may be called from other threads while run() works
         self._db_lock = threading.Lock()
         with self._db.transaction() as w:
+            # relays starting together must not race on DDL (CREATE ... IF NOT EXISTS
+            # is not safe against a concurrent create): the projection runner's lock
+            if w.dialect == "postgresql":
+                w.query("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_relay_checkpoints ("
                 " name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"
@@ -149,15 +154,17 @@ class KafkaRelay:
             except Exception:
                 log.debug("ledger.relay_close_failed")
 
-    def catch_up(self) -> int:
+    def catch_up(self, stop: threading.Event | None = None) -> int:
         """Publish every committed event after the checkpoint; return how many.
-        Raises KafkaError if the broker fails (the checkpoint stays where it was)."""
+        Raises KafkaError if the broker fails (the checkpoint stays where it was).
+        Once ``stop`` is set it returns after the batch in flight is acknowledged and
+        checkpointed, even with more to publish."""
         position = self.checkpoint()
         done = 0
         pending: Future[Any] = self._reader.submit(self.store.read_log, position, self.batch_size)
         while True:
             batch = pending.result()
-            if not batch:
+            if not batch or (stop is not None and stop.is_set()):
                 return done
             # Read the next batch from the database while this one is sent.
             pending = self._reader.submit(self.store.read_log, batch[-1].id, self.batch_size)
@@ -202,7 +209,7 @@ class KafkaRelay:
             )
 
         keep_running(
-            self.catch_up,
+            lambda: self.catch_up(stop),  # a backlog does not hold up a stop
             stop,
             retry_on=(kafka().errors.KafkaError, StoreUnavailable),
             backoff=Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S),
