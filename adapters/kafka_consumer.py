@@ -39,8 +39,7 @@ from ledger.adapters.kafka_messages import MessageError, decode_message
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
-from ledger.projections.runner import _DDL_LOCK_KEY as DDL_LOCK_KEY
-from ledger.projections.runner import Projection
+from ledger.projections.runner import DDL_LOCK_KEY, Projection
 from ledger.projections.views import ViewStore, ViewWriter
 from ledger.retry import Backoff, keep_running
 from ledger.sealing import sealing

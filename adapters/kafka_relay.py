@@ -27,7 +27,7 @@ from ledger.adapters.view_store import open_view_store
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
-from ledger.projections.runner import _DDL_LOCK_KEY as DDL_LOCK_KEY
+from ledger.projections.runner import DDL_LOCK_KEY
 from ledger.retry import Backoff, keep_running
 from ledger.store import EventStore
 

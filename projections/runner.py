@@ -54,7 +54,11 @@ RETRY_MAX_S = 1.0
 #: models lag by at most this much more.
 LINGER_S = 0.02
 _REBUILD_SUFFIX = "__rebuild"
-_DDL_LOCK_KEY = 0x1ED6E6
+#: The PostgreSQL advisory lock (transaction level) that every creator of read-model
+#: tables takes around its ``CREATE ... IF NOT EXISTS`` (the runner, the Kafka relay
+#: and projector): workers started together on a new database would otherwise race on
+#: the catalogue (``CREATE ... IF NOT EXISTS`` is not safe against a concurrent create).
+DDL_LOCK_KEY = 0x1ED6E6
 
 
 class ProjectionConflict(Exception):
@@ -114,7 +118,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         with views.transaction() as w:
             if w.dialect == "postgresql":  # runners starting together must not race on DDL
-                w.query("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK_KEY,))
+                w.query("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
             w.execute(
                 "CREATE TABLE IF NOT EXISTS ledger_checkpoints ("
                 " name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)"
