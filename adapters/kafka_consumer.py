@@ -39,7 +39,7 @@ from ledger.adapters.kafka_messages import MessageError, decode_message
 from ledger.errors import StoreUnavailable
 from ledger.events import LogEvent
 from ledger.logs import get_logger
-from ledger.projections.runner import DDL_LOCK_KEY, Projection
+from ledger.projections.runner import DDL_LOCK_KEY, Projection, apply_checked
 from ledger.projections.views import ViewStore, ViewWriter
 from ledger.retry import Backoff, keep_running
 from ledger.sealing import sealing
@@ -248,7 +248,7 @@ class KafkaProjector:
                     ends[part] = seen
                 for p in self.projections:
                     for event in fresh:
-                        p.apply(event)
+                        apply_checked(p, event)
                     p.flush(w)
                 if self.on_flushed is not None:
                     self.on_flushed(fresh)

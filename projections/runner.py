@@ -36,7 +36,7 @@ from ledger.store import EventStore
 
 from .views import ViewStore, ViewWriter
 
-__all__ = ["Lag", "Projection", "ProjectionRunner"]
+__all__ = ["DDL_LOCK_KEY", "Lag", "Projection", "ProjectionRunner", "apply_checked"]
 
 log = get_logger(__name__)
 
@@ -180,7 +180,7 @@ class ProjectionRunner:
             for p in self.projections:
                 for event in events:
                     if event.position > positions[p.name]:
-                        _apply_one(p, event)
+                        apply_checked(p, event)
             with self.views.transaction() as w:
                 self._claim(w, positions)
                 for p in self.projections:
@@ -311,7 +311,7 @@ class ProjectionRunner:
                 if not batch:
                     break
                 for n in batch:
-                    _apply_one(projection, _decoded(n))
+                    apply_checked(projection, _decoded(n))
                 position = batch[-1].id
                 with self.views.transaction() as w:
                     projection.flush(w, suffix)
@@ -381,9 +381,10 @@ def _decoded(n: Notification) -> LogEvent:
     return event
 
 
-def _apply_one(projection: Projection, event: LogEvent) -> None:
+def apply_checked(projection: Projection, event: LogEvent) -> None:
     """``projection.apply(event)``; StoreError naming the position if the event's body
-    is not what its topic promises (an edited row), rather than a bare KeyError."""
+    is not what its topic promises (an edited row, a forged message), rather than a
+    bare KeyError. The projection's pending batch is then unusable: discard it."""
     try:
         projection.apply(event)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:

@@ -20,6 +20,7 @@ from ledger.adapters.kafka_messages import SCHEMA, MessageError, decode_message
 from ledger.adapters.kafka_relay import KafkaRelay
 from ledger.adapters.urls import open_store
 from ledger.adapters.view_store import open_view_store
+from ledger.errors import StoreError
 from ledger.projections import BalancesView
 from tests.conftest import require_postgres
 from tests.integration.kafka_support import (
@@ -204,3 +205,30 @@ def test_messages_of_another_topic_are_not_applied(tmp_path: Path) -> None:
         finally:
             projector.close()
         assert consumed == replay_balances(books)
+
+
+@pytest.mark.postgres
+def test_a_well_formed_message_with_an_unappliable_event_is_a_typed_error() -> None:
+    """A message that passes the format check but whose event is not what its type
+    promises (an Entry without its legs): ``StoreError`` naming the position, and the
+    views and checkpoints stay as they were (not a bare KeyError, nothing half-applied)."""
+    bootstrap = require_kafka()
+    url = require_postgres()
+    views_url = fresh_pg(url, "kafka_unappliable_views")
+    topic = new_topic(bootstrap)
+    projector = KafkaProjector(
+        open_view_store(open_store(views_url)),
+        [BalancesView()],
+        bootstrap=bootstrap,
+        topic=topic,
+        group=topic,
+    )
+    try:
+        bad = decode_message(_message(position=5, event={"kind": "posted", "key": "k"}))
+        with pytest.raises(StoreError, match="position 5"):
+            projector.apply_batch({0: [bad]})
+        assert projector.checkpoints().get(0, 0) == 0
+        with projector.views.snapshot() as w:
+            assert view_rows(w) == ([], [])
+    finally:
+        projector.close()
