@@ -35,6 +35,7 @@ from ledger.commands.builders import AmountLike, LegLike
 from ledger.commands.group_commit import AsyncWaiter
 from ledger.commands.models import Command, parse_commands
 from ledger.commands.service import Ledger
+from ledger.errors import StoreError
 from ledger.model import EntryState
 from ledger.outcome import Outcome
 
@@ -56,10 +57,16 @@ class AsyncLedger:
     def __init__(self, books: Ledger) -> None:
         self.sync = books
         """The wrapped :class:`~ledger.Ledger` (for code that runs in threads)."""
+        self._closing = False
 
     async def close(self) -> None:
         """Finish the writes already submitted, then release the store's connections
-        (close an ``AsyncLedger`` this way, not through :attr:`sync`, from its loop)."""
+        (close an ``AsyncLedger`` this way, not through :attr:`sync`, from its loop).
+        Writes submitted once closing has begun raise StoreError, as after
+        :meth:`Ledger.close` (tasks that keep writing cannot keep it from ending)."""
+        # Refused first: the loop's driver commits until its queue is empty, and tasks
+        # writing on would keep it from ever being empty.
+        self._closing = True
         driver = self.sync._committer.forget_loop(asyncio.get_running_loop())
         if driver is not None:
             await driver.finish()
@@ -84,6 +91,8 @@ class AsyncLedger:
     def _queue(self, commands: Sequence[Command | Mapping[str, Any]]) -> Awaitable[list[Outcome]]:
         """Queue ``commands`` for the group commit; a future of their outcomes."""
         parsed = parse_commands(commands)
+        if self._closing:
+            raise StoreError("the ledger is closed")
         loop = asyncio.get_running_loop()
         if not parsed:
             done: asyncio.Future[list[Outcome]] = loop.create_future()
