@@ -1007,6 +1007,20 @@ class LoopDriver:
         """Make sure the driver runs (on the loop's thread)."""
         if self.task is None:
             self.task = self.loop.create_task(self._drive())
+            self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The driver's task is done. Cancelled before its first step (its body, and
+        the ``finally`` that forgets it, never ran) or between groups, it left its
+        loop's queued work to nobody: that passes to the thread, and the next
+        submission starts a new driver."""
+        if self.task is task:
+            self.task = None
+        if task.cancelled():
+            committer = self.committer
+            with committer._cond:
+                if committer._queue:
+                    committer._hand_to_thread()
 
     async def _drive(self) -> None:
         committer = self.committer
