@@ -10,8 +10,11 @@ returns."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from ledger import AsyncLedger, Ledger, Outcome
@@ -56,3 +59,52 @@ def test_close_ends_while_tasks_keep_writing(pg_url: str) -> None:
         assert books.balance("w0").posted == Decimal(1000 + len(applied))
         assert total(books) == Decimal(1000 * WALLETS)
         assert audit(books.store).clean
+
+
+def sessions(url: str) -> int:
+    """Sessions open on the test's database, this one apart."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_close_cut_short_by_a_timeout_still_closes(pg_url: str) -> None:
+    """``asyncio.wait_for(abooks.close(), t)`` at shutdown: the timeout cancelled the
+    close midway, which left the Ledger open (its pool's sessions and committer
+    thread) and the loop's own session to the collector. The closing now runs to its
+    end whatever happens to its caller, and every write submitted before it is
+    answered."""
+    with Ledger.open(pg_url) as seeder:
+        setup(seeder)
+    assert sessions(pg_url) == 0
+
+    async def main() -> AsyncLedger:
+        abooks = await AsyncLedger.open(pg_url)
+        tasks = [asyncio.create_task(abooks.submit(payment(f"k{i}", 1, 0))) for i in range(40)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the loop's driver is committing
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(abooks.close(), 0.0001)
+        answers = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert all(o.ok for o in answers)
+        for _ in range(100):  # the closing goes on without its caller
+            if abooks.sync.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert abooks.sync.closed
+        await asyncio.wait_for(abooks.close(), 10)  # awaits the closing under way
+        return abooks
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        abooks = asyncio.run(main())
+        gc.collect()
+    assert abooks.sync.closed
+    assert sessions(pg_url) == 0
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    with Ledger.open(pg_url) as books:
+        assert books.balance("w0").posted == Decimal("140.00")
