@@ -838,9 +838,11 @@ class GroupCommitter:
 
     async def _await_worker(self, work: Future[T]) -> T:
         """Await work running in the worker thread; if the awaiting task is cancelled,
-        the executor is released only once the work is done."""
+        the executor is released only once the work is done. Shielded: cancelling the
+        wrapper would cancel ``work`` itself if it had not started yet (a group's redo
+        then never ran, and its callers were never answered)."""
         try:
-            return await asyncio.wrap_future(work)
+            return await asyncio.shield(asyncio.wrap_future(work))
         except asyncio.CancelledError:
             if not work.done():
                 work.add_done_callback(lambda _: self._release(hand_off=True))

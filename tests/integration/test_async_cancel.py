@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from decimal import Decimal
 
 import pytest
@@ -167,4 +168,46 @@ def test_cancelled_callers_apply_whole_or_not_and_leave_the_others_alone(
         # Each of the 400 keys applied exactly once, whatever was cancelled when.
         assert books.balance("w0").posted == Decimal(10000 + 400 - conflicts)
         assert total(books) == Decimal(10000 * WALLETS)
+        assert audit(books.store).clean
+
+
+def test_a_driver_cancelled_while_its_redo_waits_for_the_worker_still_answers(
+    pg_url: str,
+) -> None:
+    """A group whose append conflicted is run again in the worker thread. Cancelling
+    the driver while that work had not started yet cancelled the work itself (the
+    future it awaited was tied to it): the group was never run again and its callers
+    were never answered."""
+    with Ledger.open(pg_url) as seeder:
+        setup(seeder)
+
+    async def main() -> None:
+        abooks = await AsyncLedger.open(pg_url)
+        committer = abooks.sync._committer
+        assert (await abooks.submit(payment("warm", 1, 0))).ok  # w0, w1 cached
+        conflict(pg_url, "other")  # the next group's append conflicts
+        gate = threading.Event()
+        busy = committer._in_worker(gate.wait)  # the worker thread is busy
+        try:
+            waiting = asyncio.create_task(abooks.submit(payment("redone", 1, 0)))
+            for _ in range(200):  # until the group waits for its redo
+                await asyncio.sleep(0.01)
+                if committer.stats.redone or waiting.done():
+                    break
+            await asyncio.sleep(0.05)
+            task = driver_task(abooks)
+            assert task is not None and not waiting.done()
+            task.cancel()
+        finally:
+            gate.set()
+        await asyncio.wrap_future(busy)
+        outcome = await asyncio.wait_for(waiting, 10)
+        assert outcome.ok
+        again = await asyncio.wait_for(abooks.submit(payment("redone", 1, 0)), 10)
+        assert again.replayed and again.entry_id == outcome.entry_id
+        await asyncio.wait_for(abooks.close(), 10)
+
+    asyncio.run(main())
+    with Ledger.open(pg_url) as books:
+        assert books.balance("w0").posted == Decimal("101.00")
         assert audit(books.store).clean
