@@ -35,6 +35,7 @@ from ledger.commands.builders import AmountLike, LegLike
 from ledger.commands.group_commit import AsyncWaiter
 from ledger.commands.models import Command, parse_commands
 from ledger.commands.service import Ledger
+from ledger.errors import StoreError
 from ledger.model import EntryState
 from ledger.outcome import Outcome
 
@@ -56,11 +57,27 @@ class AsyncLedger:
     def __init__(self, books: Ledger) -> None:
         self.sync = books
         """The wrapped :class:`~ledger.Ledger` (for code that runs in threads)."""
+        self._closing = False
+        self._closer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         """Finish the writes already submitted, then release the store's connections
-        (close an ``AsyncLedger`` this way, not through :attr:`sync`, from its loop)."""
-        driver = self.sync._committer.forget_loop(asyncio.get_running_loop())
+        (close an ``AsyncLedger`` this way, not through :attr:`sync`, from its loop).
+        Writes submitted once closing has begun raise StoreError, as after
+        :meth:`Ledger.close` (tasks that keep writing cannot keep it from ending).
+        Cancelling the caller (a timeout on close) does not stop the closing: it runs
+        to its end in a task of its own, which a second ``close`` awaits."""
+        # Refused first: the loop's driver commits until its queue is empty, and tasks
+        # writing on would keep it from ever being empty.
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        closer = self._closer
+        if closer is None or closer.get_loop() is not loop:
+            closer = self._closer = loop.create_task(self._close(loop))
+        await asyncio.shield(closer)
+
+    async def _close(self, loop: asyncio.AbstractEventLoop) -> None:
+        driver = self.sync._committer.forget_loop(loop)
         if driver is not None:
             await driver.finish()
         await asyncio.to_thread(self.sync.close)
@@ -84,6 +101,8 @@ class AsyncLedger:
     def _queue(self, commands: Sequence[Command | Mapping[str, Any]]) -> Awaitable[list[Outcome]]:
         """Queue ``commands`` for the group commit; a future of their outcomes."""
         parsed = parse_commands(commands)
+        if self._closing:
+            raise StoreError("the ledger is closed")
         loop = asyncio.get_running_loop()
         if not parsed:
             done: asyncio.Future[list[Outcome]] = loop.create_future()

@@ -838,9 +838,11 @@ class GroupCommitter:
 
     async def _await_worker(self, work: Future[T]) -> T:
         """Await work running in the worker thread; if the awaiting task is cancelled,
-        the executor is released only once the work is done."""
+        the executor is released only once the work is done. Shielded: cancelling the
+        wrapper would cancel ``work`` itself if it had not started yet (a group's redo
+        then never ran, and its callers were never answered)."""
         try:
-            return await asyncio.wrap_future(work)
+            return await asyncio.shield(asyncio.wrap_future(work))
         except asyncio.CancelledError:
             if not work.done():
                 work.add_done_callback(lambda _: self._release(hand_off=True))
@@ -1007,6 +1009,20 @@ class LoopDriver:
         """Make sure the driver runs (on the loop's thread)."""
         if self.task is None:
             self.task = self.loop.create_task(self._drive())
+            self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The driver's task is done. Cancelled before its first step (its body, and
+        the ``finally`` that forgets it, never ran) or between groups, it left its
+        loop's queued work to nobody: that passes to the thread, and the next
+        submission starts a new driver."""
+        if self.task is task:
+            self.task = None
+        if task.cancelled():
+            committer = self.committer
+            with committer._cond:
+                if committer._queue:
+                    committer._hand_to_thread()
 
     async def _drive(self) -> None:
         committer = self.committer

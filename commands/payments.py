@@ -35,7 +35,7 @@ platform.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,13 +52,15 @@ from decimal import (
 )
 from typing import Any, Literal, get_args
 
+from pydantic import TypeAdapter, ValidationError
+
 from ledger.assets import parse_decimal, to_decimal, to_minor
 from ledger.commands import builders
 from ledger.commands.builders import AmountLike
 from ledger.commands.flows import Steps, flow, read, write
-from ledger.commands.models import RequestPayment
-from ledger.errors import EntryNotFound, InvalidAmount, InvalidCommand
-from ledger.model import entry_id_for_key
+from ledger.commands.models import AccountId, AssetCode, Key, RequestPayment
+from ledger.errors import EntryNotFound, IdempotencyConflict, InvalidAmount, InvalidCommand
+from ledger.model import EntryState, Leg, entry_id_for_key
 from ledger.outcome import Outcome
 
 __all__ = [
@@ -126,6 +128,22 @@ _NO_FEE = Decimal(0)
 _WIDE = Context(prec=200, Emin=MIN_EMIN, Emax=MAX_EMAX, traps=[Inexact, InvalidOperation, Overflow])
 
 
+#: The core's own rules for the names a recipe uses before it builds its command (to
+#: read, hash or compare them): refused as the command would be, as InvalidCommand.
+_ACCOUNT_ID: TypeAdapter[str] = TypeAdapter(AccountId)
+_ASSET_CODE: TypeAdapter[str] = TypeAdapter(AssetCode)
+_KEY: TypeAdapter[str] = TypeAdapter(Key)
+
+
+def _valid(rule: TypeAdapter[str], value: object, what: str) -> str:
+    """``value`` if it obeys ``rule`` (an account id, asset code or key), else
+    InvalidCommand naming ``what``."""
+    try:
+        return rule.validate_python(value, strict=True)
+    except ValidationError as e:
+        raise InvalidCommand(f"{what}: {e.errors()[0]['msg']}") from None
+
+
 @contextmanager
 def _arithmetic(what: str) -> Iterator[None]:
     """A recipe's exact arithmetic: a result that cannot be exact (an amount or rate
@@ -139,6 +157,8 @@ def _arithmetic(what: str) -> Iterator[None]:
 
 
 def _meta(flow: str, extra: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    if extra is not None and not isinstance(extra, Mapping):
+        raise InvalidCommand(f"metadata is a mapping, not {type(extra).__name__}")
     meta: dict[str, Any] = dict(extra or {})
     meta.update({k: v for k, v in fields.items() if v is not None})
     meta["flow"] = flow
@@ -177,8 +197,13 @@ def _in_range(number: Decimal, what: str) -> Decimal:
 
 
 def _distinct(**accounts: str | None) -> None:
-    """Refuse a payment whose sides (or fee account) are the same account."""
-    named = {role: account for role, account in accounts.items() if account is not None}
+    """Refuse a payment whose sides (or fee account) are not account ids or are the
+    same account."""
+    named = {
+        role: _valid(_ACCOUNT_ID, account, role)
+        for role, account in accounts.items()
+        if account is not None
+    }
     seen: dict[str, str] = {}
     for role, account in named.items():
         if account in seen:
@@ -355,19 +380,21 @@ def split_bill(
     of fewer minor units than people) gets no request. Each request's key is
     ``f"{key}:{payer}"``.
     """
-    if isinstance(payers, str):
-        raise InvalidCommand("payers is a list of accounts, not one string")
+    if isinstance(payers, str | bytes | Mapping) or not isinstance(payers, Iterable):
+        raise InvalidCommand(f"payers is a list of accounts, not {type(payers).__name__}")
     if not isinstance(include_requester, bool):
         raise InvalidCommand(
             f"include_requester is True or False, not {type(include_requester).__name__}"
         )
-    payers = list(payers)
+    payers = [_valid(_ACCOUNT_ID, payer, "a payer") for payer in payers]
+    requester = _valid(_ACCOUNT_ID, requester, "requester")
     if len(set(payers)) != len(payers) or requester in payers:
         raise InvalidCommand("payers must be distinct and must not include the requester")
     if not payers:
         raise InvalidCommand("a split needs at least one payer")
     value = _positive(amount, "a bill")
     _choice(visibility, Visibility, "visibility")
+    _valid(_ASSET_CODE, asset, "asset")
     token = yield from read(lambda books: books.asset(asset))
     total = to_minor(value, token)
     shares = split_shares(total, len(payers) + (1 if include_requester else 0))
@@ -614,25 +641,57 @@ def payout(
     """Pay a merchant's balance out to its bank: a hold (like a withdrawal) that
     :func:`confirm_bank_transfer` posts or :func:`fail_bank_transfer` releases.
     ``amount=None`` pays out the whole available balance as read now; a retry with
-    the same key returns the first outcome even if the balance has changed since."""
+    the same key returns the first outcome even if the balance has changed since (it
+    is the same request: the amount is the one that key's payout holds). The key of
+    another request (another merchant, rail or reference, or not a payout) is
+    IdempotencyConflict; a key whose payout was rejected replays that rejection."""
     value = None if amount is None else _positive(amount, "a payout")
+    _valid(_ACCOUNT_ID, merchant, "merchant")
     _distinct(merchant=merchant, rail=rail)
+    meta = _meta("payout", None, reference=reference)
     if value is None:
+        _valid(_KEY, key, "key")
         earlier = yield from read(lambda books: books.recorded(key))
+        if earlier is not None and not earlier.ok:
+            return earlier.raise_for_status()  # a rejection: its amount is not known
         if earlier is not None:
-            return earlier.raise_for_status()
+            # Resent as the request that key recorded (its amount): the ledger replays
+            # it, or refuses it as another request (IdempotencyConflict).
+            entry_id = earlier.entry_id
+            held = None if entry_id is None else (yield from read(lambda b: b.entry(entry_id)))
+            debit = _payout_debit(key, held, merchant)
+            token = yield from read(lambda books: books.asset(debit.asset))
+            value = to_decimal(debit.amount, token)
+            legs = [(merchant, value, token.code), (rail, value.copy_negate(), token.code)]
+            return (yield from write(builders.hold(key, legs, metadata=meta)))
     balance = yield from read(lambda books: books.balance(merchant))
     if value is None:
         value = balance.available
         if value <= 0:
             raise InvalidAmount(f"{merchant!r} has no available balance to pay out")
     legs = [(merchant, value, balance.asset), (rail, value.copy_negate(), balance.asset)]
-    meta = _meta("payout", None, reference=reference)
     return (yield from write(builders.hold(key, legs, metadata=meta)))
 
 
+def _payout_debit(key: str, held: EntryState | None, merchant: str) -> Leg:
+    """The merchant's leg of the payout recorded under ``key``; IdempotencyConflict
+    if that entry is not a payout from ``merchant``."""
+    debit = None
+    if held is not None and held.kind == "pending" and len(held.legs) == 2:
+        debit = next((leg for leg in held.legs if leg.amount > 0), None)
+    if debit is None or debit.account != merchant:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for a different request"
+        )
+    return debit
+
+
 def subscription_key(subscription: str, period: str) -> str:
-    """The idempotency key of a subscription's charge for one period."""
+    """The idempotency key of a subscription's charge for one period (both are
+    non-empty strings, else InvalidCommand)."""
+    for what, text in (("subscription", subscription), ("period", period)):
+        if not isinstance(text, str) or not text:
+            raise InvalidCommand(f"{what} is a non-empty string, not {type(text).__name__}")
     return f"subscription:{subscription}:{period}"
 
 
@@ -697,6 +756,8 @@ def fx_pay(
     exact = parse_decimal(rate)
     if exact <= 0:
         raise InvalidAmount(f"the rate must be positive, not {exact}")
+    _valid(_ASSET_CODE, pay_asset, "pay_asset")
+    _valid(_ASSET_CODE, receive_asset, "receive_asset")
     if pay_asset == receive_asset:
         raise InvalidCommand(
             f"an FX payment converts between two assets, not {pay_asset} to itself"
