@@ -22,7 +22,7 @@ from ledger.errors import StoreError
 from ledger.projections.audit import audit
 from tests.contract.test_online_group_commit import WALLETS, payment, setup, total
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("each_event_loop")]
 
 
 def test_close_ends_while_tasks_keep_writing(pg_url: str) -> None:
