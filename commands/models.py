@@ -192,6 +192,22 @@ Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValid
 Metadata = Annotated[dict[str, JsonValue], AfterValidator(_metadata)]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 
+#: The rules of the names above, for code that uses a name before (or without)
+#: building a command: a read, a hash, a comparison (see :func:`valid_name`).
+ACCOUNT_ID_RULE: TypeAdapter[str] = TypeAdapter(AccountId)
+ASSET_CODE_RULE: TypeAdapter[str] = TypeAdapter(AssetCode)
+KEY_RULE: TypeAdapter[str] = TypeAdapter(Key)
+
+
+def valid_name(rule: TypeAdapter[str], value: object, what: str) -> str:
+    """``value`` if it obeys ``rule`` (:data:`ACCOUNT_ID_RULE`, :data:`ASSET_CODE_RULE`
+    or :data:`KEY_RULE`, strictly: only a ``str``), else InvalidCommand naming
+    ``what``, as the command would refuse it."""
+    try:
+        return rule.validate_python(value, strict=True)
+    except ValidationError as e:
+        raise InvalidCommand(f"{what}: {e.errors()[0]['msg']}") from None
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, strict=True, extra="forbid")

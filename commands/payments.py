@@ -52,13 +52,17 @@ from decimal import (
 )
 from typing import Any, Literal, get_args
 
-from pydantic import TypeAdapter, ValidationError
-
 from ledger.assets import parse_decimal, to_decimal, to_minor
 from ledger.commands import builders
 from ledger.commands.builders import AmountLike
 from ledger.commands.flows import Steps, flow, read, write
-from ledger.commands.models import AccountId, AssetCode, Key, RequestPayment
+from ledger.commands.models import (
+    ACCOUNT_ID_RULE,
+    ASSET_CODE_RULE,
+    KEY_RULE,
+    RequestPayment,
+    valid_name,
+)
 from ledger.errors import EntryNotFound, IdempotencyConflict, InvalidAmount, InvalidCommand
 from ledger.model import EntryState, Leg, entry_id_for_key
 from ledger.outcome import Outcome
@@ -128,22 +132,6 @@ _NO_FEE = Decimal(0)
 _WIDE = Context(prec=200, Emin=MIN_EMIN, Emax=MAX_EMAX, traps=[Inexact, InvalidOperation, Overflow])
 
 
-#: The core's own rules for the names a recipe uses before it builds its command (to
-#: read, hash or compare them): refused as the command would be, as InvalidCommand.
-_ACCOUNT_ID: TypeAdapter[str] = TypeAdapter(AccountId)
-_ASSET_CODE: TypeAdapter[str] = TypeAdapter(AssetCode)
-_KEY: TypeAdapter[str] = TypeAdapter(Key)
-
-
-def _valid(rule: TypeAdapter[str], value: object, what: str) -> str:
-    """``value`` if it obeys ``rule`` (an account id, asset code or key), else
-    InvalidCommand naming ``what``."""
-    try:
-        return rule.validate_python(value, strict=True)
-    except ValidationError as e:
-        raise InvalidCommand(f"{what}: {e.errors()[0]['msg']}") from None
-
-
 @contextmanager
 def _arithmetic(what: str) -> Iterator[None]:
     """A recipe's exact arithmetic: a result that cannot be exact (an amount or rate
@@ -200,7 +188,7 @@ def _distinct(**accounts: str | None) -> None:
     """Refuse a payment whose sides (or fee account) are not account ids or are the
     same account."""
     named = {
-        role: _valid(_ACCOUNT_ID, account, role)
+        role: valid_name(ACCOUNT_ID_RULE, account, role)
         for role, account in accounts.items()
         if account is not None
     }
@@ -386,15 +374,15 @@ def split_bill(
         raise InvalidCommand(
             f"include_requester is True or False, not {type(include_requester).__name__}"
         )
-    payers = [_valid(_ACCOUNT_ID, payer, "a payer") for payer in payers]
-    requester = _valid(_ACCOUNT_ID, requester, "requester")
+    payers = [valid_name(ACCOUNT_ID_RULE, payer, "a payer") for payer in payers]
+    requester = valid_name(ACCOUNT_ID_RULE, requester, "requester")
     if len(set(payers)) != len(payers) or requester in payers:
         raise InvalidCommand("payers must be distinct and must not include the requester")
     if not payers:
         raise InvalidCommand("a split needs at least one payer")
     value = _positive(amount, "a bill")
     _choice(visibility, Visibility, "visibility")
-    _valid(_ASSET_CODE, asset, "asset")
+    valid_name(ASSET_CODE_RULE, asset, "asset")
     token = yield from read(lambda books: books.asset(asset))
     total = to_minor(value, token)
     shares = split_shares(total, len(payers) + (1 if include_requester else 0))
@@ -646,11 +634,11 @@ def payout(
     another request (another merchant, rail or reference, or not a payout) is
     IdempotencyConflict; a key whose payout was rejected replays that rejection."""
     value = None if amount is None else _positive(amount, "a payout")
-    _valid(_ACCOUNT_ID, merchant, "merchant")
+    valid_name(ACCOUNT_ID_RULE, merchant, "merchant")
     _distinct(merchant=merchant, rail=rail)
     meta = _meta("payout", None, reference=reference)
     if value is None:
-        _valid(_KEY, key, "key")
+        valid_name(KEY_RULE, key, "key")
         earlier = yield from read(lambda books: books.recorded(key))
         if earlier is not None and not earlier.ok:
             return earlier.raise_for_status()  # a rejection: its amount is not known
@@ -756,8 +744,8 @@ def fx_pay(
     exact = parse_decimal(rate)
     if exact <= 0:
         raise InvalidAmount(f"the rate must be positive, not {exact}")
-    _valid(_ASSET_CODE, pay_asset, "pay_asset")
-    _valid(_ASSET_CODE, receive_asset, "receive_asset")
+    valid_name(ASSET_CODE_RULE, pay_asset, "pay_asset")
+    valid_name(ASSET_CODE_RULE, receive_asset, "receive_asset")
     if pay_asset == receive_asset:
         raise InvalidCommand(
             f"an FX payment converts between two assets, not {pay_asset} to itself"

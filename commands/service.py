@@ -7,6 +7,7 @@ class with :meth:`open`."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,19 +19,25 @@ from ledger.accounts import AccountBalance, balance_of
 from ledger.assets import Asset, iso_currency
 from ledger.commands import builders
 from ledger.commands.builders import AmountLike, LegLike, build, leg
-from ledger.commands.executor import Executor
+from ledger.commands.executor import BATCH_MAX, Executor
 from ledger.commands.group_commit import GroupCommitStats, GroupCommitter
 from ledger.commands.models import (
+    ACCOUNT_ID_RULE,
+    ASSET_CODE_RULE,
+    KEY_RULE,
     Command,
     ExpireHold,
     aware_instant,
     gc_paused,
     parse_commands,
+    valid_name,
 )
 from ledger.errors import (
     AssetExists,
     EntryNotFound,
     IdempotencyConflict,
+    InvalidCommand,
+    LimitExceeded,
     StoreError,
     UnknownAccount,
     UnknownAsset,
@@ -86,14 +93,17 @@ class Ledger:
         }
         self._committer = GroupCommitter(self._executor, store, sealer=keyring, **limits)
         self._closed = False
+        self._closing = threading.Lock()
 
     def close(self) -> None:
         """Finish the writes already submitted, then release the store's connections.
         Afterwards every read and write raises :class:`~ledger.errors.StoreError`
-        ("the ledger is closed"); closing again does nothing."""
-        self._closed = True
-        self._committer.close()
-        self.store.close()
+        ("the ledger is closed"); closing again does nothing (a close from another
+        thread meanwhile returns once the first has finished)."""
+        with self._closing:
+            self._closed = True
+            self._committer.close()
+            self.store.close()
 
     @property
     def closed(self) -> bool:
@@ -150,6 +160,7 @@ class Ledger:
         "legs": [...]}``): they are validated in bulk, which is faster than building
         the models one by one. An invalid one raises
         :class:`~ledger.errors.InvalidCommand` before anything is applied."""
+        _count(chunk_size, "chunk_size", BATCH_MAX)
         pause = self._executor.pause_gc
         with gc_paused(pause), sealing(self.keyring):
             parsed = parse_commands(commands, pause_gc=pause)
@@ -310,6 +321,7 @@ class Ledger:
     def due_expiries(self, now: datetime | None = None, *, limit: int = 1000) -> list[ExpireHold]:
         """The commands that release the holds due at ``now`` (what :meth:`expire_due`
         submits)."""
+        _count(limit, "limit", BATCH_MAX)
         at = self._clock() if now is None else aware_instant(now, "now")
         due = self._open_store().due_holds(at, limit)
         return [build(ExpireHold, key=f"expire:{hold}", hold_id=hold, now=at) for hold in due]
@@ -319,6 +331,7 @@ class Ledger:
     def asset(self, code: str) -> Asset:
         """An ISO 4217 currency or a declared asset, with its scale (UnknownAsset if
         neither)."""
+        valid_name(ASSET_CODE_RULE, code, "asset")
         iso = iso_currency(code)
         if iso is not None:
             return iso
@@ -330,6 +343,7 @@ class Ledger:
 
     def request_status(self, request_id: uuid.UUID) -> str:
         """``open``, ``paid`` or ``declined``; EntryNotFound if there is no such request."""
+        _uuid(request_id, "request_id")
         found = self._open_store().load_streams([request_id]).get(request_id)
         state = None if found is None else events.entry_state_from(*found)
         if state is None or state.kind != "request" or state.status is None:
@@ -339,20 +353,21 @@ class Ledger:
     def entry(self, entry_id: uuid.UUID) -> EntryState | None:
         """The entry's current state (kind, legs, hold status, what remains
         reversible), read from the store; None if there is no such entry."""
+        _uuid(entry_id, "entry_id")
         found = self._open_store().load_streams([entry_id]).get(entry_id)
         return None if found is None else events.entry_state_from(*found)
 
     def recorded(self, key: str) -> Outcome | None:
         """The outcome recorded under idempotency ``key`` (marked replayed), or None if
         the key was never used (or its command was invalid: that burns no key)."""
-        key_id = entry_id_for_key(key)
+        key_id = entry_id_for_key(valid_name(KEY_RULE, key, "key"))
         records, _ = self._open_store().read({key_id}, [])
         record = records.get(key_id)
         return None if record is None else Outcome.from_record(key, record.outcome)
 
     def balance(self, account: str) -> AccountBalance:
         """The account's current balances, read from the store (not from a cache)."""
-        sid = account_stream_id(account)
+        sid = account_stream_id(valid_name(ACCOUNT_ID_RULE, account, "account"))
         found = self._open_store().load_streams([sid]).get(sid)
         if found is None:
             raise UnknownAccount(f"account {account!r} does not exist")
@@ -360,3 +375,19 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger({self.store.url!r})"
+
+
+def _count(value: object, what: str, most: int) -> int:
+    """A count argument: an int from 1 to ``most`` (InvalidCommand otherwise;
+    LimitExceeded above ``most``)."""
+    if type(value) is not int or value < 1:
+        raise InvalidCommand(f"{what} is a whole number from 1 to {most}, not {value!r:.40}")
+    if value > most:
+        raise LimitExceeded(f"{what} {value} is over the limit of {most}")
+    return value
+
+
+def _uuid(value: object, what: str) -> None:
+    """Refuse an id that is not a :class:`uuid.UUID` (InvalidCommand)."""
+    if not isinstance(value, uuid.UUID):
+        raise InvalidCommand(f"{what} is a UUID, not {type(value).__name__}")
