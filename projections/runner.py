@@ -230,17 +230,30 @@ class ProjectionRunner:
         for p in self.projections:
             position = self.checkpoint(p.name)
             seconds = 0.0
-            pending = self.events.read_log(position, _LAG_PEEK)
+            pending = self.events.read_log(position, 1)
             stamp = _stamp(pending)
             if stamp is None and pending:
-                # Only accounts' events pending: they belong to the write whose last
-                # entry is at or before the checkpoint.
-                before = self.events.read_log(max(0, position - _LAG_PEEK), _LAG_PEEK)
-                stamp = _stamp([n for n in reversed(before) if n.id <= position])
+                # The first pending event is an account's: it belongs to the write
+                # whose last stamped event is at or before the checkpoint (a bulk
+                # write's entries come first, then one event per account it touched,
+                # so that may be far back; a later write's time would understate).
+                stamp = self._write_time_before(position)
             if stamp is not None:
                 seconds = max(0.0, (datetime.now(UTC) - stamp).total_seconds())
             out[p.name] = Lag(max(0, head - position), seconds)
         return out
+
+    def _write_time_before(self, position: int) -> datetime | None:
+        """The recorded time of the last stamped event at or before ``position``."""
+        end = position
+        while end > 0:
+            start = max(0, end - _LAG_PEEK)
+            before = [n for n in self.events.read_log(start, end - start) if n.id <= end]
+            stamp = _stamp(before[::-1])
+            if stamp is not None:
+                return stamp
+            end = start
+        return None
 
     def follow(
         self, stop: threading.Event, *, poll_s: float = 0.2, linger_s: float = LINGER_S
@@ -342,10 +355,10 @@ class ProjectionRunner:
         self.views.close()
 
 
-#: Events ``lag()`` looks at, each way from the checkpoint, for the oldest pending
-#: write's time: an account's event carries none (its write's entries, just before it,
-#: do), and a checkpoint may fall between an entry and its accounts' events.
-_LAG_PEEK = 64
+#: Events ``lag()`` reads at a time, back from the checkpoint, for the oldest pending
+#: write's time: an account's event carries none (its write's entries, before it, do),
+#: and a checkpoint may fall among a write's accounts' events.
+_LAG_PEEK = 1_000
 
 
 def _stamp(events: Sequence[Notification]) -> datetime | None:

@@ -45,3 +45,59 @@ def test_lag_ages_a_checkpoint_between_an_entry_and_its_accounts(store_url: str)
             assert 0.2 <= lag.seconds < 60
         finally:
             runner.close()
+
+
+def _transfers(key: str, count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "kind": "post_entry",
+            "key": f"{key}{i}",
+            "legs": [
+                {"account": "bank", "amount": "1", "asset": "USD"},
+                {"account": f"u{i}", "amount": "-1", "asset": "USD"},
+            ],
+        }
+        for i in range(count)
+    ]
+
+
+def test_lag_ages_a_checkpoint_among_many_accounts_of_one_write(store_url: str) -> None:
+    # A bulk write's entries come first, then one event per account it touched: a
+    # runner's batch may end anywhere among them, far from the write's last entry.
+    with Ledger.open(store_url) as books:
+        books.open_account("bank", "USD", normal="debit")
+        for i in range(150):
+            books.open_account(f"u{i}", "USD")
+        runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+        try:
+            runner.catch_up()
+            start = books.store.max_position()
+            books.submit_all(_transfers("old", 150))
+            time.sleep(0.3)
+            books.transfer("new", debit="bank", credit="u0", amount="1", asset="USD")
+            # The old write's entries, and all but a few of its accounts' events.
+            runner.catch_up(until=start + 150 + 140)
+            lag = runner.lag()["balances"]
+            assert lag.events >= 10
+            assert 0.3 <= lag.seconds < 60  # the old write's age, not the new one's
+        finally:
+            runner.close()
+
+
+def test_lag_ages_a_checkpoint_late_among_many_accounts(store_url: str) -> None:
+    with Ledger.open(store_url) as books:
+        books.open_account("bank", "USD", normal="debit")
+        for i in range(150):
+            books.open_account(f"u{i}", "USD")
+        runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+        try:
+            runner.catch_up()
+            start = books.store.max_position()
+            books.submit_all(_transfers("old", 150))
+            time.sleep(0.3)
+            runner.catch_up(until=start + 150 + 100)  # the last 50 accounts pending
+            lag = runner.lag()["balances"]
+            assert lag.events >= 40
+            assert 0.3 <= lag.seconds < 60
+        finally:
+            runner.close()
