@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import warnings
 from decimal import Decimal
 
@@ -61,15 +62,21 @@ def test_close_ends_while_tasks_keep_writing(pg_url: str) -> None:
         assert audit(books.store).clean
 
 
-def sessions(url: str) -> int:
-    """Sessions open on the test's database, this one apart."""
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+def sessions(url: str, timeout_s: float = 5) -> int:
+    """Sessions open on the test's database, this one apart, once none are left or
+    after ``timeout_s``: a backend leaves pg_stat_activity as it exits, just after its
+    client closed the connection, not at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert row is not None
+        if not row[0] or time.monotonic() > deadline:
+            return int(row[0])
+        time.sleep(0.05)
 
 
 def test_a_close_cut_short_by_a_timeout_still_closes(pg_url: str) -> None:
