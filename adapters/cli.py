@@ -235,6 +235,7 @@ def audit(
             length=total, label="replaying", file=sys.stderr, hidden=fmt == "json" or total < 50_000
         ) as bar:
             result = run_audit(books.store, until_position=position, progress=bar.update)
+        compared: dict[str, Any] = {"compared": False, "reason": "a partial audit"}
         if position is None:  # a full audit also diffs the live balances view
             runner = _runner(books)
             try:
@@ -247,15 +248,17 @@ def audit(
                         )
                     }
                 diff_read_model(result, live)
+                compared = {"compared": True, "reason": None}
             except StoreError as e:
                 # A log the replay already found damaged may stop the read models (an
                 # unreadable event): the findings and the report still come out.
                 if result.clean:
                     raise
                 click.echo(f"ledger: the balances read model was not compared: {e}", err=True)
+                compared = {"compared": False, "reason": str(e)}
             finally:
                 runner.close()
-    data = result.to_json()
+    data = {**result.to_json(), "read_model": compared}
     if report:
         Path(report).write_text(json.dumps(data, indent=2))
     lines = [

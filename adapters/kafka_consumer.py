@@ -221,10 +221,20 @@ class KafkaProjector:
                 first_offset=first,
             )
             return False
+        if saved < earliest:  # some expired: re-read from the first still kept
+            log.warning(
+                "ledger.kafka_offsets_expired",
+                partition=tp.partition,
+                saved_offset=saved,
+                first_offset=earliest,
+            )
+        # Sought to an offset the broker keeps: an out-of-range seek would be settled
+        # by auto_offset_reset, which may be "latest" (the end: the rest never read).
+        target = max(saved, earliest)
         log.warning(
-            "ledger.kafka_rewind", partition=tp.partition, saved_offset=saved, first_offset=first
+            "ledger.kafka_rewind", partition=tp.partition, saved_offset=target, first_offset=first
         )
-        self.consumer.seek(tp, saved)
+        self.consumer.seek(tp, target)
         return True
 
     def apply_batch(self, batches: dict[int, list[LogEvent]]) -> int:

@@ -158,5 +158,7 @@ def test_an_audit_of_an_unreadable_event_still_reports_it(books: Path, tmp_path:
     assert b"Traceback" not in done.stderr
     assert b"read model was not compared" in done.stderr
     assert f"position {position}: ".encode() in done.stdout
-    findings = json.loads(report.read_text())["findings"]
-    assert any(f["position"] == position for f in findings)
+    written = json.loads(report.read_text())
+    assert any(f["position"] == position for f in written["findings"])
+    assert written["read_model"]["compared"] is False
+    assert f"position {position}" in written["read_model"]["reason"]
