@@ -174,10 +174,8 @@ class PostgresViewStore:
     ) -> None:
         self.url = url
         self.sealer = sealer
-        try:
-            self.conn = psycopg.connect(**direct_connection_kwargs(settings))
-        except psycopg.OperationalError as e:
-            raise StoreUnavailable(f"PostgreSQL store {url} is unavailable: {e}") from e
+        self._connect_kwargs = direct_connection_kwargs(settings)
+        self.conn = self._connect()
         try:
             #: The schema the read models live in.
             self.schema = schema if schema is not None else self._current_schema()
@@ -185,6 +183,20 @@ class PostgresViewStore:
             self.conn.close()
             raise
         self._pin = sql.SQL("SET LOCAL search_path TO {0}").format(sql.Identifier(self.schema))
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(**self._connect_kwargs)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The connection, made again if the last one was lost (a server restart, a
+        failover, a terminated session): a follower retrying StoreUnavailable then
+        recovers instead of failing on the dead connection forever."""
+        if self.conn.closed:
+            self.conn = self._connect()
+        return self.conn
 
     def _current_schema(self) -> str:
         try:
@@ -207,8 +219,9 @@ class PostgresViewStore:
     def transaction(self) -> Iterator[_PostgresWriter]:
         """One transaction; a serialization failure or deadlock surfaces as
         StoreUnavailable so the caller retries the whole batch."""
+        conn = self._live()
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur, sealing(self.sealer):
+            with conn.transaction(), conn.cursor() as cur, sealing(self.sealer):
                 cur.execute(self._pin)
                 yield _PostgresWriter(cur)
         except psycopg.OperationalError as e:
@@ -219,12 +232,15 @@ class PostgresViewStore:
     @contextmanager
     def snapshot(self) -> Iterator[_PostgresWriter]:
         """A read-only repeatable-read transaction."""
+        conn = self._live()
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
+            with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cur.execute(self._pin)
                 with sealing(self.sealer):
                     yield _PostgresWriter(cur)
+        except psycopg.OperationalError as e:
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
         except psycopg.Error as e:
             raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
 
