@@ -41,6 +41,7 @@ _BALANCE_COLUMNS = (
     ("pending_out", "amount"),
     ("pending_in", "amount"),
     ("position", "int"),
+    ("opened_at", "text"),
 )
 _LINE_COLUMNS = (
     ("account", "text"),
@@ -132,6 +133,9 @@ class _Account:
     position: int = 0
     lines: list[tuple[Any, ...]] = field(default_factory=list)
     new: bool = False
+    #: When it was opened (UTC text); None for an account already in the table (the
+    #: upsert keeps its value) and in tables made before the column existed.
+    opened_at: str | None = None
 
 
 class BalancesView:
@@ -158,9 +162,11 @@ class BalancesView:
                 " account TEXT PRIMARY KEY, asset TEXT NOT NULL, scale INTEGER NOT NULL,"
                 " sign INTEGER NOT NULL, owner TEXT, posted {amount} NOT NULL,"
                 " pending_out {amount} NOT NULL, pending_in {amount} NOT NULL,"
-                " position BIGINT NOT NULL)"
+                " position BIGINT NOT NULL, opened_at TEXT)"
             )
         )
+        if not _has_column(w, f"rm_balances{suffix}", "opened_at"):  # made before it
+            w.execute(f"ALTER TABLE rm_balances{suffix} ADD COLUMN opened_at TEXT")
         w.execute(
             w.ddl(
                 f"CREATE TABLE IF NOT EXISTS rm_balance_lines{suffix} ("
@@ -187,6 +193,7 @@ class BalancesView:
                 body["owner"],
                 position=event.position,
                 new=True,
+                opened_at=_ts(body["at"]),
             )
         elif event.topic == TOPIC_ENTRY:
             body = event.body
@@ -252,6 +259,7 @@ class BalancesView:
                     w.amount(a.pending_out),
                     w.amount(a.pending_in),
                     a.position,
+                    a.opened_at,
                 )
                 for name, a in accounts.items()
             ],
@@ -319,27 +327,35 @@ class BalancesView:
         known_at: datetime | None = None,
     ) -> BalanceRow | None:
         """Balances as of ``at`` by effective or recorded time; with ``known_at``, only
-        entries recorded by then count (bi-temporal)."""
+        entries recorded by then count (bi-temporal). None if there is no such account,
+        or if it was opened after ``at`` and nothing counted by then (an account opened
+        later but given entries backdated to before ``at`` has a balance by effective
+        time; accounts from before the view recorded opening times always count)."""
         if by not in ("effective", "recorded"):
             raise InvalidCommand(f"by is 'effective' or 'recorded', not {by!r}")
         name_arg(account)
+        until = utc_text(at)
         meta = w.query(
-            "SELECT asset, scale, owner, sign FROM rm_balances WHERE account = ?", (account,)
+            "SELECT asset, scale, owner, sign, opened_at FROM rm_balances WHERE account = ?",
+            (account,),
         )
         if not meta:
             return None
-        asset, scale, owner, sign = meta[0]
+        asset, scale, owner, sign, opened_at = meta[0]
         column = "effective_at" if by == "effective" else "recorded_at"
         sql = (
             "SELECT d_posted, d_pending_out, d_pending_in FROM rm_balance_lines"
             f" WHERE account = ? AND {column} <= ?"
         )
-        params: list[Any] = [account, utc_text(at)]
+        params: list[Any] = [account, until]
         if known_at is not None:
             sql += " AND recorded_at <= ?"
             params.append(utc_text(known_at))
         totals = [0, 0, 0]
-        for row in w.query(sql, params):
+        rows = w.query(sql, params)
+        if not rows and opened_at is not None and opened_at > until:
+            return None  # not open yet at ``at``
+        for row in rows:
             for i in range(3):
                 totals[i] += int(row[i])
         a = Asset(asset, scale)
@@ -373,3 +389,16 @@ def _ts(text: str) -> str:
     if len(text) == 32 and text.endswith("+00:00"):
         return text
     return utc_text(datetime.fromisoformat(text))
+
+
+def _has_column(w: ViewWriter, table: str, column: str) -> bool:
+    """Whether ``table`` (in the view's schema) has ``column``."""
+    if w.dialect == "postgresql":
+        return bool(
+            w.query(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema ="
+                " current_schema() AND table_name = ? AND column_name = ?",
+                (table, column),
+            )
+        )
+    return any(row[1] == column for row in w.query(f"PRAGMA table_info({table})"))
