@@ -98,7 +98,12 @@ class Lag:
 
 
 class ProjectionRunner:
-    """Runs projections over the log of one event store."""
+    """Runs projections over the log of one event store.
+
+    Its methods may be called from several threads (e.g. ``follow`` in one, ``lag`` or
+    ``rebuild`` in another): they take turns, a batch or a rebuild at a time. Its
+    ``views`` connection is the runner's own: read models for other threads' reads
+    come from their own view stores (``ledger.open_views()``)."""
 
     def __init__(
         self,
@@ -116,6 +121,9 @@ class ProjectionRunner:
         self.views = views
         self.projections = list(projections)
         self.batch_size = batch_size
+        # One batch, checkpoint read or rebuild at a time: they share the projections'
+        # pending state and the views' connection.
+        self._lock = threading.RLock()
         with views.transaction() as w:
             if w.dialect == "postgresql":  # runners starting together must not race on DDL
                 w.query("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
@@ -142,7 +150,7 @@ class ProjectionRunner:
 
     def checkpoint(self, name: str) -> int:
         """The last position processed by projection ``name`` (0 if none)."""
-        with self.views.snapshot() as w:
+        with self._lock, self.views.snapshot() as w:
             rows = w.query("SELECT position FROM ledger_checkpoints WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
 
@@ -173,6 +181,10 @@ class ProjectionRunner:
         return done
 
     def _apply(self, events: Sequence[LogEvent], positions: dict[str, int]) -> None:
+        with self._lock:
+            self._apply_locked(events, positions)
+
+    def _apply_locked(self, events: Sequence[LogEvent], positions: dict[str, int]) -> None:
         last = events[-1].position
         try:
             # Applied inside the try: a projection that raises part-way must not leave
@@ -290,7 +302,7 @@ class ProjectionRunner:
         if projection is None:
             known = ", ".join(sorted(p.name for p in self.projections))
             raise InvalidCommand(f"no projection named {name!r} (there are: {known})")
-        with sealing(getattr(self.views, "sealer", None)), self._rebuilding(name):
+        with self._lock, sealing(getattr(self.views, "sealer", None)), self._rebuilding(name):
             return self._rebuild(projection)
 
     @contextmanager
