@@ -20,17 +20,44 @@ rewritten). The keyring belongs to the ledger that was given it, never to the pr
 two ledgers with different keyrings can share one. The environment variable
 ``LEDGER_KEYS`` = ``"k2:<base64 key>,k1:<base64 key>"`` (first = current) is read only
 when asked, by :func:`keyring_from_env` (the CLI does).
+
+A malformed keyring (an unknown current key, a bad key id, a key that is not base64
+of 16, 24 or 32 bytes, an id given twice in ``LEDGER_KEYS``) raises
+:class:`KeyringError`, a ValueError that names the key id and never the key.
 """
 
 from __future__ import annotations
 
+import binascii
 import os
 from base64 import b64decode, b64encode
 from collections.abc import Mapping
 
 from ledger.errors import DecryptionError
 
-__all__ = ["DecryptionError", "Keyring", "keyring_from_env", "new_key"]
+__all__ = ["DecryptionError", "Keyring", "KeyringError", "keyring_from_env", "new_key"]
+
+#: The AES key sizes, in bytes (AES-128, AES-192, AES-256; :func:`new_key` makes 32).
+KEY_SIZES_BYTES = (16, 24, 32)
+
+
+class KeyringError(ValueError):
+    """A keyring or ``LEDGER_KEYS`` value is malformed. The message names the key id,
+    never the key material."""
+
+
+def _key_bytes(key_id: str, key: object) -> bytes:
+    """The bytes of a base64 key, checked before AESCipher sees it (its errors are an
+    OSError for an empty key and do not say which key is wrong)."""
+    try:
+        raw = b64decode(key, validate=True) if isinstance(key, str) else None
+    except (binascii.Error, ValueError):  # non-ASCII text is a ValueError
+        raw = None
+    if raw is None or len(raw) not in KEY_SIZES_BYTES:
+        raise KeyringError(
+            f"key {key_id!r} is not base64 of a 16, 24 or 32 byte key (new_key() makes one)"
+        )
+    return raw
 
 
 def new_key() -> str:
@@ -45,11 +72,12 @@ class Keyring:
         from eventsourcing.cryptography import AESCipher  # noqa: PLC0415 - optional extra
         from eventsourcing.utils import Environment  # noqa: PLC0415
 
-        if current not in keys:
-            raise ValueError(f"current key {current!r} is not in the keyring")
         for key_id in keys:
-            if not key_id or ":" in key_id or "," in key_id:
-                raise ValueError(f"key id {key_id!r} must be non-empty, without ':' or ','")
+            if not isinstance(key_id, str) or not key_id or ":" in key_id or "," in key_id:
+                raise KeyringError(f"key id {key_id!r} must be non-empty, without ':' or ','")
+            _key_bytes(key_id, keys[key_id])
+        if current not in keys:
+            raise KeyringError(f"current key {current!r} is not in the keyring")
         self.current = current
         self._ciphers = {
             key_id: AESCipher(Environment(env={AESCipher.CIPHER_KEY: key}))
@@ -58,11 +86,17 @@ class Keyring:
 
     @classmethod
     def from_env(cls, value: str) -> Keyring:
-        """Parse ``"id:base64,id:base64"`` (the first is current)."""
+        """Parse ``"id:base64,id:base64"`` (the first is current); KeyringError if
+        malformed (an id given twice included: which of its keys would be meant?)."""
         pairs = [item.split(":", 1) for item in value.split(",") if item.strip()]
         if not pairs or any(len(p) != 2 for p in pairs):
-            raise ValueError("LEDGER_KEYS must look like 'k2:<base64>,k1:<base64>'")
-        return cls({k.strip(): v.strip() for k, v in pairs}, current=pairs[0][0].strip())
+            raise KeyringError("LEDGER_KEYS must look like 'k2:<base64>,k1:<base64>'")
+        keys: dict[str, str] = {}
+        for key_id, key in ((k.strip(), v.strip()) for k, v in pairs):
+            if key_id in keys:
+                raise KeyringError(f"LEDGER_KEYS gives key id {key_id!r} more than once")
+            keys[key_id] = key
+        return cls(keys, current=pairs[0][0].strip())
 
     def seal(self, plaintext: bytes) -> str:
         """``<key id>:<base64 ciphertext>`` under the current key."""
@@ -84,6 +118,6 @@ class Keyring:
 def keyring_from_env(environ: Mapping[str, str] | None = None) -> Keyring | None:
     """The keyring that ``LEDGER_KEYS`` names (``"k2:<base64>,k1:<base64>"``, first =
     current) in ``environ`` (default: the process environment), or None if it is
-    unset or empty. A malformed value raises ValueError."""
+    unset or empty. A malformed value raises :class:`KeyringError` (a ValueError)."""
     value = (os.environ if environ is None else environ).get("LEDGER_KEYS", "")
     return Keyring.from_env(value) if value.strip() else None

@@ -23,13 +23,38 @@ def memory_ledger(**options: Any) -> Ledger:
     return Ledger.open("sqlite:///:memory:", **options)
 
 
+def _outcomes(out: Any) -> list[Outcome]:
+    """The outcomes a write's result carries: an Outcome, a flow's result with an
+    ``outcome``, or a list of outcomes (``submit_many``, ``submit_all``)."""
+    outcome = getattr(out, "outcome", out)  # flows may return a richer result
+    if isinstance(outcome, Outcome):
+        return [outcome]
+    if isinstance(outcome, list | tuple) and all(isinstance(o, Outcome) for o in outcome):
+        return list(outcome)
+    return []
+
+
 def _result(call: Callable[[], Any]) -> tuple[str, Any]:
+    """("applied", result), or the code of the error raised or of the outcomes that did
+    not apply (``submit`` returns a rejection instead of raising it)."""
     try:
         out = call()
     except LedgerError as e:
         return e.code, e
-    outcome = getattr(out, "outcome", out)  # flows may return a richer result
-    return ("applied", outcome) if isinstance(outcome, Outcome) else ("applied", out)
+    outcomes = _outcomes(out)
+    if all(o.status == "applied" for o in outcomes):
+        return "applied", out
+    return ",".join(o.code or o.status for o in outcomes), out
+
+
+def _recorded(result: tuple[str, Any]) -> bool:
+    """Whether the ledger recorded the result under its key (applied or rejected), so a
+    retry must replay it; invalid requests and conflicts burn no key."""
+    if result[0] == "applied":
+        return True
+    if isinstance(result[1], LedgerError):
+        return getattr(result[1], "replayed", None) is not None
+    return any(o.status in ("applied", "rejected") for o in _outcomes(result[1]))
 
 
 class LedgerInvariants(RuleBasedStateMachine):
@@ -49,6 +74,7 @@ class LedgerInvariants(RuleBasedStateMachine):
         super().__init__()
         self.books = memory_ledger(**self.ledger_options)
         self.accounts: list[str] = []
+        #: Each watched account's bounds when opened (the invariant reads the current ones).
         self.bounds: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.requests: dict[str, tuple[Callable[[], Any], str]] = {}
         self.runner = ProjectionRunner.for_ledger(self.books, [BalancesView()])
@@ -79,9 +105,11 @@ class LedgerInvariants(RuleBasedStateMachine):
     def remember(self, key: str, call: Callable[[], Any]) -> tuple[str, Any]:
         """Run a write (a zero-argument callable using ``key``) and remember it, so
         the machine can send it again later and check it replays. Returns
-        ("applied", outcome) or (error code, error)."""
+        ("applied", result) or (error code, error); a returned outcome that did not
+        apply (``books.submit``) gives its code, and a list of outcomes that did not
+        all apply gives their codes joined by commas."""
         result = _result(call)
-        if result[0] == "applied" or getattr(result[1], "replayed", None) is not None:
+        if _recorded(result):
             self.requests[key] = (call, result[0])
         return result
 
@@ -96,7 +124,8 @@ class LedgerInvariants(RuleBasedStateMachine):
             b = self.books.balance(name)
             signed = b.posted if b.normal == "debit" else b.posted.copy_negate()
             totals[b.asset] = EXACT.add(totals.get(b.asset, Decimal(0)), signed)
-            low, high = self.bounds[name]
+            # The account's rules as they are now (change_limits may have moved them).
+            low, high = b.min_balance, b.max_balance
             assert low is None or b.available >= low, f"{name} below its minimum: {b}"
             top = EXACT.add(b.posted, b.pending_in)
             assert high is None or top <= high, f"{name} above its max: {b}"
@@ -107,8 +136,8 @@ class LedgerInvariants(RuleBasedStateMachine):
         for key, (call, first) in list(self.requests.items())[-5:]:
             again, result = _result(call)
             assert again == first, f"{key}: first {first}, now {again}"
-            if again == "applied" and isinstance(result, Outcome):
-                assert result.replayed, f"{key} was applied again"
+            for outcome in _outcomes(result):
+                assert outcome.status != "applied" or outcome.replayed, f"{key} was applied again"
 
     @invariant()
     def read_model_equals_store(self) -> None:
