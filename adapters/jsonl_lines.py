@@ -10,6 +10,7 @@ keys); asset, account and lifecycle lines carry the fields of their commands.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -313,10 +314,33 @@ def parse_line(text: str | bytes) -> Command:
         line = _LINE.validate_json(text)
     except ValidationError as e:
         raise ValueError(_reason(e, skip=1)) from None
+    _names_once(text)
     try:
         return line.command()
     except ValidationError as e:  # the command's own rules
         raise ValueError(_reason(e, skip=0)) from None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise ValueError(f"a JSON object names {name!r} twice (which value counts is unclear)")
+        seen.add(name)
+
+
+def _names_once(text: str | bytes) -> None:
+    """Refuse an object that names a field twice: JSON readers differ on which value
+    counts (pydantic's keeps the last), so another tool could read another amount or
+    account from the same line. Called on JSON already validated (so depth and syntax
+    are checked); numbers are not converted, only names compared."""
+    json.loads(
+        text,
+        object_pairs_hook=_unique,
+        parse_int=len,
+        parse_float=len,
+        parse_constant=len,
+    )
 
 
 def _reason(error: ValidationError, *, skip: int) -> str:
