@@ -92,7 +92,8 @@ Conventions of every command:
   output    data on stdout; errors on stderr, one line: "ledger: CODE: message"
   exit      0 done; 1 a ledger error, a refused or partial import, an
             unbalanced trial balance, audit findings, an I/O error, or a reader
-            of stdout that went away (| head); 2 a usage error
+            of stdout that went away (| head); 2 a usage error; 130
+            interrupted (Ctrl-C)
 """
 
 
