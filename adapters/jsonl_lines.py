@@ -151,6 +151,10 @@ class EntryLine(_Model):
 
     def command(self) -> Command:
         """The command this line records."""
+        for name in _UNUSED[self.kind]:
+            if getattr(self, name):  # never dropped: the file would say what did not happen
+                article = "an" if self.kind == "expire" else "a"
+                raise ValueError(f"{name}: {article} {self.kind} line has no {name} (unused)")
         common: dict[str, Any] = {
             "key": self.key,
             "effective_at": self.effective_at,
@@ -158,6 +162,21 @@ class EntryLine(_Model):
             "metadata": self.metadata,
         }
         return _ENTRY_COMMANDS[self.kind](self, common, tuple(leg.to_input() for leg in self.legs))
+
+
+#: The optional fields each kind of entry line does not use (empty or absent there, as
+#: ``ledger export`` writes them). A payment's legs (a posted line with ``request``) are
+#: the request's terms, as exported: the terms kept with the request are what is paid.
+_UNUSED: dict[str, tuple[str, ...]] = {
+    "posted": ("hold", "reverses", "expires_at"),
+    "pending": ("hold", "reverses", "request"),
+    "capture": ("reverses", "request", "expires_at"),
+    "void": ("legs", "metadata", "reverses", "request", "expires_at"),
+    "expire": ("legs", "metadata", "description", "reverses", "request", "expires_at"),
+    "reversal": ("hold", "request", "expires_at"),
+    "request": ("hold", "reverses", "request", "expires_at"),
+    "decline": ("legs", "hold", "reverses", "expires_at"),
+}
 
 
 def _id(key: str | None) -> Any:
@@ -244,7 +263,7 @@ class AssetLine(_Model):
 
     kind: Literal["asset"]
     code: AssetCode
-    scale: int
+    scale: Annotated[int, Field(strict=True)]  # a JSON integer (true is not 1)
 
     def command(self) -> Command:
         return DeclareAsset(key=f"asset:{self.code}", code=self.code, scale=self.scale)
