@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import errno
 import json
 import os
@@ -22,7 +21,7 @@ import click
 
 from ledger.adapters.crypto import keyring_from_env
 from ledger.adapters.demo import run_demo
-from ledger.adapters.jsonl import export_lines, import_lines
+from ledger.adapters.jsonl import export_lines, import_lines, lines_of
 from ledger.adapters.logging import configure_logging
 from ledger.adapters.opening import Ledger
 from ledger.assets import plain
@@ -93,7 +92,8 @@ Conventions of every command:
   output    data on stdout; errors on stderr, one line: "ledger: CODE: message"
   exit      0 done; 1 a ledger error, a refused or partial import, an
             unbalanced trial balance, audit findings, an I/O error, or a reader
-            of stdout that went away (| head); 2 a usage error
+            of stdout that went away (| head); 2 a usage error; 130
+            interrupted (Ctrl-C)
 """
 
 
@@ -592,14 +592,17 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
 
         def read() -> Any:
             spool.seek(0)
-            return codecs.iterdecode(spool, "utf-8", errors="strict")
+            return lines_of(spool)
     else:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(errno.ENOENT, "no such file", source)
 
         def read() -> Any:
-            return path.open(encoding="utf-8", errors="strict")
+            # Bytes, split at \n alone as from stdin; each line decoded as UTF-8 by the
+            # import, which names a line that is not.
+            with path.open("rb") as f:
+                yield from lines_of(f)
 
     with _open(store, create=True) as books:
         try:

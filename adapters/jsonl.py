@@ -27,7 +27,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import orjson
 
@@ -61,9 +61,23 @@ from ledger.events import (
 from ledger.model import account_stream_id
 from ledger.sealing import sealing
 
-__all__ = ["ImportReport", "LineError", "export_lines", "import_lines", "parse_line"]
+__all__ = [
+    "LINE_BYTES_MAX",
+    "ImportReport",
+    "LineError",
+    "export_lines",
+    "import_lines",
+    "lines_of",
+    "parse_line",
+]
 
 _CHUNK = 2000
+
+#: Longest line an import reads, in bytes (in characters for lines given as ``str``).
+#: A valid line is far shorter (metadata of at most 8 KiB, 64 legs, a description of
+#: 1,024 characters, even with every character escaped); a longer one is a line error,
+#: and :func:`lines_of` never holds more of it than this.
+LINE_BYTES_MAX = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,22 +101,55 @@ class ImportReport:
     errors: list[LineError] | None = None
 
 
+def lines_of(stream: IO[bytes], line_bytes_max: int = LINE_BYTES_MAX) -> Iterator[bytes]:
+    """The lines of a binary ``stream``, each ended by ``\\n`` (as JSON Lines ends them;
+    a ``\\r`` before it is JSON whitespace, a lone ``\\r`` ends no line). Of a line
+    longer than ``line_bytes_max`` only its first ``line_bytes_max + 1`` bytes are
+    given (enough for :func:`import_lines` to refuse it); the rest is read and dropped,
+    so a hostile file's line is never held whole."""
+    while line := stream.readline(line_bytes_max + 1):
+        if len(line) > line_bytes_max and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 16)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def _text(number: int, raw: str | bytes) -> str | LineError:
+    """A line as text, or why it is refused (too long); bytes that are not UTF-8 raise
+    ``UnicodeDecodeError`` naming the line: the input is not a text file."""
+    if len(raw) > LINE_BYTES_MAX:
+        unit = "bytes" if isinstance(raw, bytes) else "characters"
+        return LineError(number, f"line is longer than {LINE_BYTES_MAX} {unit}")
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+        reason = f"line {number}: {e.reason} (byte {e.start + 1})"
+        raise UnicodeDecodeError(e.encoding, e.object, e.start, e.end, reason) from None
+
+
 def _validated(
-    lines: Iterable[str], checks: _Checks | None = None
+    lines: Iterable[str | bytes], checks: _Checks | None = None
 ) -> Iterator[tuple[int, Command | LineError]]:
     """Each non-blank line as its command or as why it is refused, in order. With
     ``checks``, lines are checked in blocks (the accounts a block names are looked up
-    in the store with one read)."""
+    in the store with one read). Lines given as bytes are decoded as UTF-8."""
     block: list[tuple[int, Command | LineError]] = []
     for number, raw in enumerate(lines, start=1):
-        # A byte order mark, as some editors write UTF-8, is not part of the first line.
-        text = raw[1:] if number == 1 and raw.startswith("\ufeff") else raw
-        if not text.strip():
-            continue
-        try:
-            block.append((number, parse_line(text)))
-        except (ValueError, LedgerError) as e:
-            block.append((number, LineError(number, str(e))))
+        text = _text(number, raw)
+        if isinstance(text, LineError):
+            block.append((number, text))
+        else:
+            # A byte order mark, as some editors write UTF-8, is not part of the first line.
+            if number == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            if not text.strip():
+                continue
+            try:
+                block.append((number, parse_line(text)))
+            except (ValueError, LedgerError) as e:
+                block.append((number, LineError(number, str(e))))
         if len(block) >= _CHUNK:
             yield from _checked(block, checks)
             block = []
@@ -253,10 +300,13 @@ def import_lines(
 ) -> ImportReport:
     """Validate every line first (nothing applied if any is invalid, unless
     ``skip_invalid``); then apply in chunks through the batch path. ``read`` is a
-    callable returning a fresh iterator over the lines (the input is read twice and
-    never held in memory).
+    callable returning a fresh iterator over the lines, as ``str`` or as UTF-8 bytes
+    (:func:`lines_of` reads them from a binary file; the input is read twice and never
+    held in memory). Bytes that are not UTF-8 raise ``UnicodeDecodeError`` naming the
+    line, before anything is applied.
 
-    A line is invalid when it cannot be read, when its amounts do not fit its assets
+    A line is invalid when it cannot be read or is longer than
+    :data:`LINE_BYTES_MAX`, when its amounts do not fit its assets
     or it does not balance, when an earlier line used its key for another request, when
     it uses an account in another asset than the account's (in the store, or as an
     earlier line opened or used it), and, without ``open_accounts``, when it names an

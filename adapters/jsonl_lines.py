@@ -10,6 +10,7 @@ keys); asset, account and lifecycle lines carry the fields of their commands.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -150,6 +151,10 @@ class EntryLine(_Model):
 
     def command(self) -> Command:
         """The command this line records."""
+        for name in _UNUSED[self.kind]:
+            if getattr(self, name):  # never dropped: the file would say what did not happen
+                article = "an" if self.kind == "expire" else "a"
+                raise ValueError(f"{name}: {article} {self.kind} line has no {name} (unused)")
         common: dict[str, Any] = {
             "key": self.key,
             "effective_at": self.effective_at,
@@ -157,6 +162,21 @@ class EntryLine(_Model):
             "metadata": self.metadata,
         }
         return _ENTRY_COMMANDS[self.kind](self, common, tuple(leg.to_input() for leg in self.legs))
+
+
+#: The optional fields each kind of entry line does not use (empty or absent there, as
+#: ``ledger export`` writes them). A payment's legs (a posted line with ``request``) are
+#: the request's terms, as exported: the terms kept with the request are what is paid.
+_UNUSED: dict[str, tuple[str, ...]] = {
+    "posted": ("hold", "reverses", "expires_at"),
+    "pending": ("hold", "reverses", "request"),
+    "capture": ("reverses", "request", "expires_at"),
+    "void": ("legs", "metadata", "reverses", "request", "expires_at"),
+    "expire": ("legs", "metadata", "description", "reverses", "request", "expires_at"),
+    "reversal": ("hold", "request", "expires_at"),
+    "request": ("hold", "reverses", "request", "expires_at"),
+    "decline": ("legs", "hold", "reverses", "expires_at"),
+}
 
 
 def _id(key: str | None) -> Any:
@@ -243,7 +263,7 @@ class AssetLine(_Model):
 
     kind: Literal["asset"]
     code: AssetCode
-    scale: int
+    scale: Annotated[int, Field(strict=True)]  # a JSON integer (true is not 1)
 
     def command(self) -> Command:
         return DeclareAsset(key=f"asset:{self.code}", code=self.code, scale=self.scale)
@@ -313,10 +333,33 @@ def parse_line(text: str | bytes) -> Command:
         line = _LINE.validate_json(text)
     except ValidationError as e:
         raise ValueError(_reason(e, skip=1)) from None
+    _names_once(text)
     try:
         return line.command()
     except ValidationError as e:  # the command's own rules
         raise ValueError(_reason(e, skip=0)) from None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise ValueError(f"a JSON object names {name!r} twice (which value counts is unclear)")
+        seen.add(name)
+
+
+def _names_once(text: str | bytes) -> None:
+    """Refuse an object that names a field twice: JSON readers differ on which value
+    counts (pydantic's keeps the last), so another tool could read another amount or
+    account from the same line. Called on JSON already validated (so depth and syntax
+    are checked); numbers are not converted, only names compared."""
+    json.loads(
+        text,
+        object_pairs_hook=_unique,
+        parse_int=len,
+        parse_float=len,
+        parse_constant=len,
+    )
 
 
 def _reason(error: ValidationError, *, skip: int) -> str:
