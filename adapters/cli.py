@@ -761,7 +761,7 @@ def main() -> None:
         click.echo(f"ledger: {e.format_message()}", err=True)
         raise SystemExit(e.exit_code) from None
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("ledger: interrupted", err=True)
         raise SystemExit(130) from None
     except LedgerError as e:
         click.echo(f"ledger: {e.code}: {e.message}", err=True)
