@@ -6,6 +6,8 @@ serialised, not a race that fails all but one with a duplicate catalogue entry."
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -24,6 +26,29 @@ from tests.integration.test_projector_faults import fresh
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.postgres]
 
 WORKERS = 6
+T = TypeVar("T")
+
+
+def start_together(make: Callable[[int], T]) -> tuple[list[T], list[BaseException]]:
+    """``make(i)`` for each of WORKERS threads released at once: what was made, and
+    the errors raised."""
+    together = threading.Barrier(WORKERS)
+    errors: list[BaseException] = []
+    started: list[T] = []
+
+    def start(i: int) -> None:
+        together.wait()
+        try:
+            started.append(make(i))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return started, errors
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -36,31 +61,16 @@ def test_workers_started_together_on_an_empty_database_all_start(attempt: int) -
         for _ in range(WORKERS)
     ]
     views = [open_view_store(open_store(views_url)) for _ in range(WORKERS)]
-    together = threading.Barrier(WORKERS)
-    errors: list[BaseException] = []
-    started: list[KafkaProjector] = []
-
-    def start(i: int) -> None:
-        together.wait()
-        try:
-            started.append(
-                KafkaProjector(
-                    views[i],
-                    [BalancesView()],
-                    bootstrap=bootstrap,
-                    topic=topic,
-                    group=topic,
-                    consumer=consumers[i],
-                )
-            )
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=start, args=(i,)) for i in range(WORKERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    started, errors = start_together(
+        lambda i: KafkaProjector(
+            views[i],
+            [BalancesView()],
+            bootstrap=bootstrap,
+            topic=topic,
+            group=topic,
+            consumer=consumers[i],
+        )
+    )
     try:
         assert not errors, [f"{type(e).__name__}: {e}" for e in errors]
         assert len(started) == WORKERS
@@ -78,24 +88,10 @@ def test_relays_started_together_on_a_new_ledger_all_start(attempt: int) -> None
     with psycopg.connect(url, autocommit=True) as conn:  # a ledger never relayed before
         conn.execute("DROP TABLE IF EXISTS ledger_relay_checkpoints")
     books = [Ledger.open(url, create_schema=False) for _ in range(WORKERS)]
-    together = threading.Barrier(WORKERS)
-    errors: list[BaseException] = []
-    started: list[KafkaRelay] = []
-
-    def start(i: int) -> None:
-        together.wait()
-        try:  # one relay per topic, each with its checkpoint in the ledger's database
-            started.append(
-                KafkaRelay(books[i].store, bootstrap="127.0.0.1:1", topic=f"t{i}", name=f"t{i}")
-            )
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=start, args=(i,)) for i in range(WORKERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    # one relay per topic, each with its checkpoint in the ledger's database
+    started, errors = start_together(
+        lambda i: KafkaRelay(books[i].store, bootstrap="127.0.0.1:1", topic=f"t{i}", name=f"t{i}")
+    )
     try:
         assert not errors, [f"{type(e).__name__}: {e}" for e in errors]
         assert len(started) == WORKERS

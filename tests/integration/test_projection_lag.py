@@ -61,19 +61,26 @@ def _transfers(key: str, count: int) -> list[dict[str, object]]:
     ]
 
 
+def _after_a_bulk_write(books: Ledger) -> tuple[ProjectionRunner, int]:
+    """150 accounts, a runner caught up on their openings, then one write of 150
+    transfers made 0.3 s ago: the runner, and the position before that write."""
+    books.open_account("bank", "USD", normal="debit")
+    for i in range(150):
+        books.open_account(f"u{i}", "USD")
+    runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+    runner.catch_up()
+    start = books.store.max_position()
+    books.submit_all(_transfers("old", 150))
+    time.sleep(0.3)
+    return runner, start
+
+
 def test_lag_ages_a_checkpoint_among_many_accounts_of_one_write(store_url: str) -> None:
     # A bulk write's entries come first, then one event per account it touched: a
     # runner's batch may end anywhere among them, far from the write's last entry.
     with Ledger.open(store_url) as books:
-        books.open_account("bank", "USD", normal="debit")
-        for i in range(150):
-            books.open_account(f"u{i}", "USD")
-        runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+        runner, start = _after_a_bulk_write(books)
         try:
-            runner.catch_up()
-            start = books.store.max_position()
-            books.submit_all(_transfers("old", 150))
-            time.sleep(0.3)
             books.transfer("new", debit="bank", credit="u0", amount="1", asset="USD")
             # The old write's entries, and all but a few of its accounts' events.
             runner.catch_up(until=start + 150 + 140)
@@ -86,15 +93,8 @@ def test_lag_ages_a_checkpoint_among_many_accounts_of_one_write(store_url: str) 
 
 def test_lag_ages_a_checkpoint_late_among_many_accounts(store_url: str) -> None:
     with Ledger.open(store_url) as books:
-        books.open_account("bank", "USD", normal="debit")
-        for i in range(150):
-            books.open_account(f"u{i}", "USD")
-        runner = ProjectionRunner.for_ledger(books, [BalancesView()])
+        runner, start = _after_a_bulk_write(books)
         try:
-            runner.catch_up()
-            start = books.store.max_position()
-            books.submit_all(_transfers("old", 150))
-            time.sleep(0.3)
             runner.catch_up(until=start + 150 + 100)  # the last 50 accounts pending
             lag = runner.lag()["balances"]
             assert lag.events >= 40
