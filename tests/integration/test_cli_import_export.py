@@ -99,6 +99,38 @@ def test_case_14_replay_determinism_export_import_export_round_trip(
     assert ledger(target, "audit").returncode == 0
 
 
+def test_an_export_imported_into_the_store_it_came_from_replays_every_line(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The entries were written through the library (requests without times, captures
+    and reversals with or without legs): the export writes them resolved, and importing
+    it into the same store (as after restoring a backup) replays each of them instead of
+    reporting conflicts; a line changed since still conflicts."""
+    all_kinds(store_url)
+    with Ledger.open(store_url) as books:
+        held = books.hold("auth4", [("alice", "9", "USD"), ("shop", "-9", "USD")])
+        books.post_hold("cap4", held.entry_id)  # no legs: the whole hold
+        books.reverse("rev4", entry_id_for_key("cap4"))  # no legs: all of it
+        books.transfer("now", debit="bank", credit="alice", amount="1.50", asset="USD")
+        before = books.store.max_position()
+    dump = tmp_path / "dump.jsonl"
+    assert ledger(store_url, "export", str(dump)).returncode == 0
+    lines = dump.read_text().splitlines()
+    again = ledger(store_url, "import", str(dump), "--format", "json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads(again.stdout)
+    assert (report["replayed"], report["conflicts"], report["applied"]) == (len(lines), 0, 0)
+    changed = [line for line in lines if '"key":"now"' in line]
+    assert len(changed) == 1
+    source = tmp_path / "changed.jsonl"
+    source.write_text(changed[0].replace('"1.50"', '"1.60"').replace('"-1.50"', '"-1.60"') + "\n")
+    conflict = ledger(store_url, "import", str(source), "--format", "json")
+    assert conflict.returncode == 1
+    assert json.loads(conflict.stdout)["conflicts"] == 1
+    with Ledger.open(store_url) as books:
+        assert books.store.max_position() == before
+
+
 def test_invalid_lines_are_all_reported_and_nothing_applies(store_url: str, tmp_path: Path) -> None:
     good = (
         '{"key": "ok-1", "effective_at": "2026-01-05", "description": "x", "legs": ['
