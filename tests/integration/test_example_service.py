@@ -215,6 +215,13 @@ def test_bad_requests_are_refused_and_change_nothing(service: tuple[str, list[st
         headers={"Authorization": "Bearer token-of-frank", "Idempotency-Key": "frank-7"},
     )
     assert not_json.status_code == 422
+    # A body past the service's limit is not read: 413, with or without a length.
+    huge = post(a, "/payments", {**body, "note": "x" * 20_000}, "frank-8", user="frank")
+    assert huge.status_code == 413
+    headers = {"Authorization": "Bearer token-of-frank", "Idempotency-Key": "frank-9"}
+    chunks = (b"{" + b" " * 1024 for _ in range(32))  # no Content-Length: chunked
+    streamed = httpx.post(f"{a}/payments", content=chunks, headers=headers, timeout=30)
+    assert streamed.status_code == 413
     decimals = post(a, "/payments", {**body, "amount": "1.001"}, "frank-3", user="frank")
     assert decimals.status_code == 400 and decimals.json()["error"] == "invalid_amount"
     negative = post(a, "/payments", {**body, "amount": "-5"}, "frank-5", user="frank")
