@@ -294,10 +294,10 @@ class ProjectionRunner:
         rebuild of the same projection (another runner, another process) waits for the
         first to finish, then rebuilds again.
 
-        Not guaranteed on PostgreSQL: a snapshot that began before the swap and reads
-        the rebuilt tables only after it may see them partly or wholly empty (a table
-        swap is not MVCC-safe there); read each view's tables early in a snapshot that
-        spans several reads, as :func:`~ledger.projections.statement` does."""
+        A reader's snapshot that began before the swap sees the old view whole, also
+        when it reads the view only after the swap (see :func:`_swap_in`); one that
+        begins after it sees the new view. A projection whose tables changed shape is
+        put in place by name, which such a snapshot may see partly filled."""
         projection = next((p for p in self.projections if p.name == name), None)
         if projection is None:
             known = ", ".join(sorted(p.name for p in self.projections))
@@ -355,8 +355,7 @@ class ProjectionRunner:
                 # which already hold those events.
                 w.query("SELECT pg_advisory_xact_lock(hashtext(?))", (f"ledger:{name}",))
             for table in projection.tables():
-                w.execute(f"DROP TABLE IF EXISTS {table}")
-                w.execute(f"ALTER TABLE {table}{suffix} RENAME TO {table}")
+                _swap_in(w, table, suffix)
             self._save_checkpoint(w, name, position)
             projection.create(w)  # indexes under their final names
         log.info("ledger.rebuilt", projection=name, events=replayed, position=position)
@@ -365,6 +364,39 @@ class ProjectionRunner:
     def close(self) -> None:
         """Close the read-model connection."""
         self.views.close()
+
+
+def _swap_in(w: ViewWriter, table: str, suffix: str) -> None:
+    """Put the rebuilt ``table{suffix}`` in the place of ``table``.
+
+    On PostgreSQL, when both have the same columns, the rows are copied over (a
+    delete and an insert in the swap's transaction): a reader's snapshot that began
+    before the swap, even in the middle of the rebuild, goes on seeing the whole old
+    view, where a table put in place by name would show it the rebuilt rows committed
+    after its snapshot began, i.e. part of them or none. A table whose columns changed
+    (a projection's new version) is put in place by name. SQLite's schema changes are
+    transactional and its readers keep their snapshot, so there the table is renamed."""
+    if w.dialect == "postgresql":
+        columns = _columns(w, table)
+        if columns and columns == _columns(w, f"{table}{suffix}"):
+            names = ", ".join(f'"{name}"' for name, _ in columns)
+            w.execute(f"DELETE FROM {table}")
+            w.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}{suffix}")
+            w.execute(f"DROP TABLE {table}{suffix}")
+            return
+    w.execute(f"DROP TABLE IF EXISTS {table}")
+    w.execute(f"ALTER TABLE {table}{suffix} RENAME TO {table}")
+
+
+def _columns(w: ViewWriter, table: str) -> list[tuple[str, str]]:
+    """The columns of ``table`` in the view's schema, with their types, in order (none
+    if it does not exist)."""
+    found = w.query(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema"
+        " = current_schema() AND table_name = ? ORDER BY ordinal_position",
+        (table,),
+    )
+    return [(str(name), str(kind)) for name, kind in found]
 
 
 #: Events ``lag()`` reads at a time, back from the checkpoint, for the oldest pending
