@@ -76,10 +76,12 @@ def _check_pins(tx: Tx, pins: dict[str, int]) -> None:
 def declare_asset(cmd: DeclareAsset, tx: Tx, entry_id: uuid.UUID) -> str:
     """Declare a user-defined asset once."""
     validate_asset_code(cmd.code)
-    if tx.asset_is_declared(cmd.code):
-        raise AssetExists(f"asset {cmd.code!r} is already declared")
+    # First: the known assets include the ISO currencies already used, which were
+    # never declared (their asset stream does not exist).
     if iso_currency(cmd.code) is not None:
         raise InvalidCommand(f"{cmd.code!r} is an ISO 4217 currency; it needs no declaration")
+    if tx.asset_is_declared(cmd.code):
+        raise AssetExists(f"asset {cmd.code!r} is already declared")
     asset = Asset(cmd.code, cmd.scale)
     tx.new_assets[cmd.code] = asset
     tx.emit(events.asset_declared(asset, asset_stream_id(cmd.code), cmd.key, tx.ws.now))
