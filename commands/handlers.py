@@ -17,6 +17,7 @@ from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
 from ledger.effects import capture_excess
 from ledger.entries import minor_legs
 from ledger.errors import (
+    AccountClosed,
     AccountExists,
     AssetExists,
     AssetMismatch,
@@ -321,6 +322,8 @@ def request_payment(cmd: RequestPayment, tx: Tx, entry_id: uuid.UUID) -> str:
         raise InvalidCommand("a request needs two different accounts")
     for name in (cmd.requester, cmd.payer):
         state = tx.require_account(name)
+        if state.status == "closed":  # it could never be paid: a closed account takes nothing
+            raise AccountClosed(f"account {name!r} is closed")
         if state.asset.code != asset.code:
             raise AssetMismatch(
                 f"request in {asset.code} names account {name!r} which holds {state.asset.code}"

@@ -7,7 +7,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from ledger import Ledger
+from ledger.errors import AccountClosed
 from ledger.projections.audit import audit
 
 
@@ -57,3 +60,19 @@ def test_two_changes_in_an_atomic_batch_after_a_payment_in_the_same_write(
     assert state.version == 7
     report = audit(books.store)
     assert report.clean, report.findings
+
+
+def test_no_money_request_names_a_closed_account(books: Ledger) -> None:
+    # A closed account takes nothing, so a request to or from it could never be paid;
+    # it was recorded all the same (an open request nobody can settle).
+    books.open_account("bank", "USD", normal="debit")
+    for name in ("gone", "alice"):
+        books.open_account(name, "USD", min_balance="0")
+    books.transfer("fund", debit="bank", credit="alice", amount="5", asset="USD")
+    books.close_account("close-gone", "gone")
+    for key, requester, payer in (("rq-to", "gone", "alice"), ("rq-from", "alice", "gone")):
+        with pytest.raises(AccountClosed, match="'gone' is closed"):
+            books.request_payment(key, requester=requester, payer=payer, amount="1", asset="USD")
+        recorded = books.recorded(key)
+        assert recorded is not None and recorded.code == "account_closed"
+    assert audit(books.store).clean
