@@ -17,6 +17,7 @@ from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
 from ledger.effects import capture_excess
 from ledger.entries import minor_legs
 from ledger.errors import (
+    AccountClosed,
     AccountExists,
     AssetExists,
     AssetMismatch,
@@ -76,10 +77,12 @@ def _check_pins(tx: Tx, pins: dict[str, int]) -> None:
 def declare_asset(cmd: DeclareAsset, tx: Tx, entry_id: uuid.UUID) -> str:
     """Declare a user-defined asset once."""
     validate_asset_code(cmd.code)
-    if tx.asset_is_declared(cmd.code):
-        raise AssetExists(f"asset {cmd.code!r} is already declared")
+    # First: the known assets include the ISO currencies already used, which were
+    # never declared (their asset stream does not exist).
     if iso_currency(cmd.code) is not None:
         raise InvalidCommand(f"{cmd.code!r} is an ISO 4217 currency; it needs no declaration")
+    if tx.asset_is_declared(cmd.code):
+        raise AssetExists(f"asset {cmd.code!r} is already declared")
     asset = Asset(cmd.code, cmd.scale)
     tx.new_assets[cmd.code] = asset
     tx.emit(events.asset_declared(asset, asset_stream_id(cmd.code), cmd.key, tx.ws.now))
@@ -319,6 +322,8 @@ def request_payment(cmd: RequestPayment, tx: Tx, entry_id: uuid.UUID) -> str:
         raise InvalidCommand("a request needs two different accounts")
     for name in (cmd.requester, cmd.payer):
         state = tx.require_account(name)
+        if state.status == "closed":  # it could never be paid: a closed account takes nothing
+            raise AccountClosed(f"account {name!r} is closed")
         if state.asset.code != asset.code:
             raise AssetMismatch(
                 f"request in {asset.code} names account {name!r} which holds {state.asset.code}"

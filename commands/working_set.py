@@ -336,9 +336,10 @@ class Tx:
         the rules of the version before it (the audit checks them so)."""
         self._undo_rules.append((state, state.copy()))
         name = state.account
-        earlier = len(self.ws.account_entries.get(name, ())) + sum(
-            1 for touched, _ in self.touched if touched == name
-        )
+        # The batch's entries on the account before this command, unless an earlier
+        # change of this command (an atomic batch) gave them their version already.
+        before = 0 if name in self.flushed else len(self.ws.account_entries.get(name, ()))
+        earlier = before + sum(1 for touched, _ in self.touched if touched == name)
         if earlier:
             state.version += 1
             previous = self.last_event()

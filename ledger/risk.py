@@ -2,8 +2,10 @@
 
 A policy is any callable taking a :class:`RiskCheck` and returning ``None`` (allow) or
 a reason (veto). It runs inside the write decision, on the balances the decision sees,
-for every command that moves money out of an account (:class:`PostEntry`,
-:class:`PlaceHold`, :class:`PayRequest`, also inside atomic batches). A vetoed
+for the commands that bring new legs (:class:`PostEntry`, :class:`PlaceHold`,
+:class:`PayRequest`, also inside atomic batches); not for what follows from an entry
+already recorded: a capture of a hold (:class:`PostHold`, within what the hold
+reserved), a release, or a reversal (:class:`ReverseEntry`, refunds). A vetoed
 command is rejected with :class:`~ledger.errors.PaymentVetoed` and the veto is recorded
 under its idempotency key: a retry returns the same veto, even if the policy would
 now allow it.
