@@ -33,9 +33,9 @@ from ledger.assets import Asset
 from ledger.commands import builders
 from ledger.commands.builders import AmountLike, LegLike
 from ledger.commands.group_commit import AsyncWaiter
-from ledger.commands.models import Command, parse_commands
+from ledger.commands.models import Command, DeclareAsset, OpenAccount, parse_commands
 from ledger.commands.service import Ledger
-from ledger.errors import StoreError
+from ledger.errors import IdempotencyConflict, StoreError
 from ledger.model import EntryState
 from ledger.outcome import Outcome
 
@@ -134,8 +134,9 @@ class AsyncLedger:
     # -- convenience commands (as Ledger's; see ledger.commands.builders) ----------------
 
     async def declare_asset(self, code: str, scale: int, *, key: str | None = None) -> Outcome:
-        """Declare a user-defined asset with ``scale`` decimals (0-18)."""
-        return await self.execute(builders.declare_asset(code, scale, key=key))
+        """As :meth:`Ledger.declare_asset`."""
+        command = builders.declare_asset(code, scale, key=key)
+        return await self._settled(await self.submit(command), key, command)
 
     async def open_account(
         self,
@@ -149,19 +150,25 @@ class AsyncLedger:
         owner: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """Open an account (see :class:`~ledger.commands.models.OpenAccount`)."""
-        return await self.execute(
-            builders.open_account(
-                account,
-                asset,
-                key=key,
-                normal=normal,
-                min_balance=min_balance,
-                max_balance=max_balance,
-                owner=owner,
-                metadata=metadata,
-            )
+        """As :meth:`Ledger.open_account`."""
+        command = builders.open_account(
+            account,
+            asset,
+            key=key,
+            normal=normal,
+            min_balance=min_balance,
+            max_balance=max_balance,
+            owner=owner,
+            metadata=metadata,
         )
+        return await self._settled(await self.submit(command), key, command)
+
+    async def _settled(
+        self, outcome: Outcome, key: str | None, command: DeclareAsset | OpenAccount
+    ) -> Outcome:
+        if outcome.code == IdempotencyConflict.code and key is None:  # reads: in a thread
+            return await self._read(self.sync._settled, outcome, key, command)
+        return outcome.raise_for_status()
 
     async def change_limits(
         self,

@@ -26,13 +26,16 @@ from ledger.commands.models import (
     ASSET_CODE_RULE,
     KEY_RULE,
     Command,
+    DeclareAsset,
     ExpireHold,
+    OpenAccount,
     aware_instant,
     gc_paused,
     parse_commands,
     valid_name,
 )
 from ledger.errors import (
+    AccountExists,
     AssetExists,
     EntryNotFound,
     IdempotencyConflict,
@@ -183,13 +186,8 @@ class Ledger:
     def declare_asset(self, code: str, scale: int, *, key: str | None = None) -> Outcome:
         """Declare a user-defined asset with ``scale`` decimals (0-18). Declaring it
         again with the same scale replays; with another scale raises ``AssetExists``."""
-        outcome = self.submit(builders.declare_asset(code, scale, key=key))
-        if outcome.code == IdempotencyConflict.code and key is None:
-            declared = self.asset(code)
-            raise AssetExists(
-                f"asset {code!r} is already declared with scale {declared.scale}, not {scale}"
-            )
-        return outcome.raise_for_status()
+        command = builders.declare_asset(code, scale, key=key)
+        return self._settled(self.submit(command), key, command)
 
     def open_account(
         self,
@@ -203,19 +201,42 @@ class Ledger:
         owner: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """Open an account (see :class:`~ledger.commands.models.OpenAccount` for rules)."""
-        return self.execute(
-            builders.open_account(
-                account,
-                asset,
-                key=key,
-                normal=normal,
-                min_balance=min_balance,
-                max_balance=max_balance,
-                owner=owner,
-                metadata=metadata,
-            )
+        """Open an account (see :class:`~ledger.commands.models.OpenAccount` for rules).
+        Opening it again with the same settings replays; with others (under the default
+        key) raises ``AccountExists``."""
+        command = builders.open_account(
+            account,
+            asset,
+            key=key,
+            normal=normal,
+            min_balance=min_balance,
+            max_balance=max_balance,
+            owner=owner,
+            metadata=metadata,
         )
+        return self._settled(self.submit(command), key, command)
+
+    def _settled(
+        self, outcome: Outcome, key: str | None, command: DeclareAsset | OpenAccount
+    ) -> Outcome:
+        """``outcome.raise_for_status()``, except that a conflict under the default key
+        of an asset's declaration or an account's opening (declared or opened before
+        with other settings) says so: ``AssetExists`` or ``AccountExists``, not a
+        conflict on a key the caller never chose."""
+        if outcome.code == IdempotencyConflict.code and key is None:
+            if isinstance(command, DeclareAsset):
+                declared = self.asset(command.code)
+                raise AssetExists(
+                    f"asset {command.code!r} is already declared with scale {declared.scale},"
+                    f" not {command.scale}"
+                )
+            sid = account_stream_id(command.account)
+            if sid in self._open_store().load_streams([sid]):
+                raise AccountExists(
+                    f"account {command.account!r} is already open, with other settings"
+                    " (opening it again with the same ones replays)"
+                )
+        return outcome.raise_for_status()
 
     def change_limits(
         self,

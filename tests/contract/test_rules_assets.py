@@ -3,10 +3,13 @@ already seen of it."""
 
 from __future__ import annotations
 
+import asyncio
+from decimal import Decimal
+
 import pytest
 
-from ledger import Ledger
-from ledger.errors import InvalidCommand
+from ledger import AsyncLedger, Ledger
+from ledger.errors import AccountExists, AssetExists, InvalidCommand
 from ledger.model import entry_id_for_key
 
 
@@ -23,3 +26,31 @@ def test_declaring_an_iso_currency_in_use_is_invalid_at_once(books: Ledger) -> N
     # A malformed request burns no key and writes nothing.
     assert books.store.lookup_keys([entry_id_for_key("declare-usd")]) == {}
     assert books.open_account("w", "USD", key="declare-usd").ok
+
+
+def test_opening_an_account_again_with_other_settings_says_it_exists(books: Ledger) -> None:
+    books.open_account("w", "USD", min_balance="0")
+    assert books.open_account("w", "USD", min_balance="0").replayed
+    with pytest.raises(AccountExists, match="already open"):
+        books.open_account("w", "EUR")
+    with pytest.raises(AccountExists):
+        books.open_account("w", "USD", min_balance="-5")
+    # a key chosen by the caller keeps its own meaning
+    with pytest.raises(AccountExists):
+        books.open_account("w", "USD", key="mine")
+    assert books.balance("w").min_balance == Decimal("0")
+
+
+def test_async_declare_and_open_again_with_other_settings(books: Ledger) -> None:
+    async def main() -> None:
+        aio = await AsyncLedger.open(books.store.url)
+        await aio.declare_asset("PTS", 2)
+        assert (await aio.declare_asset("PTS", 2)).replayed
+        with pytest.raises(AssetExists, match="scale 2, not 3"):
+            await aio.declare_asset("PTS", 3)
+        await aio.open_account("v", "PTS")
+        with pytest.raises(AccountExists):
+            await aio.open_account("v", "PTS", normal="debit")
+        await aio.close()
+
+    asyncio.run(main())
