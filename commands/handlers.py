@@ -156,6 +156,7 @@ def place_hold(cmd: PlaceHold, tx: Tx, entry_id: uuid.UUID) -> str:
         status="pending",
         expires_at=cmd.expires_at,
         effective_at=cmd.effective_at or tx.ws.now,
+        recorded_at=tx.ws.now,
     )
     return "pending"
 
@@ -175,9 +176,8 @@ def _open_hold(tx: Tx, hold_id: uuid.UUID, *, capturing: bool = False) -> EntryS
 def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Post a hold in full or in part; release the rest."""
     hold = _open_hold(tx, cmd.hold_id, capturing=True)
-    # The deadline is checked at the capture's effective time (now, unless backdated).
-    if hold.expires_at is not None and hold.expires_at <= (cmd.effective_at or tx.ws.now):
-        raise HoldExpired(f"hold {cmd.hold_id} expired at {hold.expires_at.isoformat()}")
+    _check_deadline(hold, cmd.effective_at, tx.ws.now)
+    _not_before(cmd.effective_at, hold, "capture")
     legs = hold.legs if cmd.legs is None else _legs(tx, cmd.legs)
     excess = capture_excess(legs, hold.legs, scale_of=lambda code: tx.asset(code).scale)
     if excess is not None:
@@ -193,9 +193,44 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     return "capture"
 
 
+def _check_deadline(hold: EntryState, effective_at: Any, now: Any) -> None:
+    """Refuse a capture that comes at or after the hold's deadline.
+
+    The deadline is about when the capture arrives (its recorded time, ``now``), not
+    about the date it is given: a capture recorded late is refused even if backdated,
+    whether or not ``expire_due`` has run yet. A hold recorded already past its
+    deadline is history being imported (an import records every line at its own time,
+    the history's times are in the effective dates), so its capture is judged by its
+    effective date alone. A capture dated at or after the deadline is always refused.
+    """
+    deadline = hold.expires_at
+    if deadline is None:
+        return
+    live = hold.recorded_at is None or hold.recorded_at < deadline
+    if live and now >= deadline:
+        raise HoldExpired(
+            f"hold {hold.entry_id} expired at {deadline.isoformat()}; a capture recorded at "
+            f"{now.isoformat()} is too late, whatever its effective date"
+        )
+    if (effective_at or now) >= deadline:
+        raise HoldExpired(f"hold {hold.entry_id} expired at {deadline.isoformat()}")
+
+
+def _not_before(effective_at: Any, entry: EntryState, what: str) -> None:
+    """Refuse a capture, void or reversal dated before the entry it resolves or
+    reverses takes effect: balances as of a time between the two would release a hold
+    not placed yet (negative pending) or give back money not moved yet."""
+    if effective_at is not None and effective_at < entry.effective_at:
+        raise InvalidCommand(
+            f"effective_at {effective_at.isoformat()} is before entry {entry.entry_id} takes "
+            f"effect ({entry.effective_at.isoformat()}); a {what} cannot take effect before it"
+        )
+
+
 def void_hold(cmd: VoidHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Release a hold."""
     hold = _open_hold(tx, cmd.hold_id)
+    _not_before(cmd.effective_at, hold, "void")
     return _release(tx, cmd, hold, entry_id, kind="void", status="voided")
 
 
@@ -234,6 +269,7 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
         raise EntryNotReversible(
             f"entry {cmd.entry_id} is a {original.kind} entry; only postings reverse"
         )
+    _not_before(cmd.effective_at, original, "reversal")
     if cmd.amount is not None and cmd.account is not None:
         legs = _proportional_reversal(tx, original, cmd.account, cmd.amount)
         _consume_reversible(original, legs)

@@ -40,6 +40,8 @@ Posting = tuple[Any, tuple[Leg, ...], StoredEvent]
 def posting_state(entry_id: uuid.UUID, posting: Posting, now: datetime) -> EntryState:
     """The state of a posting recorded earlier in the same batch."""
     kind, legs, event = posting
+    # Read back only when a later command of the batch asks (a reversal: rare).
+    effective = events.decode(event.state, unseal=False)["effective_at"]
     return EntryState(
         entry_id=entry_id,
         kind=kind,
@@ -48,8 +50,9 @@ def posting_state(entry_id: uuid.UUID, posting: Posting, now: datetime) -> Entry
         last_hash=events.state_hash(event.state),
         status=None,
         expires_at=None,
-        effective_at=now,
+        effective_at=datetime.fromisoformat(effective),
         remaining=[abs(leg.amount) for leg in legs],
+        recorded_at=now,
     )
 
 

@@ -355,6 +355,7 @@ def entry_state_from(first: StoredEvent, last: StoredEvent) -> EntryState:
         status = update["status"]
         remaining = [int(r) for r in update["remaining"]]
     expires = body.get("expires_at")
+    recorded = body.get("recorded_at")
     return EntryState(
         entry_id=cast(uuid.UUID, first.originator_id),
         kind=kind,
@@ -365,4 +366,5 @@ def entry_state_from(first: StoredEvent, last: StoredEvent) -> EntryState:
         expires_at=None if expires is None else datetime.fromisoformat(expires),
         effective_at=datetime.fromisoformat(body["effective_at"]),
         remaining=remaining,
+        recorded_at=None if recorded is None else datetime.fromisoformat(recorded),
     )

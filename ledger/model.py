@@ -215,6 +215,10 @@ class EntryState:
     expires_at: datetime | None
     effective_at: datetime
     remaining: list[int] = field(default_factory=list)
+    #: When the entry was recorded (the ledger's clock when it was written); a hold's
+    #: deadline is judged against the recorded time of its capture (see
+    #: :class:`~ledger.errors.HoldExpired`).
+    recorded_at: datetime | None = None
 
     def copy(self) -> EntryState:
         """A copy that can be changed without touching this one."""
@@ -228,4 +232,5 @@ class EntryState:
             self.expires_at,
             self.effective_at,
             list(self.remaining),
+            self.recorded_at,
         )

@@ -14,7 +14,11 @@ Checks, each finding naming the log position:
   count that replaying the entries before it gives;
 * ``rule``      - no account's balance rule is broken after any entry;
 * ``hold``      - a hold resolves at most once, and a capture never exceeds the hold;
-* ``reversal``  - what remains reversible never goes below zero or above the entry;
+  a capture, void or expiry names a hold, releases exactly what that hold reserved (a
+  void or expiry posts nothing) and is followed in its write by the hold's update
+  naming it; an entry update is made by the entry written just before it;
+* ``reversal``  - a reversal names a posting, and what remains reversible of it goes
+  down by exactly what the reversal gives back (per asset), never below zero;
 * ``unknown``   - an event refers to an account or asset never declared;
 * ``malformed`` - an event's body cannot be read;
 * ``tail``      - at the end, every account's last event reflects all its entries;
@@ -185,6 +189,9 @@ class _Auditor:
         self.streams: dict[uuid.UUID, tuple[int, str]] = {}  # account and asset streams only
         self.previous_link = ""
         self.scales: dict[str, int] = {}  # of the assets declared or held by an account
+        #: The entry just replayed that updates another (a hold, posting or request):
+        #: its update must be the next event of the write.
+        self.awaiting: _Awaited | None = None
 
     def find(
         self, position: int, code: str, message: str, stream: object = "", **fields: Any
@@ -214,6 +221,9 @@ class _Auditor:
                 e.stream_id,
             )
         self.previous_link = link_hash(state)
+        awaited, self.awaiting = self.awaiting, None
+        if awaited is not None or e.topic == TOPIC_ENTRY_UPDATED:
+            self.check_update_follows(e, awaited)
         handler: dict[str, Callable[[LogEvent, bytes], None]] = {
             TOPIC_ASSET_DECLARED: self.first_of_stream,
             TOPIC_ACCOUNT_OPENED: self.opened,
@@ -330,8 +340,13 @@ class _Auditor:
                     expected=self.figure(0, asset),
                     actual=self.figure(total, asset),
                 )
-        if body["kind"] == "capture":
-            self.check_capture(e, legs, releases)
+        if body["kind"] in _RESOLVES:
+            self.check_resolution(e, legs, releases)
+        elif body["kind"] == "reversal":
+            self.check_reversal(e)
+        target = body.get("hold") or body.get("reverses") or body.get("request")
+        if target is not None:
+            self.awaiting = _Awaited(uuid.UUID(target), e.stream_id, body["kind"], e.position, legs)
         touched: set[str] = set()
         for leg, pending, sign in entry_effects(body["kind"], legs, releases):
             acct = self.accounts.get(leg.account)
@@ -381,8 +396,26 @@ class _Auditor:
                     actual=_amount(acct.sign * acct.posted, acct.scale),
                 )
 
-    def check_capture(self, e: LogEvent, legs: Any, releases: Any) -> None:
-        excess = capture_excess_of(legs, releases)
+    def original_legs(self, entry_id: Any, kinds: tuple[str, ...]) -> tuple[Any, ...] | None:
+        """The legs of the entry ``entry_id`` if it is one of ``kinds`` (else None)."""
+        raw = None if entry_id is None else self.store_event(uuid.UUID(entry_id), 1)
+        if raw is None:
+            return None
+        first = LogEvent(0, uuid.UUID(entry_id), 1, TOPIC_ENTRY, _decode(raw))
+        return first.legs() if first.body.get("kind") in kinds else None
+
+    def check_resolution(self, e: LogEvent, legs: Any, releases: Any) -> None:
+        kind, hold = e.body["kind"], e.body.get("hold")
+        held = self.original_legs(hold, ("pending",))
+        if held is None:
+            self.find(e.position, "hold", f"{kind} entry resolves no hold ({hold})", e.stream_id)
+            return
+        if sorted(releases) != sorted(held):
+            message = f"{kind} entry releases other amounts than hold {hold} reserved"
+            self.find(e.position, "hold", message, e.stream_id)
+        if kind != "capture" and legs:
+            self.find(e.position, "hold", f"{kind} entry posts legs", e.stream_id)
+        excess = capture_excess_of(legs, held) if kind == "capture" else None
         if excess is not None:
             self.find(
                 e.position,
@@ -394,6 +427,77 @@ class _Auditor:
                 expected=self.figure(excess.reserved, excess.asset),
                 actual=self.figure(excess.posted, excess.asset),
             )
+
+    def check_reversal(self, e: LogEvent) -> None:
+        target = e.body.get("reverses")
+        if self.original_legs(target, ("posted", "capture")) is None:
+            message = f"reversal reverses no posting ({target})"
+            self.find(e.position, "reversal", message, e.stream_id)
+
+    def check_update_follows(self, e: LogEvent, awaited: _Awaited | None) -> None:
+        """An entry that resolves or reverses another is followed by that entry's
+        update naming it, and every update follows the entry that made it."""
+        made = (
+            awaited is not None
+            and e.topic == TOPIC_ENTRY_UPDATED
+            and e.stream_id == awaited.target
+            and e.body.get("by") == str(awaited.by)
+        )
+        if awaited is not None and not made:
+            code = "reversal" if awaited.kind == "reversal" else "hold"
+            message = (
+                f"{awaited.kind} entry is not followed in its write by the update of "
+                f"{awaited.target} it makes"
+            )
+            self.find(awaited.position, code, message, awaited.by)
+        if e.topic != TOPIC_ENTRY_UPDATED:
+            return
+        status = e.body.get("status")
+        if not made:
+            code = "reversal" if status is None else "hold"
+            message = "entry update is not made by the entry written just before it"
+            self.find(e.position, code, message, e.stream_id)
+        elif awaited is not None and status != _STATUS_AFTER.get(awaited.kind, status):
+            code = "reversal" if awaited.kind == "reversal" else "hold"
+            message = f"entry update sets status {status!r} after a {awaited.kind} entry"
+            self.find(e.position, code, message, e.stream_id)
+        elif awaited is not None and awaited.kind == "reversal":
+            self.check_reversed(e, awaited.legs)
+
+    def check_reversed(self, e: LogEvent, legs: Any) -> None:
+        """What remains reversible goes down by exactly what the reversal gave back."""
+        original = self.store_event(e.stream_id, 1)
+        before = self.store_event(e.stream_id, e.version - 1)
+        if original is None or before is None:
+            return  # the chain check names the missing event
+        first = LogEvent(0, e.stream_id, 1, TOPIC_ENTRY, _decode(original)).legs()
+        if e.version == 2:
+            was = [abs(leg.amount) for leg in first]
+        else:
+            was = [int(r) for r in _decode(before).get("remaining", [])]
+        now = [int(r) for r in e.body.get("remaining", [])]
+        if len(was) != len(first) or len(now) != len(first):
+            return  # the range check below names it
+        down: dict[str, int] = defaultdict(int)
+        for leg, old, new in zip(first, was, now, strict=True):
+            down[leg.asset] += old - new
+        given: dict[str, int] = defaultdict(int)
+        for leg in legs:
+            given[leg.asset] += abs(leg.amount)
+        for asset in sorted(set(down) | set(given)):
+            if down[asset] != given[asset]:
+                self.find(
+                    e.position,
+                    "reversal",
+                    f"reversal legs total {self.money(given[asset], asset)} (both sides) but "
+                    f"what remains reversible of the entry went down by "
+                    f"{self.money(down[asset], asset)}",
+                    e.stream_id,
+                    asset=asset,
+                    expected=self.figure(given[asset], asset),
+                    actual=self.figure(down[asset], asset),
+                )
+                return
 
     def entry_updated(self, e: LogEvent, state: bytes) -> None:
         body = e.body
@@ -465,6 +569,29 @@ class _Auditor:
                     actual=_amount(debits - credits, scale),
                 )
         self.report.accounts = len(self.accounts)
+
+
+_RESOLVES = ("capture", "void", "expire")
+#: The status an entry update sets after each kind of entry that makes one.
+_STATUS_AFTER: dict[str, str | None] = {
+    "capture": "posted",
+    "void": "voided",
+    "expire": "expired",
+    "reversal": None,
+    "decline": "declined",
+    "posted": "paid",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Awaited:
+    """An entry (``by``) whose write must update ``target`` next."""
+
+    target: uuid.UUID
+    by: uuid.UUID
+    kind: str
+    position: int
+    legs: tuple[Any, ...]
 
 
 def _check_asset(code: Any, scale: Any) -> None:
