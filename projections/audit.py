@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.persistence import Notification
 
@@ -192,6 +192,8 @@ class _Auditor:
         #: The entry just replayed that updates another (a hold, posting or request):
         #: its update must be the next event of the write.
         self.awaiting: _Awaited | None = None
+        #: Entries' events the batch being replayed may compare with (see prefetch).
+        self.known: dict[tuple[uuid.UUID, int], bytes] = {}
 
     def find(
         self, position: int, code: str, message: str, stream: object = "", **fields: Any
@@ -519,7 +521,26 @@ class _Auditor:
             ):
                 self.find(e.position, "reversal", "reversible remainder out of range", e.stream_id)
 
+    def prefetch(self, batch: Sequence[Notification]) -> None:
+        """Before a batch is replayed: read in one round trip the first event of each
+        entry its updates change (the hold a capture resolves, the posting a reversal
+        gives back), which the checks compare with; one read per event made a log of
+        card payments audit 20 times slower than one of transfers. Earlier versions
+        of those entries are found among the events of the batch as it is replayed
+        (see :meth:`seen_event`), else read one by one."""
+        ids = {cast(uuid.UUID, n.originator_id) for n in batch if n.topic == TOPIC_ENTRY_UPDATED}
+        heads = self.store.load_streams(ids) if ids else {}
+        self.known = {(sid, 1): first.state for sid, (first, _) in heads.items()}
+
+    def seen_event(self, e: LogEvent, state: bytes) -> None:
+        """Keep an entry's event of this batch for the checks of later ones."""
+        if e.topic in (TOPIC_ENTRY, TOPIC_ENTRY_UPDATED):
+            self.known[(e.stream_id, e.version)] = state
+
     def store_event(self, stream_id: uuid.UUID, version: int) -> bytes | None:
+        known = self.known.get((stream_id, version))
+        if known is not None:
+            return known
         return self.store.read_stream_version(stream_id, version)
 
     def finish(self) -> None:
@@ -625,6 +646,7 @@ def audit(
                 until_position = -1  # the cut is made: read no further
         if not batch:
             break
+        auditor.prefetch(batch)
         for n in batch:
             try:
                 event = LogEvent.from_notification(n, unseal=False)
@@ -642,6 +664,7 @@ def audit(
                 auditor.find(
                     n.id, "malformed", f"event body is malformed: {exc!r}", n.originator_id
                 )
+            auditor.seen_event(event, n.state)
         position = batch[-1].id
         auditor.report.events += len(batch)
         auditor.report.position = position
