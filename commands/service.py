@@ -101,8 +101,10 @@ class Ledger:
         ("the ledger is closed"); closing again does nothing (a close from another
         thread meanwhile returns once the first has finished)."""
         with self._closing:
-            self._closed = True
+            # The committer first: it refuses (RuntimeError) on a loop that commits this
+            # ledger's groups, and a refused close must leave the ledger as it was.
             self._committer.close()
+            self._closed = True
             self.store.close()
 
     @property
