@@ -61,13 +61,14 @@ class Ledger(service.Ledger):
         ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
         ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
         and opens those it reads (see :mod:`ledger.adapters.crypto`); it is this
-        ledger's alone, not the process's. ``group_commands_max`` (default 1,000)
-        caps the commands one group commit carries; ``queue_commands_max`` (default
-        50,000) the commands waiting for one, beyond which a write raises
-        :class:`~ledger.errors.Overloaded`. ``pause_gc=True`` lets the bulk path
-        (``submit_all``, large ``submit_many``) pause Python's cyclic garbage collector
-        while it runs (about a fifth faster); the collector is the application's, so
-        this is off unless asked for.
+        ledger's alone, not the process's (an object without ``seal`` and ``open``,
+        such as a ``LEDGER_KEYS`` string, raises TypeError before connecting).
+        ``group_commands_max`` (default 1,000) caps the commands one group commit
+        carries; ``queue_commands_max`` (default 50,000) the commands waiting for one,
+        beyond which a write raises :class:`~ledger.errors.Overloaded`.
+        ``pause_gc=True`` lets the bulk path (``submit_all``, large ``submit_many``)
+        pause Python's cyclic garbage collector while it runs (about a fifth faster);
+        the collector is the application's, so this is off unless asked for.
         """
         if durability not in _DURABILITY:  # a typo must not turn the guard off
             # ValueError, as for the other bad options (group and queue limits).
@@ -76,6 +77,14 @@ class Ledger(service.Ledger):
         # (which the traceback of an error the host keeps would otherwise hold open).
         _limit(group_commands_max, "group_commands_max")
         _limit(queue_commands_max, "queue_commands_max")
+        if keyring is not None and not all(
+            callable(getattr(keyring, method, None)) for method in ("seal", "open")
+        ):
+            # A LEDGER_KEYS string or a raw key: every write would fail on it.
+            raise TypeError(
+                f"keyring must be a ledger.Keyring (keyring_from_env() reads LEDGER_KEYS), "
+                f"not {type(keyring).__name__}"
+            )
         if keyring is None and os.environ.get("LEDGER_KEYS", "").strip():
             # The environment is read only when asked; an application that relied on
             # LEDGER_KEYS alone (the keyring used to be per process) hears about it.

@@ -51,3 +51,15 @@ def test_a_bad_limit_leaves_no_connection_or_thread_while_its_error_is_kept(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
         ).fetchone()
     assert row == (0,)
+
+
+@pytest.mark.parametrize("keyring", ["k1:" + "A" * 44, b"\0" * 32, {"k1": "A" * 44}])
+def test_a_keyring_that_is_no_keyring_is_refused_before_the_file_is_made(
+    tmp_path: Path, keyring: Any
+) -> None:
+    """A LEDGER_KEYS string (or raw key) given as the keyring was accepted, and every
+    write then failed with AttributeError ('str' object has no attribute 'seal')."""
+    path = tmp_path / "books.db"
+    with pytest.raises(TypeError, match="keyring"):
+        Ledger.open(f"sqlite:///{path}", keyring=keyring)
+    assert not path.exists()
