@@ -47,6 +47,11 @@ def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) ->
     scheme = _SCHEME.match(url)
     if scheme is None:
         raise StoreError("store URL has no scheme: use sqlite:///path or postgresql://...")
+    if scheme.group(1) == "sqlite":  # a supported scheme, written with too few slashes
+        raise StoreError(
+            "sqlite URL needs three slashes before the path: sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
     raise StoreError(
         f"unsupported store URL scheme {scheme.group(1)!r}: use sqlite:///path or postgresql://..."
     )

@@ -31,3 +31,11 @@ def test_a_read_only_url_of_a_missing_file_creates_nothing(tmp_path: Path) -> No
     with pytest.raises(StoreError, match="unable to open"):
         Ledger.open(f"sqlite:///{tmp_path}/missing.db?mode=ro")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["sqlite://books.db", "sqlite:books.db", "sqlite:/books.db"])
+def test_an_sqlite_url_with_too_few_slashes_says_so(url: str) -> None:
+    """It was 'unsupported store URL scheme 'sqlite'', which is supported."""
+    with pytest.raises(StoreError, match="three slashes") as raised:
+        Ledger.open(url)
+    assert "unsupported" not in str(raised.value)
