@@ -101,10 +101,15 @@ class Ledger:
         ("the ledger is closed"); closing again does nothing (a close from another
         thread meanwhile returns once the first has finished)."""
         with self._closing:
-            # The committer first: it refuses (RuntimeError) on a loop that commits this
-            # ledger's groups, and a refused close must leave the ledger as it was.
-            self._committer.close()
-            self._closed = True
+            # Closed at once, so that reads begun from now on are refused rather than
+            # racing the store's close; but a close the committer refuses (RuntimeError,
+            # on a loop that commits this ledger's groups) leaves the ledger as it was.
+            was_closed, self._closed = self._closed, True
+            try:
+                self._committer.close()
+            except RuntimeError:
+                self._closed = was_closed
+                raise
             self.store.close()
 
     @property
