@@ -40,12 +40,18 @@ def configure_logging(
     level: str = "INFO", *, json: bool = True, stream: TextIO | None = None
 ) -> logging.Handler:
     """Send the ``ledger`` logger's records at ``level`` and above to ``stream``
-    (stderr) as JSON lines (or readable lines); returns the handler it added."""
+    (stderr) as JSON lines (or readable lines); returns the handler it added. An
+    unknown ``level`` raises ValueError and changes nothing."""
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):  # getLevelName answers "Level X" for a name it lacks
+        raise ValueError(
+            f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         JsonLinesFormatter() if json else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
     logger = logging.getLogger("ledger")
     logger.addHandler(handler)
-    logger.setLevel(logging.getLevelName(level.upper()))
+    logger.setLevel(number)
     return handler

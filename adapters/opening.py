@@ -56,21 +56,35 @@ class Ledger(service.Ledger):
         ``create_schema`` creates missing tables (safe to repeat, also concurrently).
         With ``durability="require"`` (the default) a PostgreSQL server with
         ``synchronous_commit=off`` or ``fsync=off`` is refused with StoreError.
-        Any other value raises ValueError (before connecting).
+        Any other value raises ValueError (before connecting), as does a group or queue
+        limit that is not a whole number of at least 1.
         ``risk`` is a policy that may veto payments (see :mod:`ledger.risk`).
         ``keyring`` encrypts the descriptions, notes and metadata this ledger writes
         and opens those it reads (see :mod:`ledger.adapters.crypto`); it is this
-        ledger's alone, not the process's. ``group_commands_max`` (default 1,000)
-        caps the commands one group commit carries; ``queue_commands_max`` (default
-        50,000) the commands waiting for one, beyond which a write raises
-        :class:`~ledger.errors.Overloaded`. ``pause_gc=True`` lets the bulk path
-        (``submit_all``, large ``submit_many``) pause Python's cyclic garbage collector
-        while it runs (about a fifth faster); the collector is the application's, so
-        this is off unless asked for.
+        ledger's alone, not the process's (an object without ``seal`` and ``open``,
+        such as a ``LEDGER_KEYS`` string, raises TypeError before connecting).
+        ``group_commands_max`` (default 1,000) caps the commands one group commit
+        carries; ``queue_commands_max`` (default 50,000) the commands waiting for one,
+        beyond which a write raises :class:`~ledger.errors.Overloaded`.
+        ``pause_gc=True`` lets the bulk path (``submit_all``, large ``submit_many``)
+        pause Python's cyclic garbage collector while it runs (about a fifth faster);
+        the collector is the application's, so this is off unless asked for.
         """
         if durability not in _DURABILITY:  # a typo must not turn the guard off
             # ValueError, as for the other bad options (group and queue limits).
             raise ValueError(f"durability must be 'require' or 'allow', not {durability!r}")
+        # Checked before connecting: a refusal leaves no file, connection or pool thread
+        # (which the traceback of an error the host keeps would otherwise hold open).
+        _limit(group_commands_max, "group_commands_max")
+        _limit(queue_commands_max, "queue_commands_max")
+        if keyring is not None and not all(
+            callable(getattr(keyring, method, None)) for method in ("seal", "open")
+        ):
+            # A LEDGER_KEYS string or a raw key: every write would fail on it.
+            raise TypeError(
+                f"keyring must be a ledger.Keyring (keyring_from_env() reads LEDGER_KEYS), "
+                f"not {type(keyring).__name__}"
+            )
         if keyring is None and os.environ.get("LEDGER_KEYS", "").strip():
             # The environment is read only when asked; an application that relied on
             # LEDGER_KEYS alone (the keyring used to be per process) hears about it.
@@ -82,18 +96,18 @@ class Ledger(service.Ledger):
         try:
             if create_schema:
                 store.create_schema()
+            return cls(
+                store,
+                clock=clock,
+                risk=risk,
+                group_commands_max=group_commands_max,
+                queue_commands_max=queue_commands_max,
+                pause_gc=pause_gc,
+                keyring=keyring,
+            )
         except BaseException:
             store.close()
             raise
-        return cls(
-            store,
-            clock=clock,
-            risk=risk,
-            group_commands_max=group_commands_max,
-            queue_commands_max=queue_commands_max,
-            pause_gc=pause_gc,
-            keyring=keyring,
-        )
 
     def open_views(self) -> ViewStore:
         """A new connection to this ledger's read-model database (the same database),
@@ -103,6 +117,12 @@ class Ledger(service.Ledger):
         if self.closed:
             raise StoreError("the ledger is closed")
         return open_view_store(self.store, sealer=self.keyring)
+
+
+def _limit(value: object, name: str) -> None:
+    """Refuse (ValueError) a group or queue limit that is not a whole number >= 1."""
+    if value is not None and (type(value) is not int or value < 1):
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r:.40}")
 
 
 class AsyncLedger(aio.AsyncLedger):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import quote
 
 from ledger.errors import StoreError
 from ledger.store import EventStore
@@ -17,6 +18,10 @@ def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) ->
     """The event store named by ``url`` (schema not created; see ``create_schema``).
 
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` - a file, WAL mode;
+    * ``sqlite:///path.db?mode=ro`` - with SQLite's URI parameters (``mode``,
+      ``immutable``, ``vfs``...), given to SQLite as ``file:path.db?mode=ro`` (the
+      path is taken as written, as without parameters);
+    * ``sqlite:///file:path.db?mode=ro`` - an SQLite URI, given to SQLite as written;
     * ``sqlite:///:memory:`` - a private in-memory database (tests, examples);
     * ``postgresql://user:password@host:5432/dbname`` - PostgreSQL via psycopg 3.
     """
@@ -28,6 +33,11 @@ def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) ->
             raise StoreError("sqlite URL needs a path: sqlite:///ledger.db")
         if path == ":memory:":
             path = f"file:ledger-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        elif "?" in path and not path.startswith("file:"):
+            # SQLite reads parameters only from a URI: else they became part of the
+            # file's name (a new "books.db?mode=ro", written to) and were ignored.
+            name, _, parameters = path.partition("?")
+            path = f"file:{quote(name, safe='/')}?{parameters}"
         return SQLiteEventStore(url, path)
     if url.startswith(("postgresql://", "postgres://")):
         from ledger.adapters.postgres_store import PostgresEventStore  # noqa: PLC0415 - load drivers on demand
@@ -37,6 +47,11 @@ def open_store(url: str, *, require_durable: bool = True, pool_size: int = 2) ->
     scheme = _SCHEME.match(url)
     if scheme is None:
         raise StoreError("store URL has no scheme: use sqlite:///path or postgresql://...")
+    if scheme.group(1) == "sqlite":  # a supported scheme, written with too few slashes
+        raise StoreError(
+            "sqlite URL needs three slashes before the path: sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
     raise StoreError(
         f"unsupported store URL scheme {scheme.group(1)!r}: use sqlite:///path or postgresql://..."
     )

@@ -104,8 +104,15 @@ class Ledger:
         ("the ledger is closed"); closing again does nothing (a close from another
         thread meanwhile returns once the first has finished)."""
         with self._closing:
-            self._closed = True
-            self._committer.close()
+            # Closed at once, so that reads begun from now on are refused rather than
+            # racing the store's close; but a close the committer refuses (RuntimeError,
+            # on a loop that commits this ledger's groups) leaves the ledger as it was.
+            was_closed, self._closed = self._closed, True
+            try:
+                self._committer.close()
+            except RuntimeError:
+                self._closed = was_closed
+                raise
             self.store.close()
 
     @property

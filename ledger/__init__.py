@@ -9,7 +9,7 @@ Quick start::
         books.open_account("bank:settlement", "USD", normal="debit")
         books.transfer("deposit-1", debit="bank:settlement", credit="users:1:wallet",
                        amount="25.00", asset="USD")
-        print(books.balance("users:1:wallet").available)   # Decimal('25.00')
+        print(books.balance("users:1:wallet").available)   # 25.00
 """
 
 from __future__ import annotations
