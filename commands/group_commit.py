@@ -439,6 +439,8 @@ class GroupCommitter:
             self._drivers = {}
             self._off_loop = None
             self._connection = self._sender = None  # the parent's: never used here
+            for end in self._wake or ():  # this process's copies of the parent's pair
+                end.close()
             self._wake, self._wake_at = None, 0
 
     def _ensure_started(self) -> None:
@@ -1062,9 +1064,12 @@ class LoopDriver:
 
     def finish_soon(self) -> None:
         """From another thread: have the loop :meth:`finish` (its connection is closed
-        there, once its groups in flight are done). A closed loop's connection is left
-        to be released with the object."""
-        if self.appender is None or self.loop.is_closed():
+        there, once its groups in flight are done). A closed loop's connection is
+        released at once, without it."""
+        if self.appender is None:
+            return
+        if self.loop.is_closed():
+            self.discard()
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             asyncio.run_coroutine_threadsafe(self.finish(), self.loop)
