@@ -88,8 +88,10 @@ def _check(written: bool) -> None:
 
 def direct_connection_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     """Arguments for a connection of the ledger's own outside the pool: the URL's
-    settings as given (its ``connect_timeout`` wins over the default 5 s), autocommit."""
-    return {"connect_timeout": 5, **settings, "autocommit": True}
+    settings as given, autocommit; a connect timeout of 5 s unless the URL or the
+    environment (``PGCONNECT_TIMEOUT``, which libpq reads) sets one."""
+    default = {} if os.environ.get("PGCONNECT_TIMEOUT") else {"connect_timeout": 5}
+    return {**default, **settings, "autocommit": True}
 
 
 #: Sets plan_cache_mode for the session only where its value is the server's built-in
