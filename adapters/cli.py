@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import click
 
@@ -159,12 +160,23 @@ def _open(store: str, *, create: bool = False) -> Ledger:
         keyring = keyring_from_env()
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    path = store[len("sqlite:///") :] if store.startswith("sqlite:///") else None
-    if not create and path and path != ":memory:" and not Path(path).exists():
+    path, query = _sqlite_file(store)
+    if not create and path and "mode=memory" not in query and not Path(path).exists():
         raise StoreUnavailable(
             f"no ledger at {store}: {path} does not exist (ledger init creates one)"
         )
     return Ledger.open(store, keyring=keyring)
+
+
+def _sqlite_file(store: str) -> tuple[str | None, str]:
+    """The file a ``sqlite:///`` URL names (None for another store or ``:memory:``)
+    and its SQLite parameters (``?mode=ro``; a ``file:`` URI's path decoded)."""
+    if not store.startswith("sqlite:///"):
+        return None, ""
+    path, _, query = store[len("sqlite:///") :].partition("?")
+    if path.startswith("file:"):
+        path = unquote(path[len("file:") :])
+    return (None if path in ("", ":memory:") else path), query
 
 
 def _printable(text: str) -> str:

@@ -277,6 +277,20 @@ def test_reads_of_a_mistyped_sqlite_path_refuse_and_create_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sqlite_url_with_parameters_names_its_file(tmp_path: Path) -> None:
+    """``?mode=rw`` (SQLite's URI parameters) reads the file the path names; a missing
+    one is still refused, with or without parameters."""
+    books = tmp_path / "books.db"
+    seeded(f"sqlite:///{books}")
+    existing = ledger(f"sqlite:///{books}?mode=rw", "balances", "--format", "json")
+    assert existing.returncode == 0, existing.stderr
+    assert json.loads(existing.stdout)  # the demo's accounts, read without writing
+    for url in (f"sqlite:///{tmp_path}/typo.db?mode=rw", f"sqlite:///file:{tmp_path}/typo.db"):
+        missing = ledger(url, "balances")
+        assert missing.returncode == 1 and "no ledger at" in missing.stderr, url
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("typo")) == []
+
+
 def test_output_that_cannot_be_written_is_one_line(store_url: str, tmp_path: Path) -> None:
     seeded(store_url)
     with open("/dev/full", "w") as full:
