@@ -10,6 +10,7 @@ schemas of one database hold two ledgers' read models apart.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ledger.adapters.pg_appenders import direct_connection_kwargs
+from ledger.adapters.pg_fork import forget_connection
 from ledger.adapters.sqlite_store import SQLiteEventStore
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.sealing import Sealer, sealing
@@ -175,6 +177,7 @@ class PostgresViewStore:
         self.url = url
         self.sealer = sealer
         self._connect_kwargs = direct_connection_kwargs(settings)
+        self._pid = os.getpid()
         self.conn = self._connect()
         try:
             #: The schema the read models live in.
@@ -194,6 +197,9 @@ class PostgresViewStore:
         """The connection, made again if the last one was lost (a server restart, a
         failover, a terminated session): a follower retrying StoreUnavailable then
         recovers instead of failing on the dead connection forever."""
+        if self._pid != os.getpid():  # a forked child: the parent's session is not ours
+            self._pid = os.getpid()
+            forget_connection(self.conn)
         if self.conn.closed:
             self.conn = self._connect()
         return self.conn
@@ -245,7 +251,11 @@ class PostgresViewStore:
             raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (in a forked child, without ending the parent's
+        session on it)."""
+        if self._pid != os.getpid():
+            forget_connection(self.conn)
+            return
         self.conn.close()
 
 
