@@ -167,8 +167,12 @@ class SQLiteEventStore:
                 cursor.execute("COMMIT")
         except sqlite3.IntegrityError as e:
             raise AppendConflict(str(e)) from e
-        except (sqlite3.OperationalError, InterfaceError) as e:
-            # InterfaceError: eventsourcing could not open the file (a directory, say)
+        except sqlite3.OperationalError as e:
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+                # Not busy: waiting and trying again cannot make it writable.
+                raise StoreError(f"SQLite store {self.url} is read-only: {e}") from e
+            raise StoreUnavailable(f"SQLite store {self.url} is busy or unavailable: {e}") from e
+        except InterfaceError as e:  # eventsourcing could not open the file (a directory)
             raise StoreUnavailable(f"SQLite store {self.url} is busy or unavailable: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"SQLite store {self.url} failed: {e}") from e

@@ -4,12 +4,14 @@ writable ``books.db?mode=ro`` was made and written to, and the option ignored.""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from ledger import Ledger, StoreError
+from ledger.errors import StoreUnavailable
 
 
 @pytest.mark.parametrize("name", ["books.db", "odd name %41 #1.db"])
@@ -39,3 +41,17 @@ def test_an_sqlite_url_with_too_few_slashes_says_so(url: str) -> None:
     with pytest.raises(StoreError, match="three slashes") as raised:
         Ledger.open(url)
     assert "unsupported" not in str(raised.value)
+
+
+def test_a_write_to_a_read_only_sqlite_database_fails_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "books.db"
+    with Ledger.open(f"sqlite:///{path}") as books:
+        books.open_account("bank", "USD", normal="debit")
+        books.open_account("w", "USD")
+    with Ledger.open(f"sqlite:///{path}?mode=ro", create_schema=False) as books:
+        assert books.balance("w").posted == 0  # reads work
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="read-only") as refused:
+            books.transfer("k", debit="bank", credit="w", amount="1", asset="USD")
+        assert not isinstance(refused.value, StoreUnavailable)  # not retried as busy
+        assert time.monotonic() - started < 5
