@@ -83,6 +83,9 @@ class AsyncLedger:
         await asyncio.to_thread(self.sync.close)
 
     async def __aenter__(self) -> Self:
+        if self._closing:  # as ``with`` on a closed Ledger
+            raise StoreError("the ledger is closed")
+        self.sync.__enter__()
         return self
 
     async def __aexit__(

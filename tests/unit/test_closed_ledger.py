@@ -56,5 +56,13 @@ def test_an_async_ledger_closed_says_so_too(tmp_path: Path) -> None:
             await books.balance("cash")
         with pytest.raises(StoreError, match="the ledger is closed"):
             await books.open_account("other", "USD")
+        with pytest.raises(StoreError, match="the ledger is closed"):
+            async with books:
+                pass
+        wrapped = Ledger.open(f"sqlite:///{tmp_path / 'c.db'}")
+        wrapped.close()
+        with pytest.raises(StoreError, match="the ledger is closed"):
+            async with AsyncLedger(wrapped):
+                pass
 
     asyncio.run(main())
