@@ -12,6 +12,8 @@ import sys
 import tempfile
 import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
@@ -177,6 +179,17 @@ def _sqlite_file(store: str) -> tuple[str | None, str]:
     if path.startswith("file:"):
         path = unquote(path[len("file:") :])
     return (None if path in ("", ":memory:") else path), query
+
+
+@contextmanager
+def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM sets ``stop`` while the block runs; the handler before it is put back
+    after (the CLI may run inside another program, e.g. its tests or a supervisor)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _printable(text: str) -> str:
@@ -354,9 +367,9 @@ def projections_follow(store: str, poll_s: float, linger_s: float) -> None:
     with _open(store, create=True) as books:
         runner = _runner(books)
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            runner.follow(stop, poll_s=poll_s, linger_s=linger_s)
+            with _stopped_by_sigterm(stop):
+                runner.follow(stop, poll_s=poll_s, linger_s=linger_s)
         except KeyboardInterrupt:
             stop.set()
         finally:
@@ -745,9 +758,9 @@ def stream_cmd(
                 detail = str(e).removeprefix(f"{type(e).__name__}: ") or type(e).__name__
                 raise StoreUnavailable(f"Kafka at {bootstrap}: {detail}") from None
             stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
-                relay.run(stop)
+                with _stopped_by_sigterm(stop):
+                    relay.run(stop)
             except KeyboardInterrupt:
                 stop.set()
         finally:
