@@ -45,8 +45,10 @@ from ledger.commands.service import Ledger
 from ledger.entries import minor_legs
 from ledger.errors import (
     AssetMismatch,
+    DecryptionError,
     IdempotencyConflict,
     LedgerError,
+    StoreError,
     UnknownAccount,
     UnknownAsset,
 )
@@ -406,25 +408,34 @@ def _exported_as(books: Ledger, cmd: Command) -> bool:
     another request than the one the library was given; so a key conflict on such a
     line is the entry itself coming back (an export imported into the store it came
     from, e.g. after restoring a backup), not another request. Read only for
-    conflicting lines."""
+    conflicting lines.
+
+    An entry that cannot be written back as a line (sealed with a key this ledger's
+    keyring lacks, or edited outside the ledger) is not shown to be the line: the line
+    stays a conflict, and the import goes on."""
     entry_id = entry_id_for_key(cmd.key)
     head = books.store.load_streams([entry_id]).get(entry_id)
     if head is None or head[0].topic != TOPIC_ENTRY:
         return False
     first = head[0]
-    with sealing(books.keyring):
-        body = decode(first.state)
-    refs = [uuid.UUID(body[name]) for name in ("hold", "reverses", "request") if body.get(name)]
-    keys = {
-        ref: decode(heads[0].state, unseal=False)["key"]
-        for ref, heads in books.store.load_streams(refs).items()
-    }
-    scales = {asset: books.asset(asset).scale for _, asset, _ in body.get("terms") or body["legs"]}
-    event = LogEvent(0, entry_id, first.originator_version, first.topic, body)
     try:
+        with sealing(books.keyring):
+            body = decode(first.state)
+        refs = [uuid.UUID(body[name]) for name in ("hold", "reverses", "request") if body.get(name)]
+        keys = {
+            ref: decode(heads[0].state, unseal=False)["key"]
+            for ref, heads in books.store.load_streams(refs).items()
+        }
+        legs = body.get("terms") or body["legs"]
+        scales = {asset: books.asset(asset).scale for _, asset, _ in legs}
+        event = LogEvent(0, entry_id, first.originator_version, first.topic, body)
         exported = parse_line(_line(event, scales, keys))
-    except (ValueError, LedgerError):
-        return False
+    except DecryptionError:
+        return False  # a StoreError, yet no fault of the store: the line is not shown equal
+    except StoreError:
+        raise  # the store failed: the import stops, as it would on a write
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, LedgerError):
+        return False  # an entry edited into what no export writes (the audit names it)
     return type(exported) is type(cmd) and fingerprint(exported) == fingerprint(cmd)
 
 

@@ -95,6 +95,9 @@ class SQLiteViewStore:
                 raise
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as e:
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY:
+                # Not busy: waiting and trying again cannot make it writable.
+                raise StoreError(f"SQLite store {self.url} is read-only: {e}") from e
             raise StoreUnavailable(f"SQLite store {self.url} is busy or unavailable: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"SQLite store {self.url} failed: {e}") from e

@@ -177,7 +177,7 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Post a hold in full or in part; release the rest."""
     hold = _open_hold(tx, cmd.hold_id, capturing=True)
     _check_deadline(hold, cmd.effective_at, tx.ws.now)
-    _not_before(cmd.effective_at, hold, "capture")
+    _not_before(cmd.effective_at, tx.ws.now, hold, "capture")
     legs = hold.legs if cmd.legs is None else _legs(tx, cmd.legs)
     excess = capture_excess(legs, hold.legs, scale_of=lambda code: tx.asset(code).scale)
     if excess is not None:
@@ -216,13 +216,16 @@ def _check_deadline(hold: EntryState, effective_at: Any, now: Any) -> None:
         raise HoldExpired(f"hold {hold.entry_id} expired at {deadline.isoformat()}")
 
 
-def _not_before(effective_at: Any, entry: EntryState, what: str) -> None:
+def _not_before(effective_at: Any, now: Any, entry: EntryState, what: str) -> None:
     """Refuse a capture, void or reversal dated before the entry it resolves or
     reverses takes effect: balances as of a time between the two would release a hold
-    not placed yet (negative pending) or give back money not moved yet."""
-    if effective_at is not None and effective_at < entry.effective_at:
+    not placed yet (negative pending) or give back money not moved yet. Undated, it
+    takes effect ``now``, which is before an entry dated later."""
+    when = effective_at or now
+    if when < entry.effective_at:
+        said = "effective_at" if effective_at is not None else "now (no effective_at given)"
         raise InvalidCommand(
-            f"effective_at {effective_at.isoformat()} is before entry {entry.entry_id} takes "
+            f"{said} {when.isoformat()} is before entry {entry.entry_id} takes "
             f"effect ({entry.effective_at.isoformat()}); a {what} cannot take effect before it"
         )
 
@@ -230,7 +233,7 @@ def _not_before(effective_at: Any, entry: EntryState, what: str) -> None:
 def void_hold(cmd: VoidHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Release a hold."""
     hold = _open_hold(tx, cmd.hold_id)
-    _not_before(cmd.effective_at, hold, "void")
+    _not_before(cmd.effective_at, tx.ws.now, hold, "void")
     return _release(tx, cmd, hold, entry_id, kind="void", status="voided")
 
 
@@ -269,7 +272,7 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
         raise EntryNotReversible(
             f"entry {cmd.entry_id} is a {original.kind} entry; only postings reverse"
         )
-    _not_before(cmd.effective_at, original, "reversal")
+    _not_before(cmd.effective_at, tx.ws.now, original, "reversal")
     if cmd.amount is not None and cmd.account is not None:
         legs = _proportional_reversal(tx, original, cmd.account, cmd.amount)
         _consume_reversible(original, legs)

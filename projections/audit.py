@@ -446,12 +446,7 @@ class _Auditor:
             and e.body.get("by") == str(awaited.by)
         )
         if awaited is not None and not made:
-            code = "reversal" if awaited.kind == "reversal" else "hold"
-            message = (
-                f"{awaited.kind} entry is not followed in its write by the update of "
-                f"{awaited.target} it makes"
-            )
-            self.find(awaited.position, code, message, awaited.by)
+            self.missed_update(awaited)
         if e.topic != TOPIC_ENTRY_UPDATED:
             return
         status = e.body.get("status")
@@ -465,6 +460,14 @@ class _Auditor:
             self.find(e.position, code, message, e.stream_id)
         elif awaited is not None and awaited.kind == "reversal":
             self.check_reversed(e, awaited.legs)
+
+    def missed_update(self, awaited: _Awaited) -> None:
+        code = "reversal" if awaited.kind == "reversal" else "hold"
+        message = (
+            f"{awaited.kind} entry is not followed in its write by the update of "
+            f"{awaited.target} it makes"
+        )
+        self.find(awaited.position, code, message, awaited.by)
 
     def check_reversed(self, e: LogEvent, legs: Any) -> None:
         """What remains reversible goes down by exactly what the reversal gave back."""
@@ -544,6 +547,10 @@ class _Auditor:
         return self.store.read_stream_version(stream_id, version)
 
     def finish(self) -> None:
+        if self.awaiting is not None:  # the log ends before the update the write makes
+            # (a decline's write has no account event after it to break the chain)
+            self.missed_update(self.awaiting)
+            self.awaiting = None
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         scales: dict[str, int] = {}
         accounts: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)

@@ -90,3 +90,26 @@ def test_backdated_posting_and_its_reversal_in_one_batch(books: Ledger) -> None:
     with pytest.raises(InvalidCommand, match="before entry"):
         books.atomic("both2", [post2, too_early])
     assert books.balance("shop").posted == Decimal("0.00")
+
+
+def test_undated_resolutions_of_a_future_dated_entry_are_refused(books: Ledger) -> None:
+    """A command without ``effective_at`` takes effect now: for an entry dated later
+    than now that is before it, as surely as an explicit earlier date."""
+    later = T0 + timedelta(days=5)
+    charge = books.transfer(
+        "ch", debit="alice", credit="shop", amount="20", asset="USD", effective_at=later
+    )
+    assert charge.entry_id is not None
+    with pytest.raises(InvalidCommand, match="before entry"):
+        books.reverse("refund", charge.entry_id)
+    legs = [("alice", "30", "USD"), ("shop", "-30", "USD")]
+    held = books.hold("h", legs, effective_at=later)
+    assert held.entry_id is not None
+    with pytest.raises(InvalidCommand, match="before entry"):
+        books.post_hold("cap", held.entry_id)
+    with pytest.raises(InvalidCommand, match="before entry"):
+        books.void_hold("void", held.entry_id)
+    assert pending_as_of(books, "alice", T0 + timedelta(days=1)) == (0, 0)
+    # Dated at or after the entry they apply.
+    assert books.reverse("refund", charge.entry_id, effective_at=later).ok
+    assert books.void_hold("void", held.entry_id, effective_at=later).ok

@@ -12,6 +12,7 @@ import pytest
 
 from ledger import Ledger, StoreError
 from ledger.errors import StoreUnavailable
+from ledger.projections import BalancesView, ProjectionRunner
 
 
 @pytest.mark.parametrize("name", ["books.db", "odd name %41 #1.db"])
@@ -55,3 +56,15 @@ def test_a_write_to_a_read_only_sqlite_database_fails_at_once(tmp_path: Path) ->
             books.transfer("k", debit="bank", credit="w", amount="1", asset="USD")
         assert not isinstance(refused.value, StoreUnavailable)  # not retried as busy
         assert time.monotonic() - started < 5
+
+
+def test_read_models_of_a_read_only_sqlite_database_fail_at_once(tmp_path: Path) -> None:
+    """A projection runner on a read-only URL is refused (StoreError), not told the
+    database is busy (StoreUnavailable), which ``follow`` retries forever."""
+    path = tmp_path / "books.db"
+    with Ledger.open(f"sqlite:///{path}") as books:
+        books.open_account("bank", "USD", normal="debit")
+    with Ledger.open(f"sqlite:///{path}?mode=ro", create_schema=False) as books:
+        with pytest.raises(StoreError, match="read-only") as refused:
+            ProjectionRunner.for_ledger(books, [BalancesView()])
+        assert not isinstance(refused.value, StoreUnavailable)
