@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, Literal
 
 from ledger import events
@@ -177,7 +178,7 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Post a hold in full or in part; release the rest."""
     hold = _open_hold(tx, cmd.hold_id, capturing=True)
     _check_deadline(hold, cmd.effective_at, tx.ws.now)
-    _not_before(cmd.effective_at, tx.ws.now, hold, "capture")
+    when = _not_before(cmd.effective_at, tx.ws.now, hold, "capture")
     legs = hold.legs if cmd.legs is None else _legs(tx, cmd.legs)
     excess = capture_excess(legs, hold.legs, scale_of=lambda code: tx.asset(code).scale)
     if excess is not None:
@@ -185,7 +186,9 @@ def post_hold(cmd: PostHold, tx: Tx, entry_id: uuid.UUID) -> str:
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
-    _emit_entry(cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id)
+    _emit_entry(
+        cmd, tx, entry_id, "capture", legs, releases=hold.legs, hold=hold.entry_id, when=when
+    )
     _remember_posting(tx, entry_id, "capture", legs)
     hold.status = "posted"
     tx.update_entry(hold, entry_id)
@@ -216,11 +219,22 @@ def _check_deadline(hold: EntryState, effective_at: Any, now: Any) -> None:
         raise HoldExpired(f"hold {hold.entry_id} expired at {deadline.isoformat()}")
 
 
-def _not_before(effective_at: Any, now: Any, entry: EntryState, what: str) -> None:
-    """Refuse a capture, void or reversal dated before the entry it resolves or
-    reverses takes effect: balances as of a time between the two would release a hold
-    not placed yet (negative pending) or give back money not moved yet. Undated, it
-    takes effect ``now``, which is before an entry dated later."""
+#: How far an entry dated by another process's clock may be ahead of this one's: an
+#: undated capture, void or reversal of an entry dated less far ahead than this takes
+#: effect with the entry (clocks of servers differ by milliseconds; refusing would fail
+#: a capture made at once on another server), one dated further ahead is refused.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=1)
+
+
+def _not_before(effective_at: Any, now: Any, entry: EntryState, what: str) -> Any:
+    """When a capture, void or reversal takes effect: its ``effective_at``, or ``now``.
+    Refused (InvalidCommand) before the entry it resolves or reverses takes effect:
+    balances as of a time between the two would release a hold not placed yet
+    (negative pending) or give back money not moved yet. Undated, it takes effect
+    ``now``, or with its entry if that is dated at most :data:`CLOCK_SKEW_TOLERANCE`
+    later (another process's clock)."""
+    if effective_at is None and entry.effective_at - CLOCK_SKEW_TOLERANCE <= now:
+        return max(now, entry.effective_at)
     when = effective_at or now
     if when < entry.effective_at:
         said = "effective_at" if effective_at is not None else "now (no effective_at given)"
@@ -228,13 +242,14 @@ def _not_before(effective_at: Any, now: Any, entry: EntryState, what: str) -> No
             f"{said} {when.isoformat()} is before entry {entry.entry_id} takes "
             f"effect ({entry.effective_at.isoformat()}); a {what} cannot take effect before it"
         )
+    return when
 
 
 def void_hold(cmd: VoidHold, tx: Tx, entry_id: uuid.UUID) -> str:
     """Release a hold."""
     hold = _open_hold(tx, cmd.hold_id)
-    _not_before(cmd.effective_at, tx.ws.now, hold, "void")
-    return _release(tx, cmd, hold, entry_id, kind="void", status="voided")
+    when = _not_before(cmd.effective_at, tx.ws.now, hold, "void")
+    return _release(tx, cmd, hold, entry_id, kind="void", status="voided", when=when)
 
 
 def expire_hold(cmd: ExpireHold, tx: Tx, entry_id: uuid.UUID) -> str:
@@ -253,10 +268,11 @@ def _release(
     *,
     kind: Literal["void", "expire"],
     status: Literal["voided", "expired"],
+    when: Any = None,
 ) -> str:
     tx.apply_legs(entry_id, hold.legs, pending=True, sign=-1)
     tx.check_rules()
-    _emit_entry(cmd, tx, entry_id, kind, (), releases=hold.legs, hold=hold.entry_id)
+    _emit_entry(cmd, tx, entry_id, kind, (), releases=hold.legs, hold=hold.entry_id, when=when)
     hold.status = status
     tx.update_entry(hold, entry_id)
     tx.holds_closed.append(hold.entry_id)
@@ -272,7 +288,7 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
         raise EntryNotReversible(
             f"entry {cmd.entry_id} is a {original.kind} entry; only postings reverse"
         )
-    _not_before(cmd.effective_at, tx.ws.now, original, "reversal")
+    when = _not_before(cmd.effective_at, tx.ws.now, original, "reversal")
     if cmd.amount is not None and cmd.account is not None:
         legs = _proportional_reversal(tx, original, cmd.account, cmd.amount)
         _consume_reversible(original, legs)
@@ -290,7 +306,7 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
         _consume_reversible(original, legs)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
-    _emit_entry(cmd, tx, entry_id, "reversal", legs, reverses=original.entry_id)
+    _emit_entry(cmd, tx, entry_id, "reversal", legs, reverses=original.entry_id, when=when)
     tx.update_entry(original, entry_id)
     return "reversal"
 
@@ -425,12 +441,14 @@ def _emit_entry(
     expires_at: Any = None,
     request: uuid.UUID | None = None,
     terms: Sequence[Leg] = (),
+    when: Any = None,
 ) -> None:
-    """Record the command's journal entry (linked to the event before it in the write)."""
+    """Record the command's journal entry (linked to the event before it in the write),
+    taking effect ``when`` if given."""
     # The fields as a dict: a missing attribute on a pydantic model is slow to refuse.
     fields = cmd.__dict__
     # An expiry takes effect at the instant it was swept for.
-    effective = fields.get("effective_at") or fields.get("now") or tx.ws.now
+    effective = when or fields.get("effective_at") or fields.get("now") or tx.ws.now
     previous = tx.last_event()
     event = events.entry_recorded(
         entry_id,

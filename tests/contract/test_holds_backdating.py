@@ -113,3 +113,22 @@ def test_undated_resolutions_of_a_future_dated_entry_are_refused(books: Ledger) 
     # Dated at or after the entry they apply.
     assert books.reverse("refund", charge.entry_id, effective_at=later).ok
     assert books.void_hold("void", held.entry_id, effective_at=later).ok
+
+
+def test_an_entry_dated_by_a_clock_slightly_ahead_is_resolved_with_it(books: Ledger) -> None:
+    """Another server's clock a few milliseconds ahead dated the hold and the charge
+    (as its ``now``): an undated capture and refund made at once here take effect with
+    them, neither refused nor dated before them."""
+    ahead = T0 + timedelta(milliseconds=3)
+    legs = [("alice", "30", "USD"), ("shop", "-30", "USD")]
+    held = books.hold("h-skew", legs, effective_at=ahead)
+    charge = books.transfer(
+        "ch-skew", debit="alice", credit="shop", amount="5", asset="USD", effective_at=ahead
+    )
+    assert held.entry_id is not None and charge.entry_id is not None
+    assert books.post_hold("cap-skew", held.entry_id).ok
+    assert books.reverse("refund-skew", charge.entry_id).ok
+    for key in ("cap-skew", "refund-skew"):
+        entry = books.entry(entry_id_for_key(key))
+        assert entry is not None and entry.effective_at == ahead
+    assert audit(books.store).clean
