@@ -31,14 +31,16 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from ledger.adapters.jsonl_lines import parse_line
-from ledger.assets import Asset, iso_currency, plain, to_decimal
+from ledger.adapters.jsonl_lines import parse_line, payment_legs
+from ledger.assets import Asset, iso_currency, plain, to_decimal, to_minor
 from ledger.commands.executor import fingerprint
 from ledger.commands.models import (
     ACCOUNT_COMMANDS,
     Command,
     DeclareAsset,
+    LegInput,
     OpenAccount,
+    PayRequest,
     RequestPayment,
 )
 from ledger.commands.service import Ledger
@@ -60,7 +62,7 @@ from ledger.events import (
     LogEvent,
     decode,
 )
-from ledger.model import account_stream_id, entry_id_for_key
+from ledger.model import Leg, account_stream_id, entry_id_for_key
 from ledger.sealing import sealing
 
 __all__ = [
@@ -149,7 +151,10 @@ def _validated(
             if not text.strip():
                 continue
             try:
-                block.append((number, parse_line(text)))
+                command = parse_line(text)
+                if checks is not None and isinstance(command, PayRequest):
+                    checks.paid[number] = payment_legs(text)
+                block.append((number, command))
             except (ValueError, LedgerError) as e:
                 block.append((number, LineError(number, str(e))))
         if len(block) >= _CHUNK:
@@ -226,6 +231,10 @@ class _Checks:
         self.looked_up: set[str] = set()
         #: Accounts that exist in the store (when the file was checked).
         self.stored: set[str] = set()
+        #: The legs payment lines give, by line number (see :meth:`check_payment`).
+        self.paid: dict[int, tuple[LegInput, ...]] = {}
+        #: The terms of the requests earlier lines make, by request id.
+        self.requests: dict[uuid.UUID, tuple[Leg, ...]] = {}
 
     def asset(self, code: str) -> Asset:
         if code not in self.scales:
@@ -285,9 +294,44 @@ class _Checks:
                 raise AssetMismatch(
                     f"account {account!r} holds {known[0]} ({where}); this line uses it in {asset}"
                 )
+        if isinstance(command, PayRequest):
+            self.check_payment(number, command)
         self.keys.check(number, command)
         for account, known in seen.items():
             self.accounts.setdefault(account, known)
+        if isinstance(command, RequestPayment):
+            minor = to_minor(command.amount, self.asset(command.asset))
+            self.requests[entry_id_for_key(command.key)] = (
+                Leg(command.payer, command.asset, minor),
+                Leg(command.requester, command.asset, -minor),
+            )
+
+    def check_payment(self, number: int, command: PayRequest) -> None:
+        """Refuse a payment line whose legs are not the terms of the request it pays
+        (an earlier line's, or the store's): the payment moves the request's terms, so
+        the line would say another amount than what is applied."""
+        given = self.paid.pop(number, ())
+        if not given:
+            return  # a line without legs pays the terms, whatever they are
+        legs = minor_legs(((leg.account, leg.amount, leg.asset) for leg in given), self.asset)
+        terms = self.requests.get(command.request_id)
+        if terms is None:
+            request = self.books.entry(command.request_id)
+            if request is None or request.kind != "request":
+                return  # the core refuses it (no such request), under its key
+            terms = request.legs
+        if sorted(legs) != sorted(terms):
+            raise ValueError(
+                "legs: a payment's legs are the terms of the request it pays "
+                f"({_terms(terms, self.asset)}), not these"
+            )
+
+
+def _terms(terms: Iterable[Leg], asset: Callable[[str], Asset]) -> str:
+    return ", ".join(
+        f"{leg.account} {plain(to_decimal(leg.amount, asset(leg.asset)))} {leg.asset}"
+        for leg in terms
+    )
 
 
 def import_lines(

@@ -52,7 +52,7 @@ from ledger.commands.models import (
 )
 from ledger.model import entry_id_for_key
 
-__all__ = ["Line", "parse_line"]
+__all__ = ["Line", "parse_line", "payment_legs"]
 
 
 #: RFC 3339 (section 5.6) date-time: ``T`` (or ``t``, or a space, as its section 5.6
@@ -338,6 +338,15 @@ def parse_line(text: str | bytes) -> Command:
         return line.command()
     except ValidationError as e:  # the command's own rules
         raise ValueError(_reason(e, skip=0)) from None
+
+
+def payment_legs(text: str | bytes) -> tuple[LegInput, ...]:
+    """The legs a payment line (a posted line naming a ``request``, already parsed by
+    :func:`parse_line`) says it moves: its command pays the request's own terms, so the
+    import compares the two before anything is applied."""
+    line = _LINE.validate_json(text)
+    assert isinstance(line, EntryLine)
+    return tuple(leg.to_input() for leg in line.legs)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> None:

@@ -218,3 +218,27 @@ def test_import_from_stdin(store_url: str) -> None:
     result = ledger(store_url, "import", "-", stdin=line + "\n")
     assert result.returncode == 0, result.stderr
     assert "1 applied" in result.stdout
+
+
+def test_a_payment_line_with_other_amounts_than_its_request_is_invalid(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A payment pays its request's terms: a line that says other amounts is refused
+    before anything is applied, whether the request is an earlier line of the file or
+    already in the store (where it was counted as applied, the file not matching)."""
+    all_kinds(store_url)
+    dump = tmp_path / "dump.jsonl"
+    assert ledger(store_url, "export", str(dump)).returncode == 0
+    lines = dump.read_text().splitlines()
+    pay = next(i for i, line in enumerate(lines) if '"key":"req:pay"' in line)
+    assert '"3.00"' in lines[pay] and '"-3.00"' in lines[pay]
+    lines[pay] = lines[pay].replace('"3.00"', '"9.00"').replace('"-3.00"', '"-9.00"')
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("\n".join(lines) + "\n")
+    fresh = f"sqlite:///{tmp_path}/fresh.db"
+    result = ledger(fresh, "import", str(changed))
+    assert result.returncode == 1
+    assert f"line {pay + 1}: legs: a payment's legs are the terms" in result.stderr
+    assert "nothing applied" in result.stderr
+    again = ledger(store_url, "import", str(changed))
+    assert again.returncode == 1 and f"line {pay + 1}: legs:" in again.stderr
