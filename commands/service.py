@@ -232,11 +232,15 @@ class Ledger:
         conflict on a key the caller never chose."""
         if outcome.code == IdempotencyConflict.code and key is None:
             if isinstance(command, DeclareAsset):
-                declared = self.asset(command.code)
-                raise AssetExists(
-                    f"asset {command.code!r} is already declared with scale {declared.scale},"
-                    f" not {command.scale}"
-                )
+                sid = asset_stream_id(command.code)
+                found = self._open_store().load_streams([sid]).get(sid)
+                if found is not None:  # else the key went to a request that was refused
+                    scale = events.decode(found[0].state, unseal=False)["scale"]
+                    raise AssetExists(
+                        f"asset {command.code!r} is already declared with scale {scale},"
+                        f" not {command.scale}"
+                    )
+                return outcome.raise_for_status()
             sid = account_stream_id(command.account)
             if sid in self._open_store().load_streams([sid]):
                 raise AccountExists(

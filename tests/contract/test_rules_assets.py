@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from ledger import AsyncLedger, Ledger
-from ledger.errors import AccountExists, AssetExists, InvalidCommand
+from ledger.errors import AccountExists, AssetExists, IdempotencyConflict, InvalidCommand
 from ledger.model import entry_id_for_key
 
 
@@ -54,3 +54,19 @@ def test_async_declare_and_open_again_with_other_settings(books: Ledger) -> None
         await aio.close()
 
     asyncio.run(main())
+
+
+def test_a_default_key_another_request_took_is_a_conflict_not_a_missing_asset(
+    books: Ledger,
+) -> None:
+    """``asset:PTS`` and ``account:w`` used as keys of postings: declaring PTS or
+    opening w under the default keys is the key's conflict (nothing of that name
+    exists to blame), not UnknownAsset or AccountExists."""
+    books.open_account("bank", "USD", normal="debit")
+    books.open_account("x", "USD")
+    books.post("asset:PTS", [("bank", "1", "USD"), ("x", "-1", "USD")])
+    books.post("account:w", [("bank", "1", "USD"), ("x", "-1", "USD")])
+    with pytest.raises(IdempotencyConflict):
+        books.declare_asset("PTS", 2)
+    with pytest.raises(IdempotencyConflict):
+        books.open_account("w", "USD")
