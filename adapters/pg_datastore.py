@@ -15,11 +15,16 @@ Differences from :class:`eventsourcing.postgres.PostgresDatastore`:
 * in a forked child the parent's pool is left to the parent (see :mod:`.pg_fork`)
   and a new one is made on first use;
 * ``schema`` is the ledger's (the connection's ``current_schema()`` at open), never
-  eventsourcing's default ``public``.
+  eventsourcing's default ``public``;
+* a pooled session that the server had ended (a restart, a failover, an idle-session
+  timeout) is raised as :class:`SessionLost`, and the pool's other idle sessions are
+  checked at once: after a restart they are all dead, and each would otherwise fail
+  one more attempt of the ledger (which waits longer before each) or one more read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -27,18 +32,24 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import OperationalError
 from psycopg.rows import DictRow, dict_row
 
 from .pg_appenders import prefer_generic_plans
 from .pg_fork import forget_pool
 from .pg_guest import ConnectionPool, PostgresDatastore
 
-__all__ = ["Datastore"]
+__all__ = ["Datastore", "SessionLost"]
 
 #: Pooled connections beyond ``pool_size`` opened under load.
 MAX_OVERFLOW = 2
 #: Seconds a caller waits for a pooled connection.
 POOL_TIMEOUT_S = 5.0
+
+
+class SessionLost(OperationalError):
+    """The pooled session a statement ran on was ended by the server (whether a write
+    sent on it committed is unknown; a read can run again on another session)."""
 
 
 def _after_connect(conn: psycopg.Connection[Any]) -> None:
@@ -97,8 +108,25 @@ class Datastore(PostgresDatastore):
             with self._fork_lock:  # one thread of the child swaps the pool, once
                 if self._pid != os.getpid():
                     self._after_fork()
-        with super().get_connection() as conn:
-            yield conn
+        lost = False
+        try:
+            with super().get_connection() as conn:
+                try:
+                    yield conn
+                except BaseException:
+                    lost = conn.broken
+                    raise
+        except OperationalError as e:
+            if not lost:
+                raise
+            self._drop_dead_sessions()
+            raise SessionLost(str(e)) from e
+
+    def _drop_dead_sessions(self) -> None:
+        """Replace the pool's idle sessions that the server ended too (one round trip
+        each, only after a session was found dead)."""
+        with contextlib.suppress(Exception):  # closing, or the server is down: nothing to do
+            self.pool.check()
 
     def _after_fork(self) -> None:
         inherited, self.pool = self.pool, self._new_pool()

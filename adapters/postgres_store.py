@@ -25,10 +25,10 @@ import hashlib
 import re
 import uuid
 import weakref
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from eventsourcing.persistence import (
@@ -56,13 +56,14 @@ from .pg_appenders import (
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
 from .pg_conninfo import Conninfo, parse_conninfo
-from .pg_datastore import Datastore
+from .pg_datastore import Datastore, SessionLost
 from .pg_guest import PostgresApplicationRecorder
 from .pg_wire import append_call, read_rows, read_streams
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 #: Seconds a writer waits for the event table lock before the attempt is retried.
 LOCK_TIMEOUT_S = 10
@@ -370,6 +371,20 @@ class PostgresEventStore:
         ):
             yield cur
 
+    def _reading(self, read: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """Run ``read`` on a pooled connection's cursor; once more, on another, if the
+        server had ended the session (the pool keeps idle sessions it cannot know are
+        gone: after a restart, a failover or an idle timeout, each would fail a read
+        while the server is up). eventsourcing's reads retry the same way."""
+        try:
+            with self._cursor() as cur:
+                return read(cur)
+        except StoreUnavailable as e:
+            if not isinstance(e.__cause__, SessionLost):
+                raise
+        with self._cursor() as cur:
+            return read(cur)
+
     def create_schema(self) -> None:
         """Create tables once; concurrent callers wait on an advisory lock."""
         try:
@@ -472,8 +487,7 @@ class PostgresEventStore:
         """Key records and stream heads, in one statement."""
         if not key_ids and not stream_ids and not known:
             return {}, {}
-        with self._cursor() as cur:
-            return self.read_with(cur, key_ids, stream_ids, known)
+        return self._reading(lambda cur: self.read_with(cur, key_ids, stream_ids, known))
 
     def read_with(
         self,
@@ -679,9 +693,12 @@ class PostgresEventStore:
 
     def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
         """Open holds due at ``now``, earliest first."""
-        with self._cursor() as cur:
+
+        def due(cur: psycopg.Cursor[Any]) -> list[uuid.UUID]:
             cur.execute(self._select_due, (now, limit), prepare=True)
             return [row["hold_id"] for row in cur.fetchall()]
+
+        return self._reading(due)
 
     def read_log(self, after: int, limit: int) -> Sequence[Notification]:
         """Events after position ``after``, in log order (a dropped connection is
