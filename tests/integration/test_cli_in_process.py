@@ -4,6 +4,7 @@ is the host's again once the command ends."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -24,6 +25,8 @@ def test_follow_puts_the_hosts_sigterm_handler_back(tmp_path: Path) -> None:
         seen.append(signum)
 
     previous = signal.signal(signal.SIGTERM, host)
+    logger = logging.getLogger("ledger")  # the CLI configures it: put back for the next tests
+    handlers, level = list(logger.handlers), logger.level
     try:
         timer = threading.Timer(1.0, lambda: signal.raise_signal(signal.SIGTERM))
         timer.start()
@@ -34,3 +37,4 @@ def test_follow_puts_the_hosts_sigterm_handler_back(tmp_path: Path) -> None:
         assert signal.getsignal(signal.SIGTERM) is host
     finally:
         signal.signal(signal.SIGTERM, previous)
+        logger.handlers[:], logger.level = handlers, level
