@@ -54,26 +54,8 @@ connection per group (one caller 1,264 -> 1,471/s, 32 callers 6,856 -> 7,707/s; 
 pool hands its connections out in turn, so each group went to another PostgreSQL
 backend).
 
-**On an event loop.** When the store can append from a loop (PostgreSQL:
-``loop_appender()``, see :class:`~ledger.store.LoopAppender`), the groups of an
-event loop's tasks are committed by that loop itself (:class:`LoopDriver`): it
-decides a group on the loop when every state is cached (in a worker thread when the
-group needs reads, or after a failed commit), awaits the append on a connection of
-its own and wakes its tasks directly. In an async web service the committer thread
-competed with the loop for the interpreter lock: each time the thread needed it, it
-waited up to a switch interval (5 ms) for the busy loop, and the loop sat idle while
-its requests waited on that commit. Measured with ``benchmarks.http_service``: the
-web process went from 85% to 95% busy. One driver holds the executor at a time (the
-thread, or one loop); a loop's driver takes only its own loop's submissions, from
-the head of the queue, so a thread never waits on a loop that may stop; work at the
-head that is not its own it leaves to the thread (which takes anything), so the queue
-is served in arrival order. If a loop stops with its group in flight, that group's
-callers get :class:`~ledger.errors.StoreError` (retry with the same key), unless
-they were cancelled first, and what is queued passes to the thread. While the thread
-keeps deciding ahead (threads submitting without pause), it holds the executor from
-one group to the next and commits a loop's submissions itself, in their turn: correct
-and in arrival order, but the loop's tasks are then woken from the thread, as when
-the store has no loop appender.
+**On an event loop.** When the store can append from a loop, the groups of an event loop's
+tasks are committed by that loop itself: see :mod:`ledger.commands.loop_commit`.
 """
 
 from __future__ import annotations
@@ -85,12 +67,11 @@ import socket
 import threading
 import time
 import uuid
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ledger.errors import LimitExceeded, Overloaded, StoreError
@@ -101,12 +82,23 @@ from ledger.store import (
     AppendConflict,
     CommitterConnection,
     EventStore,
-    LoopAppender,
     SendingAhead,
     WriteBatch,
 )
 
-from .executor import BATCH_MAX, Decision, Executor, Print, flatten, prints_of
+from .callers import (
+    AsyncWaiter,
+    Barrier,
+    Settlement,
+    Submission,
+    ThreadWaiter,
+    Waiter,
+    group_prints,
+    settle,
+    wake_loop,
+)
+from .executor import BATCH_MAX, Decision, Executor, Print
+from .loop_commit import NO_READS, LoopDriver, ReadsNeeded, awaited_on
 from .models import Command
 
 __all__ = [
@@ -130,98 +122,6 @@ GROUP_COMMANDS_MAX = 1000
 QUEUE_COMMANDS_MAX = 50_000
 #: Seconds during which groups read their states again after a failed commit.
 CAREFUL_S = 1.0
-
-
-class Waiter(ABC):
-    """Where a submission's result goes; :meth:`resolve` is called exactly once."""
-
-    __slots__ = ()
-
-    @abstractmethod
-    def resolve(self, outcomes: list[Outcome] | None, error: BaseException | None) -> None:
-        """Deliver the outcomes (one per command) or the error."""
-
-
-class ThreadWaiter(Waiter):
-    """A blocking waiter for a caller thread (a lock released on resolve: the cheapest
-    wake-up the threading module offers)."""
-
-    __slots__ = ("_error", "_lock", "_outcomes")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self._outcomes: list[Outcome] | None = None
-        self._error: BaseException | None = None
-
-    def resolve(self, outcomes: list[Outcome] | None, error: BaseException | None) -> None:
-        """Deliver and wake the caller."""
-        self._outcomes, self._error = outcomes, error
-        self._lock.release()
-
-    def wait(self) -> list[Outcome]:
-        """Block until resolved; the outcomes, or raise the error."""
-        self._lock.acquire()
-        if self._error is not None:
-            raise self._error
-        assert self._outcomes is not None
-        return self._outcomes
-
-
-class AsyncWaiter(Waiter):
-    """A waiter for an asyncio task: a future on the task's own loop, resolved from the
-    committer thread (the waiters of one group share one wake-up of their loop)."""
-
-    __slots__ = ("future", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[list[Outcome]] = loop.create_future()
-
-    def resolve(self, outcomes: list[Outcome] | None, error: BaseException | None) -> None:
-        """Deliver on the loop's thread."""
-        _wake_loop(self.loop, [(self.future, outcomes, error)])
-
-
-_Settlement = tuple["asyncio.Future[list[Outcome]]", list[Outcome] | None, BaseException | None]
-
-
-def _wake_loop(loop: asyncio.AbstractEventLoop, settlements: list[_Settlement]) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-        loop.call_soon_threadsafe(_settle, settlements)
-
-
-def _settle(settlements: list[_Settlement]) -> None:
-    """On the loop: resolve the futures. A cancelled one just drops its result: the
-    command applied or not, and a retry with its key replays the outcome."""
-    for future, outcomes, error in settlements:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(outcomes or [])
-
-
-@dataclass(slots=True)
-class _Submission:
-    #: The commands (their fingerprints are made by the committer, for the whole
-    #: group at once: cheaper there than one by one between the callers' own work).
-    commands: Sequence[Command]
-    waiter: Waiter
-    #: The number of commits when it was queued (for the fairness counter).
-    commits_at_submit: int
-    #: Whether its waiter was resolved.
-    done: bool = False
-
-
-@dataclass(slots=True)
-class _Barrier:
-    """A caller that needs the executor alone (the bulk path): the committer stops
-    taking work, in the barrier's turn, until the caller is done."""
-
-    granted: threading.Event = field(default_factory=threading.Event)
-    released: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(slots=True)
@@ -274,7 +174,7 @@ class GroupCommitter:
         self.queue_commands_max = queue_commands_max
         self.stats = GroupCommitStats()
         self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[_Submission | _Barrier] = deque()
+        self._queue: deque[Submission | Barrier] = deque()
         self._queued_commands = 0
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -313,7 +213,7 @@ class GroupCommitter:
         once closed (nothing is queued then)."""
         if len(commands) > BATCH_MAX:
             raise LimitExceeded(f"{len(commands)} commands in one batch; the limit is {BATCH_MAX}")
-        submission = _Submission(commands, waiter, 0)
+        submission = Submission(commands, waiter, 0)
         with self._cond:
             if self._closing:
                 raise StoreError("the ledger is closed")
@@ -383,7 +283,7 @@ class GroupCommitter:
     def exclusive(self) -> Iterator[Executor]:
         """The executor, alone: the committer finishes the group it is committing and
         waits until the block ends; commands queued meanwhile wait, in order."""
-        barrier = _Barrier()
+        barrier = Barrier()
         with self._cond:
             if self._closing:
                 raise StoreError("the ledger is closed")
@@ -455,7 +355,7 @@ class GroupCommitter:
         )
         self._thread.start()
 
-    def _take(self) -> list[_Submission] | _Barrier | None:
+    def _take(self) -> list[Submission] | Barrier | None:
         """Wait for work: the next group (in arrival order, up to the limit), a
         barrier in its turn, or None once closing with nothing left."""
         with self._cond:
@@ -465,31 +365,31 @@ class GroupCommitter:
                     return None
                 self._cond.wait()
             self._busy = True
-            if type(queue[0]) is _Barrier:
+            if type(queue[0]) is Barrier:
                 barrier = queue.popleft()
-                assert isinstance(barrier, _Barrier)
+                assert isinstance(barrier, Barrier)
                 self._thread_work -= 1
                 return barrier
             return self._pick()
 
     def _pick(
         self, loop: asyncio.AbstractEventLoop | None = None, room: int | None = None
-    ) -> list[_Submission]:
+    ) -> list[Submission]:
         """Take the next group off the queue (lock held; its head is a submission):
         for the thread, whatever comes next; for a loop's driver, only that loop's
         submissions (a blocking caller never waits on a loop that may stop). Up to
         ``room`` commands (default the limit; a first submission larger than the
         limit is taken alone)."""
         queue = self._queue
-        picked: list[_Submission] = []
+        picked: list[Submission] = []
         count = 0
         limit = self.group_commands_max if room is None else room
-        while queue and type(queue[0]) is _Submission:
+        while queue and type(queue[0]) is Submission:
             sub = queue[0]
-            assert isinstance(sub, _Submission)
+            assert isinstance(sub, Submission)
             if count + len(sub.commands) > limit and (picked or room is not None):
                 break
-            if loop is not None and not _awaited_on(sub, loop):
+            if loop is not None and not awaited_on(sub, loop):
                 break
             queue.popleft()
             picked.append(sub)
@@ -499,7 +399,7 @@ class GroupCommitter:
         self._queued_commands -= count
         return picked
 
-    def _take_on_loop(self, loop: asyncio.AbstractEventLoop) -> list[_Submission] | None:
+    def _take_on_loop(self, loop: asyncio.AbstractEventLoop) -> list[Submission] | None:
         """The next group for ``loop``'s driver, or None when another driver holds the
         executor, nothing is queued, or what comes next is not the loop's own (a
         barrier, a thread's or another loop's submission: the thread serves it)."""
@@ -508,7 +408,7 @@ class GroupCommitter:
             if self._busy or not queue:
                 return None
             head = queue[0]
-            if type(head) is _Barrier or not _awaited_on(cast(_Submission, head), loop):
+            if type(head) is Barrier or not awaited_on(cast(Submission, head), loop):
                 self._hand_to_thread()
                 return None
             self._busy = True
@@ -551,7 +451,7 @@ class GroupCommitter:
             if work is None:
                 return
             try:
-                if isinstance(work, _Barrier):
+                if isinstance(work, Barrier):
                     work.granted.set()
                     work.released.wait()
                 else:
@@ -559,7 +459,7 @@ class GroupCommitter:
             finally:
                 self._release()
 
-    def _commit_chain(self, work: list[_Submission]) -> None:
+    def _commit_chain(self, work: list[Submission]) -> None:
         """Commit a group; while its append is in flight, decide the next group (if its
         callers are back in time), send that one as soon as this one committed, and so
         on while work keeps coming."""
@@ -584,18 +484,18 @@ class GroupCommitter:
                 self.executor.reset()
 
     @staticmethod
-    def _fail(subs: list[_Submission], error: BaseException) -> None:
+    def _fail(subs: list[Submission], error: BaseException) -> None:
         for sub in subs:
             if not sub.done:
                 sub.done = True
                 sub.waiter.resolve(None, error)
 
-    def _launch(self, subs: list[_Submission]) -> _Group | None:
+    def _launch(self, subs: list[Submission]) -> _Group | None:
         """Decide a group (reading what it needs) and send its append: the group in
         flight, or None once it was settled here (nothing to write, appended at once,
         or failed and redone). Never raises: every caller of the group is answered."""
         try:
-            prints, flat = _group(subs)
+            prints, flat = group_prints(subs)
         except BaseException as e:  # a defect: never leave a caller waiting
             log.error("ledger.group_commit_failed", error=type(e).__name__)
             self._fail(subs, e)
@@ -628,7 +528,7 @@ class GroupCommitter:
         return time.monotonic() < self._careful_until
 
     def _read_states(
-        self, subs: list[_Submission], prints: list[Print], flat: list[Command]
+        self, subs: list[Submission], prints: list[Print], flat: list[Command]
     ) -> None:
         """Read a group's states again, other processes writing them (keys aside: the
         append's guard checks them); then the submissions queued meanwhile join the
@@ -642,7 +542,7 @@ class GroupCommitter:
         if not more:
             return
         try:
-            more_prints, more_flat = _group(more)
+            more_prints, more_flat = group_prints(more)
         except BaseException as e:  # a defect: never leave a caller waiting
             log.error("ledger.group_commit_failed", error=type(e).__name__)
             self._fail(more, e)
@@ -671,7 +571,7 @@ class GroupCommitter:
         while True:
             with cond:
                 queue = self._queue
-                if len(queue) >= want and type(queue[0]) is _Submission:
+                if len(queue) >= want and type(queue[0]) is Submission:
                     self._wake_at = 0
                     subs = self._pick()
                     break
@@ -687,10 +587,10 @@ class GroupCommitter:
             with contextlib.suppress(BlockingIOError):
                 wake.recv(64)
         try:
-            prints, flat = _group(subs)
-            decision = self.executor.decide(prints, flat, trust_cache=True, store=_NO_READS)
+            prints, flat = group_prints(subs)
+            decision = self.executor.decide(prints, flat, trust_cache=True, store=NO_READS)
         except BaseException as e:  # needs reads (or a defect): decided once it landed
-            if not isinstance(e, _ReadsNeeded):
+            if not isinstance(e, ReadsNeeded):
                 log.debug("ledger.look_ahead_failed", error=type(e).__name__)
             return _Group(subs, [], [], None)
         return _Group(subs, prints, flat, decision)
@@ -737,13 +637,13 @@ class GroupCommitter:
         self._resolve(flight.subs, decision.outcomes)
         return sent
 
-    def _take_more(self, room: int | None = None) -> list[_Submission] | None:
+    def _take_more(self, room: int | None = None) -> list[Submission] | None:
         """The next group (of up to ``room`` commands, default the limit), if the
         queue starts with one (the committer thread holds the executor; a barrier
         waits for it to let go)."""
         with self._cond:
             queue = self._queue
-            if queue and type(queue[0]) is _Submission:
+            if queue and type(queue[0]) is Submission:
                 return self._pick(room=room)
             return None
 
@@ -766,62 +666,16 @@ class GroupCommitter:
 
     # -- on an event loop ------------------------------------------------------------------
 
-    async def _commit_on_loop(
-        self, subs: list[_Submission], appender: LoopAppender, loop: asyncio.AbstractEventLoop
-    ) -> bool:
-        """Decide a group on the loop (in a worker thread if it needs reads), await its
-        append, wake its callers. Raises _WorkerHoldsExecutor when cancelled while a
-        worker thread holds the executor (it releases it when done)."""
-        prints, flat = _group(subs)
-        careful = time.monotonic() < self._careful_until
-        executor = self.executor
-        decision: Decision | None = None
-        if not careful:
-            try:
-                with sealing(self.sealer):
-                    decision = executor.decide(prints, flat, trust_cache=True, store=_NO_READS)
-            except _ReadsNeeded:
-                pass
-        try:
-            if decision is None:
-                # After a conflict: states read again first, keys left to the guard,
-                # as on the committer thread (see _read_states).
-                work = self._in_worker(
-                    executor.decide, prints, flat, trust_cache=True, refresh=careful
-                )
-                try:
-                    decision = await self._await_worker(work)
-                except _WorkerHoldsExecutor:  # decided, never appended: not applied
-                    self._fail(subs, StoreError(_NOT_APPLIED))
-                    raise
-            if decision.batch.events or decision.batch.keys:
-                await appender.append(decision.batch)
-                self.stats.commits += 1
-                self.stats.loop_commits += 1
-        except _WorkerHoldsExecutor:
-            raise
-        except asyncio.CancelledError:
-            # The loop is stopping with this group in flight: whether it committed is
-            # unknown. Its states are read again, and its callers are told to retry
-            # (their keys replay the outcome if it did commit).
-            self._careful_until = time.monotonic() + CAREFUL_S
-            executor.forget(flat)
-            self._fail(subs, StoreError(_CUT_SHORT))
-            raise
-        except Exception as e:  # a conflict, an unreachable store: redone with retries
-            self._failed(e)
-            await self._await_worker(self._in_worker(self._redo, subs, prints, flat))
-            return True
-        with sealing(self.sealer):
-            self._accept(subs, decision, loop)
-        return True
-
     def _failed(self, error: BaseException) -> None:
         """A group's commit failed. After a conflict (another process wrote what this
         one had cached, or took one of its keys) groups read their states again for a
         while; the failed group is run again on fresh state by the caller."""
         if isinstance(error, AppendConflict):
-            self._careful_until = time.monotonic() + CAREFUL_S
+            self.be_careful()
+
+    def be_careful(self) -> None:
+        """Have groups read their states again for a while (:data:`CAREFUL_S`)."""
+        self._careful_until = time.monotonic() + CAREFUL_S
 
     def _in_worker(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Run ``fn`` in the committer's worker thread, with the ledger's sealer."""
@@ -838,22 +692,9 @@ class GroupCommitter:
         except RuntimeError:  # shut down by close()
             raise StoreError("the ledger is closed") from None
 
-    async def _await_worker(self, work: Future[T]) -> T:
-        """Await work running in the worker thread; if the awaiting task is cancelled,
-        the executor is released only once the work is done. Shielded: cancelling the
-        wrapper would cancel ``work`` itself if it had not started yet (a group's redo
-        then never ran, and its callers were never answered)."""
-        try:
-            return await asyncio.shield(asyncio.wrap_future(work))
-        except asyncio.CancelledError:
-            if not work.done():
-                work.add_done_callback(lambda _: self._release(hand_off=True))
-                raise _WorkerHoldsExecutor from None
-            raise
-
     def _accept(
         self,
-        subs: list[_Submission],
+        subs: list[Submission],
         decision: Decision,
         here: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -870,7 +711,7 @@ class GroupCommitter:
             self.executor.reset()
         decision.log()
 
-    def _redo(self, subs: list[_Submission], prints: list[Print], flat: list[Command]) -> None:
+    def _redo(self, subs: list[Submission], prints: list[Print], flat: list[Command]) -> None:
         """Run a group whose commit failed again, with the executor's bounded retries
         (which replay whatever did commit); an error that outlasts them reaches every
         caller of the group."""
@@ -889,7 +730,7 @@ class GroupCommitter:
 
     def _resolve(
         self,
-        subs: list[_Submission],
+        subs: list[Submission],
         outcomes: list[Outcome],
         here: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -897,7 +738,7 @@ class GroupCommitter:
         stats.commands += len(outcomes)
         self._last_resolved = len(subs)
         stats.largest_group = max(stats.largest_group, len(outcomes))
-        loops: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}
+        loops: dict[asyncio.AbstractEventLoop, list[Settlement]] = {}
         start = 0
         for sub in subs:
             end = start + len(sub.commands)
@@ -914,16 +755,16 @@ class GroupCommitter:
                 waiter.resolve(mine, None)
         for loop, settlements in loops.items():
             if loop is here:
-                _settle(settlements)
+                settle(settlements)
             else:
-                _wake_loop(loop, settlements)
+                wake_loop(loop, settlements)
 
 
 @dataclass(slots=True)
 class _Group:
     """A group taken off the queue, with its decision once made."""
 
-    subs: list[_Submission]
+    subs: list[Submission]
     prints: list[Print]
     flat: list[Command]
     decision: Decision | None
@@ -943,147 +784,9 @@ def _independent(batch: WriteBatch, other: WriteBatch) -> bool:
     )
 
 
-def _group(subs: list[_Submission]) -> tuple[list[Print], list[Command]]:
-    """A group's commands with their prints, and flattened (atomic batches opened)."""
-    commands = [c for sub in subs for c in sub.commands]
-    return prints_of(commands), flatten(commands)
-
-
 def _feature(store: EventStore, name: str) -> Callable[[], Any] | None:
     """The store's optional factory ``name`` (bound), if its class offers one."""
     if getattr(type(store), name, None) is None:
         return None
     factory: Callable[[], Any] = getattr(store, name)
     return factory
-
-
-def _awaited_on(sub: _Submission, loop: asyncio.AbstractEventLoop) -> bool:
-    waiter = sub.waiter
-    return type(waiter) is AsyncWaiter and waiter.loop is loop
-
-
-class _ReadsNeeded(Exception):
-    """Deciding on the loop would read from the store."""
-
-
-class _NoReadsStore:
-    """A store that refuses to read: deciding with it on the event loop either needs no
-    reads (every state cached) or stops before changing anything."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise _ReadsNeeded(name)
-
-
-_NO_READS = cast(EventStore, _NoReadsStore())
-
-
-class _WorkerHoldsExecutor(BaseException):
-    """The driver was cancelled while the worker thread holds the executor."""
-
-
-_CUT_SHORT = (
-    "the event loop stopped while this command was being committed: whether it "
-    "applied is unknown; retry with the same key (it replays the outcome if it did)"
-)
-_NOT_APPLIED = (
-    "the event loop stopped while this command was being decided: it was not "
-    "applied; retry with the same key"
-)
-
-
-class LoopDriver:
-    """Commits groups on one event loop, for the tasks of that loop.
-
-    Started by a submission from the loop (:meth:`kick`), it runs as a task while work
-    is queued and the executor is free, and ends when the queue is empty or another
-    driver holds the executor (that one takes what is queued next). So an async
-    service's event loop decides its groups itself and awaits each append: while the
-    store commits, the loop goes on serving requests, with no thread switch per group.
-    """
-
-    def __init__(self, committer: GroupCommitter, loop: asyncio.AbstractEventLoop) -> None:
-        self.committer = committer
-        self.loop = loop
-        self.task: asyncio.Task[None] | None = None
-        self.appender: LoopAppender | None = None
-
-    def kick(self) -> None:
-        """Make sure the driver runs (on the loop's thread)."""
-        if self.task is None:
-            self.task = self.loop.create_task(self._drive())
-            self.task.add_done_callback(self._ended)
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        """The driver's task is done. Cancelled before its first step (its body, and
-        the ``finally`` that forgets it, never ran) or between groups, it left its
-        loop's queued work to nobody: that passes to the thread, and the next
-        submission starts a new driver."""
-        if self.task is task:
-            self.task = None
-        if task.cancelled():
-            committer = self.committer
-            with committer._cond:
-                if committer._queue:
-                    committer._hand_to_thread()
-
-    async def _drive(self) -> None:
-        committer = self.committer
-        try:
-            while True:
-                # One turn of the loop first: the callbacks already ready (requests
-                # being parsed, tasks about to submit) join this group rather than the
-                # next (measured: groups of 12 -> 17 commands, fewer commits).
-                await asyncio.sleep(0)
-                work = committer._take_on_loop(self.loop)
-                if work is None:
-                    return
-                held, stopped = True, False
-                try:
-                    if self.appender is None:
-                        assert committer._loop_appender is not None
-                        self.appender = committer._loop_appender()
-                    held = await committer._commit_on_loop(work, self.appender, self.loop)
-                except _WorkerHoldsExecutor:
-                    held = False
-                    raise asyncio.CancelledError from None
-                except asyncio.CancelledError:
-                    stopped = True
-                    raise
-                except Exception as e:  # a defect: never leave a caller waiting
-                    log.error("ledger.group_commit_failed", error=type(e).__name__)
-                    committer._fail(work, e)
-                except BaseException as e:  # KeyboardInterrupt and the like: passed on
-                    committer._fail(work, e)
-                    stopped = True
-                    raise
-                finally:
-                    if held:
-                        committer._release(hand_off=stopped)
-        finally:
-            self.task = None
-
-    def finish_soon(self) -> None:
-        """From another thread: have the loop :meth:`finish` (its connection is closed
-        there, once its groups in flight are done). A closed loop's connection is
-        released at once, without it."""
-        if self.appender is None:
-            return
-        if self.loop.is_closed():
-            self.discard()
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            asyncio.run_coroutine_threadsafe(self.finish(), self.loop)
-
-    def discard(self) -> None:
-        """Release the connection of this driver's loop, which has closed."""
-        appender, self.appender = self.appender, None
-        if appender is not None:
-            appender.discard()
-
-    async def finish(self) -> None:
-        """Wait for the groups in flight, then close the loop's connection."""
-        while self.task is not None:
-            await asyncio.wait({self.task})
-        appender, self.appender = self.appender, None
-        if appender is not None:
-            await appender.aclose()

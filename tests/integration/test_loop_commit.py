@@ -1,5 +1,5 @@
 """On PostgreSQL an AsyncLedger's event loop commits its own tasks' groups
-(:class:`ledger.commands.group_commit.LoopDriver`), against the real server: groups
+(:class:`ledger.commands.loop_commit.LoopDriver`), against the real server: groups
 that need reads are decided off the loop, a blocking write from the driving loop is
 refused, a loop that stops mid-commit leaves the ledger usable with every key applied
 at most once, conflicts with another writer and dropped connections are redone, and
