@@ -27,32 +27,8 @@ limit): one append, one hold of the writers' lock, carries both. Measured with 4
 processes x 8 threads on one PostgreSQL: groups of 4.0 -> 7.3 commands,
 5,037-5,366 -> 6,223-6,419 payments/s.
 
-**Deciding the next group while one is written.** When the committer's connection can
-send an append and collect its result later (PostgreSQL:
-:class:`~ledger.store.SendingAhead`), the thread does not sit idle during the append:
-it waits for the result *or* for the next group's callers (as many submissions as the
-group it resolved last: those callers are coming back), decides that group on the
-cached states without reads, and sends it the moment the one in flight has committed.
-A group decided ahead that shares a stream or key with the one in flight (read or
-written) is not sent: it is decided again on the states the committed one left, so
-one process never conflicts with itself. If the group in flight fails, it is redone
-and the one decided ahead is decided again. Callers are woken only once their own
-group committed, and after the next group was sent: woken threads take the
-interpreter lock, and a send that had to wait for it took 480 us instead of 47 us.
-Measured with one ledger on this 2-core machine: 8 threads 3,846-4,022 -> 5,222-5,304
-payments/s, 32 threads 7,123-7,875 -> 7,996-8,554/s, one caller unchanged. A
-submission waits for at most three commits (the group in flight, the one decided
-ahead, its own).
-
-An earlier attempt appended each group from a thread of its own while the committer
-decided the next: 8 callers 3,815 -> 2,414 payments/s, 32 callers 6,994 -> 5,142/s
-(groups split smaller, and every hand-off waits for the interpreter lock); here one
-thread does both, and a submission wakes it only when the group is complete. The
-thread reads and appends on a connection of its own when the store offers one
-(:class:`~ledger.store.CommitterConnection`) rather than borrowing a pooled
-connection per group (one caller 1,264 -> 1,471/s, 32 callers 6,856 -> 7,707/s; the
-pool hands its connections out in turn, so each group went to another PostgreSQL
-backend).
+**Deciding the next group while one is written**, on the committer thread: see
+:mod:`ledger.commands.commit_thread`.
 
 **On an event loop.** When the store can append from a loop, the groups of an event loop's
 tasks are committed by that loop itself: see :mod:`ledger.commands.loop_commit`.
@@ -66,7 +42,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -83,7 +58,6 @@ from ledger.store import (
     CommitterConnection,
     EventStore,
     SendingAhead,
-    WriteBatch,
 )
 
 from .callers import (
@@ -93,12 +67,12 @@ from .callers import (
     Submission,
     ThreadWaiter,
     Waiter,
-    group_prints,
     settle,
     wake_loop,
 )
+from .commit_thread import commit_loop
 from .executor import BATCH_MAX, Decision, Executor, Print
-from .loop_commit import NO_READS, LoopDriver, ReadsNeeded, awaited_on
+from .loop_commit import LoopDriver, awaited_on
 from .models import Command
 
 __all__ = [
@@ -189,6 +163,8 @@ class GroupCommitter:
         #: that passes unknown attributes on (a fault injector, a metrics shim) is
         #: not bypassed: its own append is used unless it offers the feature itself.
         self._loop_appender = _feature(store, "loop_appender")
+        #: The store's factory of a connection for the committer thread, if any.
+        self._committer_connection = _feature(store, "committer_connection")
         #: The committer thread's connection (None: it goes through the store).
         self._connection: CommitterConnection | None = None
         #: The same, if it sends appends ahead of their results (see _look_ahead).
@@ -351,7 +327,7 @@ class GroupCommitter:
         if thread is not None and thread.is_alive():
             return
         self._thread = threading.Thread(
-            target=self._commit_loop, name=f"ledger-commit-{id(self):x}", daemon=True
+            target=commit_loop, args=(self,), name=f"ledger-commit-{id(self):x}", daemon=True
         )
         self._thread.start()
 
@@ -431,221 +407,12 @@ class GroupCommitter:
             self._ensure_started()
         self._cond.notify()
 
-    def _commit_loop(self) -> None:
-        make = _feature(self.store, "committer_connection")
-        connection: CommitterConnection | None = None if make is None else make()
-        self._connection = connection
-        if connection is not None and getattr(type(connection), "send_append", None):
-            self._sender = cast(SendingAhead, connection)
-        try:
-            with sealing(self.sealer):
-                self._commit_forever()
-        finally:
-            self._connection = self._sender = None
-            if connection is not None:
-                connection.close()
-
-    def _commit_forever(self) -> None:
-        while True:
-            work = self._take()
-            if work is None:
-                return
-            try:
-                if isinstance(work, Barrier):
-                    work.granted.set()
-                    work.released.wait()
-                else:
-                    self._commit_chain(work)
-            finally:
-                self._release()
-
-    def _commit_chain(self, work: list[Submission]) -> None:
-        """Commit a group; while its append is in flight, decide the next group (if its
-        callers are back in time), send that one as soon as this one committed, and so
-        on while work keeps coming."""
-        flight: _Group | None = None
-        ahead: _Group | None = None
-        try:
-            flight = self._launch(work)
-            while flight is not None:
-                ahead = self._look_ahead(flight)
-                flight, ahead = self._land(flight, ahead), None
-        except BaseException as e:  # a defect: never leave a caller waiting
-            log.error("ledger.group_commit_failed", error=type(e).__name__)
-            for group in (flight, ahead):
-                if group is not None:
-                    self._fail(group.subs, e)
-            self._fail(work, e)
-            # A statement in flight is abandoned (it may have committed: its callers
-            # retry with their keys, which replay it); every state is read again.
-            with contextlib.suppress(Exception):
-                if self._sender is not None:
-                    self._sender.close()
-                self.executor.reset()
-
     @staticmethod
     def _fail(subs: list[Submission], error: BaseException) -> None:
         for sub in subs:
             if not sub.done:
                 sub.done = True
                 sub.waiter.resolve(None, error)
-
-    def _launch(self, subs: list[Submission]) -> _Group | None:
-        """Decide a group (reading what it needs) and send its append: the group in
-        flight, or None once it was settled here (nothing to write, appended at once,
-        or failed and redone). Never raises: every caller of the group is answered."""
-        try:
-            prints, flat = group_prints(subs)
-        except BaseException as e:  # a defect: never leave a caller waiting
-            log.error("ledger.group_commit_failed", error=type(e).__name__)
-            self._fail(subs, e)
-            return None
-        connection = self._connection
-        try:
-            if self._careful():
-                self._read_states(subs, prints, flat)
-            decision = self.executor.decide(prints, flat, trust_cache=True, store=connection)
-            batch = decision.batch
-            if batch.events or batch.keys:
-                sender = self._sender
-                if sender is not None and sender.send_append(batch):
-                    return _Group(subs, prints, flat, decision)
-                (self.store if connection is None else connection).append(batch)
-                self.stats.commits += 1
-        except BaseException as e:  # a conflict, an unreachable store: redone with retries
-            self._failed(e)
-            self._redo(subs, prints, flat)
-            return None
-        try:
-            self._accept(subs, decision)
-        except BaseException as e:  # a defect: never leave a caller waiting
-            log.error("ledger.group_commit_failed", error=type(e).__name__)
-            self._fail(subs, e)
-        return None
-
-    def _careful(self) -> bool:
-        """Whether groups read their states first (for a while after a conflict)."""
-        return time.monotonic() < self._careful_until
-
-    def _read_states(
-        self, subs: list[Submission], prints: list[Print], flat: list[Command]
-    ) -> None:
-        """Read a group's states again, other processes writing them (keys aside: the
-        append's guard checks them); then the submissions queued meanwhile join the
-        group (the callers of the group committed last, woken before this read, are
-        coming back), their states read in turn, so that one append under the write
-        lock carries both (extends the group's lists in place)."""
-        executor, connection = self.executor, self._connection
-        executor.refresh(flat, store=connection)
-        room = self.group_commands_max - sum(len(sub.commands) for sub in subs)
-        more = self._take_more(room) if room > 0 else None
-        if not more:
-            return
-        try:
-            more_prints, more_flat = group_prints(more)
-        except BaseException as e:  # a defect: never leave a caller waiting
-            log.error("ledger.group_commit_failed", error=type(e).__name__)
-            self._fail(more, e)
-            return
-        # In place (the caller redoes these lists if a read fails), and in the layout
-        # of one group: its commands, then the inner commands of its atomic batches.
-        n, m = len(prints), len(more_prints)
-        subs += more
-        prints += more_prints
-        flat[:] = [*flat[:n], *more_flat[:m], *flat[n:], *more_flat[m:]]
-        self.stats.joined += len(more)
-        executor.refresh(more_flat, store=connection)
-
-    def _look_ahead(self, flight: _Group) -> _Group | None:
-        """While ``flight``'s append is written, wait for its result or for the next
-        group's callers (as many submissions as the group resolved last: they are the
-        ones coming back), and decide that group on the states cached, without reads
-        (the connection is busy). None when the result came first, or when groups
-        read their states first (after a conflict)."""
-        sender = self._sender
-        if sender is None or time.monotonic() < self._careful_until:
-            return None
-        wake = self._wake_pair()[0]
-        want = max(1, self._last_resolved)
-        cond = self._cond
-        while True:
-            with cond:
-                queue = self._queue
-                if len(queue) >= want and type(queue[0]) is Submission:
-                    self._wake_at = 0
-                    subs = self._pick()
-                    break
-                self._wake_at = want
-            try:
-                ready = sender.wait_append(wake.fileno())
-            except Exception:  # collect_append says what went wrong
-                ready = True
-            if ready:
-                with cond:
-                    self._wake_at = 0
-                return None
-            with contextlib.suppress(BlockingIOError):
-                wake.recv(64)
-        try:
-            prints, flat = group_prints(subs)
-            decision = self.executor.decide(prints, flat, trust_cache=True, store=NO_READS)
-        except BaseException as e:  # needs reads (or a defect): decided once it landed
-            if not isinstance(e, ReadsNeeded):
-                log.debug("ledger.look_ahead_failed", error=type(e).__name__)
-            return _Group(subs, [], [], None)
-        return _Group(subs, prints, flat, decision)
-
-    def _land(self, flight: _Group, ahead: _Group | None) -> _Group | None:
-        """Collect ``flight``'s result and return the group sent next, if any.
-
-        Once ``flight`` committed: ``ahead`` is sent straight away if it was decided on
-        states ``flight`` does not touch; else it (or, without it, whatever is queued)
-        is decided on the states ``flight`` left and sent. Only then are ``flight``'s
-        callers woken: woken earlier, they took the interpreter lock from this thread
-        while it decided and sent (measured: a send took 480 us instead of 47 us).
-        A failed ``flight`` is redone and ``ahead`` decided again."""
-        sender = self._sender
-        decision = flight.decision
-        assert sender is not None and decision is not None
-        try:
-            sender.collect_append()
-        except Exception as e:  # a conflict, an unreachable store: redone with retries
-            self._failed(e)
-            self._redo(flight.subs, flight.prints, flight.flat)
-            return None if ahead is None else self._launch(ahead.subs)
-        self.stats.commits += 1
-        sent: _Group | None = None
-        if ahead is not None and ahead.decision is not None:
-            batch = ahead.decision.batch
-            if (batch.events or batch.keys) and _independent(batch, decision.batch):
-                try:
-                    if sender.send_append(batch):
-                        sent = ahead
-                        self.stats.sent_ahead += 1
-                except Exception:  # not sent: decided again below, on a new connection
-                    log.debug("ledger.send_ahead_failed", commands=len(ahead.prints))
-        self._keep(decision)
-        if sent is None:
-            subs = self._take_more() if ahead is None else ahead.subs
-            if subs and self._careful():
-                # The next group reads its states first: its callers are woken now, to
-                # come back during those reads and join it (see _read_states).
-                self._resolve(flight.subs, decision.outcomes)
-                return self._launch(subs)
-            if subs:
-                sent = self._launch(subs)
-        self._resolve(flight.subs, decision.outcomes)
-        return sent
-
-    def _take_more(self, room: int | None = None) -> list[Submission] | None:
-        """The next group (of up to ``room`` commands, default the limit), if the
-        queue starts with one (the committer thread holds the executor; a barrier
-        waits for it to let go)."""
-        with self._cond:
-            queue = self._queue
-            if queue and type(queue[0]) is Submission:
-                return self._pick(room=room)
-            return None
 
     def _wake_pair(self) -> tuple[socket.socket, socket.socket]:
         """The socket pair a submission wakes the waiting committer thread through."""
@@ -758,30 +525,6 @@ class GroupCommitter:
                 settle(settlements)
             else:
                 wake_loop(loop, settlements)
-
-
-@dataclass(slots=True)
-class _Group:
-    """A group taken off the queue, with its decision once made."""
-
-    subs: list[Submission]
-    prints: list[Print]
-    flat: list[Command]
-    decision: Decision | None
-
-
-def _independent(batch: WriteBatch, other: WriteBatch) -> bool:
-    """Whether two decisions share no stream or key, read or written: either could
-    have been decided without the other (every stream a decision reads or writes is
-    in its expected versions, new entries' streams and rejections' keys included)."""
-    mine: set[uuid.UUID | str] = set(batch.expect_versions)
-    mine.update(e.originator_id for e in batch.events)
-    mine.update(k.key_id for k in batch.keys)
-    if not mine.isdisjoint(other.expect_versions):
-        return False
-    return all(e.originator_id not in mine for e in other.events) and all(
-        k.key_id not in mine for k in other.keys
-    )
 
 
 def _feature(store: EventStore, name: str) -> Callable[[], Any] | None:
