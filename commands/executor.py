@@ -9,25 +9,17 @@ makes the whole attempt start again from fresh state, up to ``attempts_max`` tim
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
 
-import orjson
 from eventsourcing.persistence import StoredEvent
-from pydantic import BaseModel
 
 from ledger import events
 from ledger.accounts import balance_of
-from ledger.assets import EXACT, Asset, iso_currency, to_decimal
+from ledger.assets import Asset, iso_currency, to_decimal
 from ledger.errors import (
     CommandRejected,
     ConcurrencyConflict,
@@ -39,16 +31,13 @@ from ledger.errors import (
     RiskPolicyFailed,
     StoreUnavailable,
 )
-from ledger.hashing import sha256_hex
 from ledger.logs import get_logger
 from ledger.model import (
-    AccountState,
-    EntryState,
     account_stream_id,
     asset_stream_id,
     entry_id_for_key,
 )
-from ledger.outcome import Outcome, Status
+from ledger.outcome import Outcome
 from ledger.retry import Backoff
 from ledger.risk import RiskCheck, RiskPolicy
 from ledger.store import (
@@ -58,22 +47,24 @@ from ledger.store import (
     Known,
     StateReader,
     StoreSession,
-    WriteBatch,
 )
 
+from .caches import StateCache
+from .decision import Decision, replay
+from .fingerprints import Print, fingerprint, flatten, key_ids_of, prints_of
 from .handlers import HANDLERS, referenced_accounts, referenced_assets, referenced_entries
 from .models import (
     ACCOUNT_COMMANDS,
     AtomicBatch,
     Command,
     DeclareAsset,
-    ExpireHold,
     OpenAccount,
     PayRequest,
     PlaceHold,
     PostEntry,
     gc_paused,
 )
+from .pipeline import run_pipelined
 from .working_set import Tx, WorkingSet
 
 __all__ = [
@@ -100,176 +91,11 @@ GC_PAUSE_MIN = 100
 BACKOFF_MAX_S = 0.1
 #: Commands in one call of :meth:`Executor.run`.
 BATCH_MAX = 10_000
-#: States kept in memory before the cache is emptied (it refills from the store).
-CACHE_STREAMS_MAX = 1_000_000
-#: Committed outcomes kept in memory for replays without a lookup (the oldest go).
-CACHE_KEYS_MAX = 100_000
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, Decimal):
-        # Normalised and written in the ledger's own exact context: the caller's
-        # (a precision of 6, capitals=0) must not make two requests look alike.
-        return EXACT.to_sci_string(EXACT.normalize(value))
-    raise TypeError(type(value).__name__)
-
-
-def fingerprint(command: Command) -> str:
-    """A hash of the request without its key: equal requests, equal fingerprints.
-
-    Amounts are normalised (``"10.0"`` and ``"10.00"`` are the same request).
-    ``ExpireHold`` is identified by its hold alone, so two sweeps agree. The hashed data
-    is the command's ``model_dump()`` (read straight from the fields: a third of the
-    cost on the write path; equality with ``model_dump`` is tested), as sorted JSON.
-    """
-    body = _fields(command)
-    del body["key"]
-    if type(command) is ExpireHold:
-        del body["now"]
-    data = orjson.dumps(body, default=_json_default, option=orjson.OPT_SORT_KEYS)
-    return sha256_hex(data)
-
-
-#: ``isinstance`` without pydantic's metaclass hook (half the cost; the write path asks
-#: it for every command's fields).
-_plain_isinstance = type.__instancecheck__
-
-
-def _fields(model: BaseModel) -> dict[str, Any]:
-    """What ``model.model_dump()`` returns, for the command models (which have no
-    custom serialisers): nested models become dicts, other values stay as they are."""
-    body = dict(model.__dict__)
-    for name, value in body.items():
-        if type(value) is tuple and value and _plain_isinstance(BaseModel, value[0]):
-            body[name] = [_fields(item) for item in value]
-    return body
-
-
-class StateCache:
-    """Latest known states, shared by the attempts of one process.
-
-    The cache may be stale when other processes write: that is safe, because every
-    append names the versions it extends and fails if another writer got there first.
-    """
-
-    def __init__(self) -> None:
-        self.accounts: dict[str, AccountState] = {}
-        self.entries: dict[uuid.UUID, EntryState] = {}
-        self.assets: dict[str, Asset] = {}
-        #: The first event of each account read from the store (it never changes): a
-        #: state read again needs only the account's latest event.
-        self.openings: dict[str, StoredEvent] = {}
-        #: Outcomes this process committed, by key id: a retry that reaches this
-        #: process replays without a lookup. Only committed outcomes are kept, and a
-        #: key's outcome never changes, so they cannot be stale.
-        self.keys = KeyCache()
-
-    def remember(self, decided: dict[uuid.UUID, tuple[str, Outcome]]) -> None:
-        """Keep the outcomes of a committed decision (the oldest go beyond the cap)."""
-        self.keys.update(decided)
-
-    def forget(self, accounts: Iterable[str], entries: Iterable[uuid.UUID]) -> None:
-        """Drop states so the next attempt reads them from the store."""
-        for name in accounts:
-            self.accounts.pop(name, None)
-        for entry_id in entries:
-            self.entries.pop(entry_id, None)
-
-    def absorb(self, ws: WorkingSet) -> None:
-        """Keep the states a successful append produced."""
-        if len(self.accounts) + len(ws.accounts) > CACHE_STREAMS_MAX:
-            self.accounts.clear()
-            self.openings.clear()
-        self.accounts.update(ws.accounts)
-        for entry_id, entry in ws.entries.items():
-            if entry.status == "pending":
-                self.entries[entry_id] = entry
-            else:
-                self.entries.pop(entry_id, None)
-        self.assets.update(ws.assets)
-
-
-class KeyCache:
-    """Committed outcomes by key id, the oldest dropped beyond :data:`CACHE_KEYS_MAX`.
-
-    Kept as plain values (ints, strings, tuples of them), which the host's garbage
-    collector stops tracking, rather than as outcome objects and UUIDs, which it would
-    walk at every full collection: with 100,000 keys cached, collections of the host
-    process took up to 19 ms (measured in the example service).
-
-    The order of arrival is kept beside, in a queue, so dropping the oldest costs the
-    same however long the process has run. Dropping them by iterating the dict from
-    its start did not: a dict keeps the slots of deleted items until it resizes, and
-    iteration walks over them, so once the cache was full each key kept cost up to
-    12 us instead of 0.5 us (the example service's payments slowed down after its
-    first 100,000).
-    """
-
-    __slots__ = ("_items", "_order")
-
-    def __init__(self) -> None:
-        self._items: dict[int, _KeptOutcome] = {}
-        #: The kept keys' ids, oldest first (ints: nothing for the collector to walk).
-        self._order: deque[int] = deque()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key_id: uuid.UUID) -> tuple[str, Outcome] | None:
-        """The fingerprint and outcome committed under ``key_id``, if kept."""
-        kept = self._items.get(key_id.int)
-        if kept is None:
-            return None
-        fingerprint, key, status, entry, code, message, kind = kept
-        entry_id = None if entry is None else uuid.UUID(int=entry)
-        return fingerprint, Outcome(key, status, entry_id, code, message, False, kind)
-
-    def update(self, decided: dict[uuid.UUID, tuple[str, Outcome]]) -> None:
-        """Keep these outcomes (the oldest kept ones go beyond the cap)."""
-        items, order = self._items, self._order
-        for key_id, (fp, o) in decided.items():
-            entry = None if o.entry_id is None else o.entry_id.int
-            number = key_id.int
-            if number not in items:
-                order.append(number)
-            items[number] = (fp, o.key, o.status, entry, o.code, o.message, o.kind)
-        for _ in range(len(items) - CACHE_KEYS_MAX):
-            del items[order.popleft()]
-
-
-_KeptOutcome = tuple[str, str, Status, int | None, str | None, str | None, str | None]
-
-
 #: Commands that record no journal entry (their key is kept as a key record). Command
 #: models are final: the executor dispatches on exact types (see ``HANDLERS``).
 _NO_ENTRY: frozenset[type[Command]] = frozenset(
     {OpenAccount, DeclareAsset, AtomicBatch, *ACCOUNT_COMMANDS}
 )
-
-
-Print = tuple[Command, uuid.UUID, str]
-"""A command with its entry id (derived from its key) and its request fingerprint."""
-
-
-def prints_of(commands: Sequence[Command]) -> list[Print]:
-    """Each command with its entry id and request fingerprint."""
-    return [(cmd, entry_id_for_key(cmd.key), fingerprint(cmd)) for cmd in commands]
-
-
-def key_ids_of(prints: Sequence[Print], flat: Sequence[Command]) -> set[uuid.UUID]:
-    """The ids of every key in a chunk: its commands' and their inner commands'."""
-    key_ids = {key_id for _, key_id, _ in prints}
-    key_ids.update(entry_id_for_key(cmd.key) for cmd in flat[len(prints) :])
-    return key_ids
-
-
-def flatten(commands: Sequence[Command]) -> list[Command]:
-    """The commands, then the inner commands of atomic batches."""
-    flat: list[Command] = list(commands)
-    for cmd in commands:
-        if type(cmd) is AtomicBatch:
-            flat.extend(cmd.commands)
-    return flat
 
 
 class Executor:
@@ -461,11 +287,11 @@ class Executor:
                 earlier = known.get(key_id)
             accounts: Sequence[tuple[str, uuid.UUID]] = ()
             if record is not None:
-                outcome = _replay(
+                outcome = replay(
                     cmd.key, fp, record.fingerprint, Outcome.from_record(cmd.key, record.outcome)
                 )
             elif earlier is not None:
-                outcome = _replay(cmd.key, fp, earlier[0], earlier[1])
+                outcome = replay(cmd.key, fp, earlier[0], earlier[1])
             elif key_id in inner:
                 outcome = Outcome.from_error(cmd.key, _used_inside(cmd.key))
             else:
@@ -494,65 +320,7 @@ class Executor:
         if len(chunks) < 2 or len(set(keys)) != len(keys):
             return [o for chunk in chunks for o in self.run(chunk)]
         with gc_paused(self.pause_gc):  # the whole pipeline: deciding, encoding, writing
-            return self._run_pipelined(chunks)
-
-    def _run_pipelined(self, chunks: list[Sequence[Command]]) -> list[Outcome]:
-        try:
-            return self._pipeline(chunks)
-        except BaseException:
-            # A chunk's states are cached once it is decided, before its append
-            # commits: whatever stopped the pipeline, they may be ahead of the store.
-            self.reset()
-            raise
-
-    def _pipeline(self, chunks: list[Sequence[Command]]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        with (
-            ThreadPoolExecutor(1, thread_name_prefix="ledger-append") as writer,
-            ThreadPoolExecutor(1, thread_name_prefix="ledger-keys") as reader,
-        ):
-            inflight: tuple[Future[Sequence[int]], int, Decision] | None = None
-            # The next chunk's idempotency records are looked up while this one is
-            # decided. Looking them up early is as safe as just before deciding: the
-            # append checks again, under the lock, that no key has been recorded since.
-            lookup = self._lookup_ahead(reader, chunks, 0)
-            index = 0
-            while index < len(chunks) or inflight is not None:
-                decision = None
-                if lookup is not None:
-                    prints, flat, records = lookup
-                    lookup = self._lookup_ahead(reader, chunks, index + 1)
-                    decision = self._decide_all(prints, flat, self.store, records.result())
-                if inflight is not None:
-                    future, done_index, done = inflight
-                    inflight = None
-                    try:
-                        future.result()
-                    except (AppendConflict, StoreUnavailable):
-                        # The speculative states of this chunk and the next are invalid.
-                        self.reset()
-                        outcomes.extend(self.run(chunks[done_index]))
-                        index = done_index + 1
-                        lookup = self._lookup_ahead(reader, chunks, index)
-                        continue
-                    done.log()
-                    outcomes.extend(done.outcomes)
-                if decision is not None:
-                    self.cache.absorb(decision.ws)
-                    inflight = (writer.submit(self.store.append, decision.batch), index, decision)
-                    index += 1
-        return outcomes
-
-    def _lookup_ahead(
-        self, reader: ThreadPoolExecutor, chunks: list[Sequence[Command]], index: int
-    ) -> tuple[list[Print], list[Command], Future[dict[uuid.UUID, KeyRecord]]] | None:
-        """Start looking up the key records of chunk ``index`` (None past the end)."""
-        if index >= len(chunks):
-            return None
-        chunk = chunks[index]
-        prints = prints_of(chunk)
-        flat = flatten(chunk)
-        return prints, flat, reader.submit(self.store.lookup_keys, key_ids_of(prints, flat))
+            return run_pipelined(self, chunks)
 
     def _decide(
         self,
@@ -773,58 +541,3 @@ def _read_from(
     if known:
         return store.read(key_ids, ids, known=known)
     return store.read(key_ids, ids)
-
-
-@dataclass(slots=True)
-class Decision:
-    """Outcomes of one attempt, and what it will append."""
-
-    outcomes: list[Outcome]
-    touched: list[Sequence[tuple[str, uuid.UUID]]]
-    ws: WorkingSet
-    batch: WriteBatch
-    #: The outcomes decided here that a retry of their key replays.
-    decided: dict[uuid.UUID, tuple[str, Outcome]]
-
-    def log(self) -> None:
-        if log.isEnabledFor(logging.INFO):
-            for outcome, touched in zip(self.outcomes, self.touched, strict=True):
-                _log_outcome(outcome, sorted({name for name, _ in touched}))
-
-
-def _replay(key: str, fp: str, recorded_fp: str, recorded: Outcome) -> Outcome:
-    if fp != recorded_fp:
-        return Outcome(
-            key,
-            "conflict",
-            code=IdempotencyConflict.code,
-            message=f"idempotency key {key!r} was already used for a different request",
-        )
-    if recorded.replayed:
-        return recorded
-    return Outcome(
-        recorded.key,
-        recorded.status,
-        entry_id=recorded.entry_id,
-        code=recorded.code,
-        message=recorded.message,
-        replayed=True,
-        kind=recorded.kind,
-    )
-
-
-def _log_outcome(outcome: Outcome, accounts: list[str]) -> None:
-    fields: dict[str, Any] = {
-        "idempotency_key": outcome.key,
-        "status": outcome.status,
-        "replayed": outcome.replayed,
-    }
-    if outcome.entry_id is not None:
-        fields["entry_id"] = str(outcome.entry_id)
-    if outcome.kind is not None:
-        fields["kind"] = outcome.kind
-    if accounts:
-        fields["accounts"] = accounts
-    if outcome.code is not None:
-        fields["code"] = outcome.code
-    log.info("ledger.write", **fields)

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from ledger.commands import executor as ex
-from ledger.commands.executor import KeyCache
+from ledger.commands import caches as ex
+from ledger.commands.caches import KeyCache
 from ledger.outcome import Outcome
 
 
