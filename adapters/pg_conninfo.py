@@ -6,6 +6,9 @@ is shown (in errors, ``repr`` and ``store.url``) with every form of its password
 hidden: the value libpq parsed, percent-encoded, and as written, and what a reader
 would take for the password where libpq reads it otherwise (``user:pw/x@host``);
 the same forms are hidden in the reasons libpq and the server give.
+
+The event store's settings are the parameters a string gives (:func:`store_settings`,
+:func:`parse_postgres_url`), which must name a database.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ledger.errors import StoreError
 
-__all__ = ["Conninfo", "parse_conninfo"]
+__all__ = ["Conninfo", "parse_conninfo", "parse_postgres_url", "store_settings"]
 
 _HIDDEN = "***"
 #: The shortest password hidden by its text (shorter ones by their position only).
@@ -95,3 +98,19 @@ def parse_conninfo(url: str) -> Conninfo:
         raise StoreError(f"PostgreSQL URL cannot be parsed: {reason}") from None
     password = str(params.get("password") or "")
     return Conninfo(url, params, [*written, password, quote(password, safe=""), quote(password)])
+
+
+def parse_postgres_url(url: str) -> dict[str, Any]:
+    """Connection settings from a ``postgresql://`` URL (or a libpq keyword string),
+    parsed by libpq itself (through psycopg): every parameter is kept, an unknown one
+    is refused with :class:`~ledger.errors.StoreError`."""
+    return store_settings(parse_conninfo(url))
+
+
+def store_settings(info: Conninfo) -> dict[str, Any]:
+    """The event store's connection settings: the parameters ``info`` gives, which
+    must name a database (else :class:`~ledger.errors.StoreError`)."""
+    params = dict(info.params)  # only what the URL gives: libpq fills in the rest
+    if not params.get("dbname"):
+        raise StoreError(f"PostgreSQL URL {info.shown} must name a database")
+    return params

@@ -17,12 +17,15 @@ ledger (the event table, its sequence and type, the append function, the keys an
 holds tables, the read models of :mod:`.view_store`) is made and named in that schema,
 and its NOTIFY channel and writers' lock carry the schema's name: two schemas of one
 database are two independent ledgers.
+
+Beside this module: finding the ledger's schema and creating its objects
+(:mod:`.pg_schema`), the text of the statements the store runs
+(:mod:`.pg_statements`), the session under the writers' lock (:mod:`.pg_session`),
+connection settings (:mod:`.pg_conninfo`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -49,15 +52,27 @@ from ledger.events import TOPIC_ENTRY
 from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, Known, WriteBatch, notification
 
+from . import pg_statements
 from .pg_appenders import (
     PostgresCommitterConnection,
     PostgresLoopAppender,
     direct_connection_kwargs,
 )
 from .pg_arrays import ByteaArray, Int8Array, TextArray, TimestamptzArray, UuidArray, adapt
-from .pg_conninfo import Conninfo, parse_conninfo
+from .pg_conninfo import parse_conninfo, parse_postgres_url, store_settings
 from .pg_datastore import Datastore, SessionLost
 from .pg_guest import PostgresApplicationRecorder
+from .pg_schema import (
+    APPEND_FUNCTION,
+    SCHEMA_LOCK_KEY,
+    append_function_ddl,
+    create_recorder_tables,
+    lock_key,
+    notify_channel,
+    probe,
+    side_tables_ddl,
+)
+from .pg_session import PostgresSession
 from .pg_wire import append_call, read_rows, read_streams
 
 __all__ = ["PostgresEventStore", "parse_postgres_url"]
@@ -70,12 +85,6 @@ LOCK_TIMEOUT_S = 10
 #: Appends with up to this many events are one call of the append function; larger
 #: ones lock, check and COPY in several statements.
 FUNCTION_EVENTS_MAX = 2000
-#: The type a ``CREATE TYPE`` statement of eventsourcing's schema creates.
-_CREATE_TYPE = re.compile(r'\s*CREATE TYPE\s+((?:"(?:[^"]|"")+"\.)?"(?:[^"]|"")+")')
-#: The append function's name; a new version gets a new name, so that processes of an
-#: older release keep theirs while a newer one is rolled out.
-APPEND_FUNCTION = "ledger_append_v2"
-_SCHEMA_LOCK_KEY = 0x1ED6E5  # advisory lock serialising schema creation across processes
 
 
 def _key_columns(batch: WriteBatch) -> tuple[list[Any], ...]:
@@ -87,112 +96,15 @@ def _key_columns(batch: WriteBatch) -> tuple[list[Any], ...]:
     )
 
 
-def parse_postgres_url(url: str) -> dict[str, Any]:
-    """Connection settings from a ``postgresql://`` URL (or a libpq keyword string),
-    parsed by libpq itself (through psycopg): every parameter is kept, an unknown one
-    is refused with :class:`~ledger.errors.StoreError`."""
-    return _settings(parse_conninfo(url))
-
-
-def _settings(info: Conninfo) -> dict[str, Any]:
-    params = dict(info.params)  # only what the URL gives: libpq fills in the rest
-    if not params.get("dbname"):
-        raise StoreError(f"PostgreSQL URL {info.shown} must name a database")
-    return params
-
-
-def _lock_key(name: str) -> int:
-    """A stable signed 64-bit advisory lock key for ``name``."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-def _probe(info: Conninfo, settings: dict[str, Any]) -> str:
-    """Connect once, directly, so that a refused first connection reports the
-    server's own reason (authentication failed, connection refused, no such database,
-    SSL required) at once rather than as a pool timeout; the ledger's schema (see
-    :func:`_ledger_schema`)."""
-    try:
-        with psycopg.connect(**direct_connection_kwargs(settings)) as conn:
-            return _ledger_schema(conn, info.shown)
-    except psycopg.OperationalError as e:
-        reason = info.redact(" ".join(str(e).split()))
-        raise StoreUnavailable(f"cannot connect to PostgreSQL at {info.shown}: {reason}") from None
-    except psycopg.Error as e:  # a setting psycopg itself refuses (connect_timeout=x)
-        reason = info.redact(" ".join(str(e).split()))
-        raise StoreError(f"PostgreSQL URL {info.shown}: {reason}") from None
-
-
-def _ledger_schema(conn: psycopg.Connection[Any], shown: str) -> str:
-    """The schema the ledger lives in: the connection's ``current_schema()``.
-
-    Refused with :class:`~ledger.errors.StoreError`: a ``search_path`` that names no
-    schema that exists (the tables would have nowhere to go), a system schema, and a
-    schema that holds the idempotency keys of a ledger whose events earlier releases
-    put in ``public.stored_events`` (opening it here would show an empty ledger).
-    """
-    row = conn.execute(
-        "SELECT current_schema(), current_setting('search_path'),"
-        " to_regclass(quote_ident(current_schema()) || '.stored_events') IS NOT NULL,"
-        " to_regclass(quote_ident(current_schema()) || '.ledger_keys') IS NOT NULL,"
-        " to_regclass('public.stored_events') IS NOT NULL"
-    ).fetchone()
-    assert row is not None
-    schema, search_path, has_events, has_keys, public_events = row
-    if schema is None:
-        raise StoreError(
-            f"PostgreSQL store {shown}: no schema of the search_path ({search_path}) "
-            "exists, so the ledger has no schema to live in: create the schema "
-            "(CREATE SCHEMA ...) or set a search_path whose first schema exists"
-        )
-    if schema != schema.strip():  # eventsourcing strips it: its tables would go elsewhere
-        raise StoreError(
-            f"PostgreSQL store {shown}: the schema {schema!r} begins or ends with "
-            "white space: name the ledger's schema without it"
-        )
-    if schema.startswith("pg_") or schema == "information_schema":
-        raise StoreError(
-            f"PostgreSQL store {shown}: the search_path ({search_path}) puts the ledger "
-            f"in the system schema {schema!r}: set a search_path whose first schema is "
-            "the ledger's"
-        )
-    if schema != "public" and has_keys and not has_events and public_events:
-        raise StoreError(
-            f"PostgreSQL store {shown}: schema {schema!r} holds ledger_keys of a ledger "
-            "whose events an earlier release kept in public.stored_events; a ledger now "
-            f"lives wholly in its schema ({schema!r} here, from the search_path "
-            f"{search_path}): move public's ledger tables, types and functions into "
-            f"{schema!r} (ALTER ... SET SCHEMA; not if another schema's keys share them), "
-            "or open with search_path=public"
-        )
-    return str(schema)
-
-
-#: The longest channel name PostgreSQL keeps (NAMEDATALEN - 1 bytes).
-_CHANNEL_MAX = 63
-
-
-def notify_channel(schema: str) -> str:
-    """The NOTIFY channel of the ledger in ``schema``: ``stored_events`` in ``public``
-    (the channel of earlier releases and of eventsourcing, so listeners keep hearing),
-    ``<schema>.stored_events`` in another, or a digest of the schema's name where that
-    is too long for a channel."""
-    if schema == "public":
-        return "stored_events"
-    channel = f"{schema}.stored_events"
-    if len(channel.encode()) <= _CHANNEL_MAX:
-        return channel
-    return f"ledger_{hashlib.sha256(schema.encode()).hexdigest()[:40]}.stored_events"
-
-
 class PostgresEventStore:
     """An :class:`~ledger.store.EventStore` in a PostgreSQL database."""
 
     def __init__(self, url: str, *, pool_size: int = 2, require_durable: bool = True) -> None:
         info = parse_conninfo(url)
         self.url = info.shown
-        self.settings = _settings(info)
+        self.settings = store_settings(info)
         #: The schema every object of this ledger lives in (see the module's docs).
-        self.schema = _probe(info, self.settings)
+        self.schema = probe(info, self.settings)
         #: The channel every append notifies (LISTEN on it to hear of new events).
         self.channel = notify_channel(self.schema)
         self.require_durable = require_durable
@@ -203,48 +115,11 @@ class PostgresEventStore:
         self.recorder.channel_name = self.channel  # eventsourcing's subscriptions listen here
         self._tables = {"schema": Identifier(self.schema)}
         #: The advisory lock writers of this schema serialise on (see _write_lock_sql).
-        self._write_lock_key = _lock_key(f"ledger-write:{self.schema}")
-        # Array parameters go in binary (%b): psycopg dumps a list of 10,000 UUIDs as
-        # text element by element in Python (19 ms, holding the GIL that the deciding
-        # thread needs), in binary in 3 ms. A batch sends two UUIDs per command.
-        # Latest version per stream: one backward primary-key probe each (max() on the
-        # index), whatever the length of the stream.
-        self._select_check = SQL(
-            "SELECT 'stream' AS kind, x.id AS id, (SELECT max(s.originator_version)"
-            " FROM {schema}.stored_events s WHERE s.originator_id = x.id) AS v"
-            " FROM unnest(%b::uuid[]) AS x(id)"
-            " UNION ALL SELECT 'key', key_id, 0 FROM {schema}.ledger_keys WHERE key_id = ANY(%b)"
-        ).format(**self._tables)
-        self._copy_events = SQL(
-            "COPY {schema}.stored_events (originator_id, originator_version, topic, state)"
-            " FROM STDIN (FORMAT BINARY)"
-        ).format(**self._tables)
-        # One statement for everything a decision reads (each statement costs the
-        # client more CPU than its round trip): key rows (kind 0), entries recorded
-        # under the keys (kind 1: their first event), and the first and latest event of
-        # each stream (kind 2: two primary-key probes per stream, however long it is;
-        # in no particular order, which saves the server a sort: 133 -> 110 us of its
-        # CPU for 8 streams, measured). A stream the reader knows at a version (> 0)
-        # costs one probe, and a row only if its latest version is another (newer,
-        # or older should the reader's cache be ahead of the store): 77 us for 8
-        # (measured for a first form that returned newer versions only).
-        self._read_template = SQL(
-            "SELECT 0 AS kind, key_id AS id, 0::int8 AS v, key AS a, fingerprint AS b,"
-            " outcome AS state FROM {schema}.ledger_keys WHERE key_id = ANY({keys})"
-            " UNION ALL SELECT 1, originator_id, 1, NULL, NULL, state"
-            " FROM {schema}.stored_events WHERE originator_id = ANY({keys})"
-            " AND originator_version = 1 AND topic = {topic}"
-            " UNION ALL (SELECT 2, e.originator_id, e.originator_version, e.topic, NULL, e.state"
-            " FROM unnest({streams}::uuid[], {versions}::int8[]) AS x(id, known)"
-            " CROSS JOIN LATERAL ("
-            " (SELECT * FROM {schema}.stored_events f"
-            "  WHERE f.originator_id = x.id AND f.originator_version = 1 AND x.known = 0)"
-            " UNION ALL"
-            " (SELECT * FROM (SELECT * FROM {schema}.stored_events l"
-            "  WHERE l.originator_id = x.id AND (l.originator_version > 1 OR x.known > 0)"
-            "  ORDER BY l.originator_version DESC LIMIT 1) l"
-            "  WHERE l.originator_version <> x.known)) e)"
-        )
+        self._write_lock_key = lock_key(f"ledger-write:{self.schema}")
+        # The statements of pg_statements, rendered for this schema once.
+        self._select_check = pg_statements.SELECT_CHECK.format(**self._tables)
+        self._copy_events = pg_statements.COPY_EVENTS.format(**self._tables)
+        self._read_template = pg_statements.READ_TEMPLATE
         self._select_read = self._read_template.format(
             keys=Placeholder("keys", PyFormat.BINARY),
             streams=Placeholder("streams", PyFormat.BINARY),
@@ -253,93 +128,16 @@ class PostgresEventStore:
             **self._tables,
         )
         self._notify = SQL("NOTIFY {0}").format(Identifier(self.channel))
-        # The log in position order, as plain rows (eventsourcing's reader makes a
-        # dict per row and a Notification through its __init__: a quarter of a
-        # read-model rebuild's CPU, measured).
-        self._select_log = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state"
-            " FROM {schema}.stored_events WHERE notification_id > %s"
-            " ORDER BY notification_id LIMIT %s"
-        ).format(**self._tables)
-        # The append's parameters are arrays built in one pass (pg_arrays), on the
-        # connections adapted for them; the statement is rendered once.
-        self._append_call = SQL(
-            "SELECT {schema}.{fn}(%b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b)"
-        ).format(fn=Identifier(APPEND_FUNCTION), **self._tables)
+        self._select_log = pg_statements.SELECT_LOG.format(**self._tables)
+        self._append_call = pg_statements.APPEND_CALL.format(
+            fn=Identifier(APPEND_FUNCTION), **self._tables
+        )
         self._append_call_bytes: bytes | None = None
         self._adapted: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        self._insert_keys = SQL(
-            "INSERT INTO {schema}.ledger_keys (key_id, key, fingerprint, outcome)"
-            " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::bytea[])"
-        ).format(**self._tables)
-        self._insert_holds = SQL(
-            "INSERT INTO {schema}.ledger_open_holds (hold_id, expires_at)"
-            " SELECT * FROM unnest(%b::uuid[], %b::timestamptz[])"
-        ).format(**self._tables)
-        self._delete_holds = SQL(
-            "DELETE FROM {schema}.ledger_open_holds WHERE hold_id = ANY(%b)"
-        ).format(**self._tables)
-        self._select_due = SQL(
-            "SELECT hold_id FROM {schema}.ledger_open_holds WHERE expires_at <= %s"
-            " ORDER BY expires_at LIMIT %s"
-        ).format(**self._tables)
-
-    def _append_function_ddl(self) -> Composed:
-        """The append as one server-side call: lock, check, write, notify.
-
-        One statement instead of eight (lock timeout, lock, check, events, keys,
-        holds, notify, commit): each statement costs the client ~0.1-0.2 ms of CPU
-        (measured here; more than the round trip), and the online path appends once
-        per group. The write lock (see :meth:`_write_lock_sql`) is held to the commit,
-        so log positions still become visible in commit order. Returns false,
-        writing nothing, if a key of an entry written here has a row (a concurrent
-        rejection) or a stream the decision read moved on; a version or key written
-        twice fails on a primary key. Every stream the decision read is checked,
-        written or not: a stream written here is also at the version read (its
-        primary key alone would not see a version missing below the one written, as
-        when a process's cache were ahead of the store).
-        """
-        return SQL(
-            "CREATE OR REPLACE FUNCTION {schema}.{fn}("
-            " entry_keys uuid[], expect_ids uuid[], expect_versions int8[],"
-            " ev_ids uuid[], ev_versions int8[], ev_topics text[], ev_states bytea[],"
-            " key_ids uuid[], key_texts text[], key_prints text[], key_outcomes bytea[],"
-            " opened_ids uuid[], opened_at timestamptz[], closed_ids uuid[])"
-            " RETURNS boolean LANGUAGE plpgsql AS $fn$"
-            " BEGIN"
-            "  PERFORM set_config('lock_timeout', {timeout}, true);"
-            "  PERFORM pg_advisory_xact_lock({lock_key});"
-            "  LOCK TABLE {schema}.stored_events IN ROW EXCLUSIVE MODE;"
-            "  IF EXISTS (SELECT 1 FROM {schema}.ledger_keys WHERE key_id = ANY(entry_keys))"
-            "   OR EXISTS (SELECT 1 FROM unnest(expect_ids, expect_versions) AS x(id, v)"
-            "    WHERE coalesce((SELECT max(s.originator_version) FROM {schema}.stored_events s"
-            "     WHERE s.originator_id = x.id), 0) <> x.v) THEN"
-            "   RETURN false;"
-            "  END IF;"
-            "  INSERT INTO {schema}.stored_events"
-            "   (originator_id, originator_version, topic, state)"
-            "   SELECT * FROM unnest(ev_ids, ev_versions, ev_topics, ev_states);"
-            "  IF cardinality(key_ids) > 0 THEN"
-            "   INSERT INTO {schema}.ledger_keys (key_id, key, fingerprint, outcome)"
-            "    SELECT * FROM unnest(key_ids, key_texts, key_prints, key_outcomes);"
-            "  END IF;"
-            "  IF cardinality(opened_ids) > 0 THEN"
-            "   INSERT INTO {schema}.ledger_open_holds (hold_id, expires_at)"
-            "    SELECT * FROM unnest(opened_ids, opened_at);"
-            "  END IF;"
-            "  IF cardinality(closed_ids) > 0 THEN"
-            "   DELETE FROM {schema}.ledger_open_holds WHERE hold_id = ANY(closed_ids);"
-            "  END IF;"
-            "  PERFORM pg_notify({channel}, '');"
-            "  RETURN true;"
-            " END $fn$"
-        ).format(
-            fn=Identifier(APPEND_FUNCTION),
-            timeout=Literal(f"{LOCK_TIMEOUT_S}s"),
-            lock_key=Literal(self._write_lock_key),
-            channel=Literal(self.channel),
-            **self._tables,
-        )
+        self._insert_keys = pg_statements.INSERT_KEYS.format(**self._tables)
+        self._insert_holds = pg_statements.INSERT_HOLDS.format(**self._tables)
+        self._delete_holds = pg_statements.DELETE_HOLDS.format(**self._tables)
+        self._select_due = pg_statements.SELECT_DUE.format(**self._tables)
 
     @contextmanager
     def _translated(self, *, conflicts: bool = False) -> Iterator[None]:
@@ -389,15 +187,15 @@ class PostgresEventStore:
         """Create tables once; concurrent callers wait on an advisory lock."""
         try:
             with psycopg.connect(**direct_connection_kwargs(self.settings)) as conn:
-                conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
+                conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
                 try:
-                    self._call(lambda: self._create_recorder_tables(conn))
+                    self._call(lambda: create_recorder_tables(self.recorder, self.datastore, conn))
                     with conn.transaction():
-                        for statement in self._side_tables_ddl():
+                        for statement in side_tables_ddl(self._tables):
                             conn.execute(statement)
                         conn.execute(self._append_function_ddl())
                 finally:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
         except psycopg.OperationalError as e:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
         except psycopg.Error as e:  # no right to create in the schema, say
@@ -407,47 +205,14 @@ class PostgresEventStore:
             ) from e
         self.check_durability()
 
-    def _side_tables_ddl(self) -> list[Composed]:
-        """The idempotency keys and the open-holds index, in the ledger's schema."""
-        return [
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {schema}.ledger_keys ("
-                " key_id uuid PRIMARY KEY, key text NOT NULL,"
-                " fingerprint text NOT NULL, outcome bytea NOT NULL)"
-            ).format(**self._tables),
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {schema}.ledger_open_holds ("
-                " hold_id uuid PRIMARY KEY, expires_at timestamptz)"
-            ).format(**self._tables),
-            SQL(
-                "CREATE INDEX IF NOT EXISTS ledger_open_holds_due"
-                " ON {schema}.ledger_open_holds (expires_at) WHERE expires_at IS NOT NULL"
-            ).format(**self._tables),
-        ]
-
-    def _create_recorder_tables(self, conn: psycopg.Connection[Any]) -> None:
-        """The event table and its types, as eventsourcing's ``create_table`` makes
-        them, but without trying a composite type that already exists: PostgreSQL has
-        no ``CREATE TYPE IF NOT EXISTS``, and the failed attempt puts an ERROR in the
-        server's log at every start of every process (alerts watch for those)."""
-        statements = self.recorder.sql_create_statements
-        types = [s for s in statements if "CREATE TYPE" in s.as_string(conn)]
-        if not all(self._type_exists(conn, s.as_string(conn)) for s in types):
-            self.recorder.create_table()  # the first time (or a type added by an upgrade)
-            return
-        with self.datastore.transaction(commit=True) as cur:
-            for statement in statements:
-                if statement not in types:
-                    cur.execute(statement, prepare=False)
-        self.datastore.register_type_adapters()
-
-    @staticmethod
-    def _type_exists(conn: psycopg.Connection[Any], create_type: str) -> bool:
-        match = _CREATE_TYPE.match(create_type)
-        if match is None:  # a statement of a form not seen before: let it run
-            return False
-        row = conn.execute("SELECT to_regtype(%s) IS NOT NULL", (match.group(1),)).fetchone()
-        return bool(row and row[0])
+    def _append_function_ddl(self) -> Composed:
+        """The append function of this ledger (see :func:`.pg_schema.append_function_ddl`)."""
+        return append_function_ddl(
+            self._tables,
+            lock_timeout_s=LOCK_TIMEOUT_S,
+            write_lock_key=self._write_lock_key,
+            channel=self.channel,
+        )
 
     def check_durability(self) -> None:
         """Refuse (or warn about) settings under which acknowledged commits can be lost."""
@@ -730,33 +495,3 @@ class PostgresEventStore:
     def close(self) -> None:
         """Close the connection pool."""
         self.datastore.close()
-
-
-class PostgresSession:
-    """Reads and one append inside a transaction that holds the writers' lock."""
-
-    def __init__(self, store: PostgresEventStore, cur: psycopg.Cursor[Any]) -> None:
-        self.store = store
-        self.cur = cur
-
-    def read(
-        self,
-        key_ids: Collection[uuid.UUID],
-        stream_ids: Collection[uuid.UUID],
-        known: Mapping[uuid.UUID, Known] | None = None,
-    ) -> tuple[dict[uuid.UUID, KeyRecord], dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]]:
-        """As :meth:`PostgresEventStore.read`, under the lock."""
-        if not key_ids and not stream_ids and not known:
-            return {}, {}
-        return self.store.read_with(self.cur, key_ids, stream_ids, known)
-
-    def load_streams(
-        self, stream_ids: Collection[uuid.UUID]
-    ) -> dict[uuid.UUID, tuple[StoredEvent, StoredEvent]]:
-        """As :meth:`PostgresEventStore.load_streams`, under the lock."""
-        return self.read((), stream_ids)[1]
-
-    def append(self, batch: WriteBatch) -> Sequence[int]:
-        """As :meth:`PostgresEventStore.append`, in the locked transaction."""
-        self.store.write_locked(self.cur, batch)
-        return []
