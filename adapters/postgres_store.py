@@ -75,7 +75,7 @@ from .pg_schema import (
 from .pg_session import PostgresSession
 from .pg_wire import append_call, read_rows, read_streams
 
-__all__ = ["PostgresEventStore", "parse_postgres_url"]
+__all__ = ["APPEND_FUNCTION", "PostgresEventStore", "notify_channel", "parse_postgres_url"]
 
 log = get_logger(__name__)
 T = TypeVar("T")

@@ -71,13 +71,18 @@ def send(
 
     Entry: sender debit ``amount + fee``; recipient credit ``amount``; fee account
     credit ``fee``. Refused: a non-positive amount, a negative fee, a fee without a
-    fee account, the same account on two sides, an unknown visibility or mode.
+    fee account, the same account on two sides, an unknown visibility or mode, a
+    ``settle_by`` for an instant payment (it would be ignored).
     """
     value, cut = _positive(amount), _fee(fee)
     _choice(visibility, Visibility, "visibility")
     _choice(mode, Mode, "mode")
     if cut and fee_account is None:
         raise InvalidCommand("a fee needs a fee_account")
+    if mode == "instant" and settle_by is not None:
+        raise InvalidCommand(
+            "settle_by is the deadline of a standard payment; an instant payment settles at once"
+        )
     _distinct(sender=sender, recipient=recipient, fee_account=fee_account if cut else None)
     legs: list[tuple[str, Decimal, str]] = [
         (sender, _EXACT.add(value, cut), asset),

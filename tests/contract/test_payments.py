@@ -20,6 +20,7 @@ from ledger import (
     HoldNotPending,
     IdempotencyConflict,
     InvalidAmount,
+    InvalidCommand,
     Ledger,
     PaymentVetoed,
     RequestNotOpen,
@@ -126,6 +127,22 @@ def test_send_failures(books: Ledger) -> None:
         pay.send(
             books, "ok", sender="alice:wallet", recipient="bob:wallet", amount="2", asset="USD"
         )
+    assert avail(books, "bob:wallet") == Decimal("1.00")
+
+
+def test_an_instant_send_with_a_deadline_is_refused_and_moves_nothing(books: Ledger) -> None:
+    """``settle_by`` is a standard payment's deadline: with an instant payment it would
+    be ignored, so the recipe refuses it (no key used: the same key works afterwards)."""
+    later = NOW + timedelta(days=3)
+    with pytest.raises(InvalidCommand, match="settle_by"):
+        pay.send(
+            books, "inst-dl", sender="alice:wallet", recipient="bob:wallet", amount="1",
+            asset="USD", settle_by=later,
+        )  # fmt: skip
+    assert avail(books, "alice:wallet") == Decimal("100.00")
+    pay.send(
+        books, "inst-dl", sender="alice:wallet", recipient="bob:wallet", amount="1", asset="USD"
+    )
     assert avail(books, "bob:wallet") == Decimal("1.00")
 
 
