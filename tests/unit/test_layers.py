@@ -63,6 +63,7 @@ def test_the_shipped_layers_hold(site: Path) -> None:
         ("ledger/projections/feed.py", "from ledger.commands import handlers", "projections"),
         ("ledger/commands/handlers.py", "import ledger.adapters.urls", "ledger.commands"),
         ("ledger/adapters/urls.py", "import ledger.adapters.cli", "ledger.adapters.urls"),
+        ("ledger/adapters/jsonl.py", "import ledger.adapters.cli._common", "ledger.adapters.jsonl"),
     ],
 )
 def test_an_outward_import_breaks_a_contract(
