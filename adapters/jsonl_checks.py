@@ -64,12 +64,23 @@ def lines_of(stream: IO[bytes], line_bytes_max: int = LINE_BYTES_MAX) -> Iterato
         if len(line) > line_bytes_max and not line.endswith(b"\n"):
             while (rest := stream.readline(1 << 16)) and not rest.endswith(b"\n"):
                 pass
+            line = _Overlong(line)
+            line.limit = line_bytes_max
         yield line
+
+
+class _Overlong(bytes):
+    """The start of a line longer than the limit :func:`lines_of` was given: refused
+    as such, whatever that limit (a cut line may still parse)."""
+
+    limit = LINE_BYTES_MAX
 
 
 def _text(number: int, raw: str | bytes) -> str | LineError:
     """A line as text, or why it is refused (too long); bytes that are not UTF-8 raise
     ``UnicodeDecodeError`` naming the line: the input is not a text file."""
+    if type(raw) is _Overlong:
+        return LineError(number, f"line is longer than {raw.limit} bytes")
     if len(raw) > LINE_BYTES_MAX:
         unit = "bytes" if isinstance(raw, bytes) else "characters"
         return LineError(number, f"line is longer than {LINE_BYTES_MAX} {unit}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import closing
 
 import click
 
@@ -20,8 +21,7 @@ def projections() -> None:
 @click.pass_obj
 def projections_status(store: str, fmt: str) -> None:
     """Show each read model's checkpoint and lag."""
-    with _open(store) as books:
-        runner = _runner(books)
+    with _open(store) as books, closing(_runner(books)) as runner:
         lag = runner.lag()
         data = {
             name: {
@@ -31,7 +31,6 @@ def projections_status(store: str, fmt: str) -> None:
             }
             for name, v in lag.items()
         }
-        runner.close()
     human = "\n".join(
         f"{n}: position {d['position']}, {d['lag_events']} events behind" for n, d in data.items()
     )
@@ -43,11 +42,9 @@ def projections_status(store: str, fmt: str) -> None:
 @click.pass_obj
 def projections_rebuild(store: str, name: str) -> None:
     """Rebuild a read model from the log and swap it in."""
-    with _open(store) as books:
-        runner = _runner(books)
+    with _open(store) as books, closing(_runner(books)) as runner:
         for view in ("balances", "feed") if name == "all" else (name,):
             click.echo(f"{view}: rebuilt from {runner.rebuild(view)} events")
-        runner.close()
 
 
 @projections.command("follow")

@@ -3,6 +3,7 @@ from the read models."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
@@ -34,8 +35,7 @@ def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str)
     models are brought up to date first)."""
     if by != "effective" and as_of is None:
         raise click.UsageError("--by applies to --as-of; give --as-of T")
-    with _open(store) as books:
-        runner = _runner(books)
+    with _open(store) as books, contextlib.closing(_runner(books)) as runner:
         runner.catch_up()
         with runner.views.snapshot() as w:
             names = [r[0] for r in w.query("SELECT account FROM rm_balances ORDER BY account")]
@@ -57,7 +57,6 @@ def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str)
                         "normal": row.normal,
                         "balance": plain(row.signed),
                     }
-        runner.close()
     human = "\n".join(
         f"{n:<40} {d['asset']:<6} {_dr_cr(d['balance'])}  ({d['normal']}-normal)"
         for n, d in rows.items()
@@ -85,8 +84,7 @@ def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
     agree when the books balance (exit 1 and a line on stderr when they do not). In
     JSON each account also has its signed ``balance`` (debits positive) and each
     asset ``balanced``."""
-    with _open(store) as books:
-        runner = _runner(books)
+    with _open(store) as books, contextlib.closing(_runner(books)) as runner:
         runner.catch_up()
         with runner.views.snapshot() as w:
             names = [r[0] for r in w.query("SELECT account FROM rm_balances ORDER BY account")]
@@ -96,7 +94,6 @@ def trial_balance(store: str, as_of: datetime | None, fmt: str) -> None:
                 else BalancesView.balance_as_of(w, n, as_of)
                 for n in names
             ]
-        runner.close()
     per_asset: dict[str, dict[str, Any]] = {}
     for row in (r for r in found if r is not None):
         book = per_asset.setdefault(
@@ -159,13 +156,11 @@ def statement_cmd(store: str, account: str, start: datetime, end: datetime, fmt:
     negative (JSON), or with Dr/Cr (human). The output names the period it used."""
     if start > end:
         raise click.BadParameter(f"--from {start.isoformat()} is after --to {end.isoformat()}")
-    with _open(store) as books:
-        runner = _runner(books)
+    with _open(store) as books, contextlib.closing(_runner(books)) as runner:
         runner.catch_up()
         with runner.views.snapshot() as w:
             st = statement(w, account, start, end)
             row = BalancesView.balance(w, account)
-        runner.close()
     if st is None or row is None:
         raise UnknownAccount(f"account {account!r} is not in the read model")
 

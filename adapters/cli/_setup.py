@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 
 import click
 
@@ -26,9 +27,8 @@ def demo(store: str) -> None:
     """Run a scripted day of payments, build the read models, audit, print the verdict."""
     with _open(store, create=True) as books:
         balanced = run_demo(books, sys.stdout)
-        runner = _runner(books)
-        projected = runner.catch_up()
-        runner.close()
+        with closing(_runner(books)) as runner:
+            projected = runner.catch_up()
         result = run_audit(books.store)
     click.echo(f"read models: {projected} new events projected")
     click.echo(
