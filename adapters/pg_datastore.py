@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import ConnectionPoolClosedError, OperationalError
 from psycopg.rows import DictRow, dict_row
 
 from .pg_appenders import prefer_generic_plans
@@ -81,6 +81,8 @@ class Datastore(PostgresDatastore):
         self._pid = os.getpid()
         #: Taken only in a forked child, by the first threads to want a connection.
         self._fork_lock = threading.Lock()
+        #: Set by :meth:`close`: later requests for a connection fail at once.
+        self._closed = False
         self.pool = self._new_pool()  # eventsourcing's was never opened
 
     def _new_pool(self) -> ConnectionPool[psycopg.Connection[DictRow]]:
@@ -108,6 +110,8 @@ class Datastore(PostgresDatastore):
             with self._fork_lock:  # one thread of the child swaps the pool, once
                 if self._pid != os.getpid():
                     self._after_fork()
+        if self._closed:  # not retried as an unreachable server would be
+            raise ConnectionPoolClosedError("the store is closed")
         lost = False
         try:
             with super().get_connection() as conn:
@@ -136,4 +140,5 @@ class Datastore(PostgresDatastore):
     def close(self) -> None:
         """Close this process's pool (a forked child's copy of the parent's is left)."""
         if self._pid == os.getpid():
+            self._closed = True
             super().close()

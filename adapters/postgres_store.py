@@ -35,6 +35,7 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 from eventsourcing.persistence import (
+    ConnectionPoolClosedError,
     IntegrityError,
     InterfaceError,
     Notification,
@@ -155,6 +156,8 @@ class PostgresEventStore:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unavailable: {e}") from e
         except PersistenceError as e:
             raise StoreError(f"PostgreSQL store {self.url} failed: {e}") from e
+        except ConnectionPoolClosedError as e:  # a read racing close()
+            raise StoreError(f"PostgreSQL store {self.url} is closed") from e
 
     def _call(self, fn: Any) -> Any:
         with self._translated():

@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, Notification, StoredEvent
+from eventsourcing.persistence import (
+    ConnectionPoolClosedError,
+    InterfaceError,
+    Notification,
+    PersistenceError,
+    StoredEvent,
+)
+from eventsourcing.persistence import OperationalError as RecorderOperationalError
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -29,6 +36,7 @@ from eventsourcing.sqlite import (
 
 from ledger.errors import StoreError, StoreUnavailable
 from ledger.events import TOPIC_ENTRY, key_record_from_entry
+from ledger.logs import get_logger
 from ledger.store import AppendConflict, KeyRecord, Known, WriteBatch, moved_only, stored_event
 
 __all__ = ["SQLiteEventStore"]
@@ -52,6 +60,8 @@ _PAGE_SIZE = 4096
 #: WAL pages before a commit also checkpoints (64 MiB): fewer, larger checkpoints
 #: cost less per row than one per large commit.
 _CHECKPOINT_PAGES = 65536
+log = get_logger(__name__)
+
 _LOCK_TIMEOUT_S = 30
 _POOL_SIZE = 2
 
@@ -107,10 +117,16 @@ class _Datastore(SQLiteDatastore):
         self._pid = os.getpid()
         #: Taken only in a forked child, by the first threads to want a connection.
         self._fork_lock = threading.Lock()
+        #: Connections handed out and not yet back, and whether the store is closing:
+        #: :meth:`close` waits for them (see there).
+        self._users = 0
+        self._closing = False
+        self._returned = threading.Condition()
 
     @contextmanager
     def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
-        """A pooled connection of this process's own pool."""
+        """A pooled connection of this process's own pool (ConnectionPoolClosedError
+        once the store is closing)."""
         if self._pid != os.getpid():
             with self._fork_lock:  # one thread of the child swaps the pool, once
                 if self._pid != os.getpid():
@@ -119,13 +135,37 @@ class _Datastore(SQLiteDatastore):
                         db_name=self._path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=_POOL_SIZE
                     )
                     self._pid = os.getpid()
-        with super().get_connection(commit=commit) as conn:
-            yield conn
+                    self._users, self._closing = 0, False
+                    self._returned = threading.Condition()
+        with self._returned:
+            if self._closing:
+                raise ConnectionPoolClosedError("the store is closing")
+            self._users += 1
+        try:
+            with super().get_connection(commit=commit) as conn:
+                yield conn
+        finally:
+            with self._returned:
+                self._users -= 1
+                if not self._users:
+                    self._returned.notify_all()
 
     def close(self) -> None:
-        """Close this process's pool (a forked child's copy of the parent's is left)."""
-        if self._pid == os.getpid():
-            super().close()
+        """Close this process's pool (a forked child's copy of the parent's is left),
+        once the connections in use are back. eventsourcing's pool closes connections
+        in use too, and closing an SQLite connection while another thread runs a
+        statement on it crashed the process (a segmentation fault in the sqlite3
+        module). New requests for a connection fail at once; if one in use is not
+        back within the lock timeout (plus 5 s), the pool is left open rather than
+        closed under it."""
+        if self._pid != os.getpid():
+            return
+        with self._returned:
+            self._closing = True
+            if not self._returned.wait_for(lambda: not self._users, _LOCK_TIMEOUT_S + 5):
+                log.warning("ledger.sqlite_close_abandoned", connections_in_use=self._users)
+                return
+        super().close()
 
 
 class SQLiteEventStore:
@@ -176,6 +216,8 @@ class SQLiteEventStore:
             raise StoreUnavailable(f"SQLite store {self.url} is busy or unavailable: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"SQLite store {self.url} failed: {e}") from e
+        except ConnectionPoolClosedError as e:
+            raise self._closed() from e
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
@@ -186,6 +228,25 @@ class SQLiteEventStore:
             raise StoreUnavailable(f"SQLite store {self.url} is unavailable: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"SQLite store {self.url} failed: {e}") from e
+        except ConnectionPoolClosedError as e:
+            raise self._closed() from e
+
+    @contextmanager
+    def _recorder(self) -> Iterator[None]:
+        """The errors of eventsourcing's recorder as the ledger's (as :meth:`_read`)."""
+        try:
+            yield
+        except ConnectionPoolClosedError as e:
+            raise self._closed() from e
+        except (RecorderOperationalError, InterfaceError) as e:
+            raise StoreUnavailable(f"SQLite store {self.url} is unavailable: {e}") from e
+        except PersistenceError as e:
+            raise StoreError(f"SQLite store {self.url} failed: {e}") from e
+
+    def _closed(self) -> StoreError:
+        """The error of a read or write that meets the store closed (a race with
+        :meth:`close`)."""
+        return StoreError(f"SQLite store {self.url} is closed")
 
     def create_schema(self) -> None:
         """Create the event table and the ledger's side tables if missing."""
@@ -247,16 +308,19 @@ class SQLiteEventStore:
 
     def read_log(self, after: int, limit: int) -> Sequence[Notification]:
         """Events after position ``after``, in log order."""
-        return self.recorder.select_notifications(after, limit, inclusive_of_start=False)
+        with self._recorder():
+            return self.recorder.select_notifications(after, limit, inclusive_of_start=False)
 
     def read_stream_version(self, stream_id: uuid.UUID, version: int) -> bytes | None:
         """The state of one event of one stream, or None."""
-        events = self.recorder.select_events(stream_id, gt=version - 1, lte=version)
+        with self._recorder():
+            events = self.recorder.select_events(stream_id, gt=version - 1, lte=version)
         return bytes(events[0].state) if events else None
 
     def max_position(self) -> int:
         """The highest log position (0 for an empty log)."""
-        return self.recorder.max_notification_id() or 0
+        with self._recorder():
+            return self.recorder.max_notification_id() or 0
 
     def close(self) -> None:
         """Close the connection pool."""
