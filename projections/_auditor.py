@@ -168,6 +168,9 @@ class _Auditor(_HoldChecks):
         if acct is None:
             self.find(e.position, "unknown", f"change of unknown account {name!r}", e.stream_id)
             return
+        if account_stream_id(name) != e.stream_id:  # the write path would never read it
+            message = f"account {name!r} changed in a foreign stream"
+            self.find(e.position, "chain", message, e.stream_id, account=name)
         if e.version != acct.version + 1 or body.get("prev") != acct.last_hash:
             self.find(
                 e.position,

@@ -17,7 +17,7 @@ from ledger import Ledger
 from ledger.assets import Asset
 from ledger.commands import builders
 from ledger.errors import UnknownAsset
-from ledger.events import account_opened, asset_declared
+from ledger.events import account_changed, account_opened, account_state_from, asset_declared
 from ledger.model import AccountState, account_stream_id, asset_stream_id
 from ledger.projections.audit import Finding, audit
 from ledger.store import WriteBatch
@@ -135,3 +135,16 @@ def test_assets_used_as_the_write_path_allows_stay_clean(books: Ledger) -> None:
     report = audit(books.store)
     assert report.clean, report.findings
     assert report.to_json()["trial_balance"]["PTS"]["debits"] == "7"
+
+
+def test_an_account_changed_in_a_foreign_stream_is_found(books: Ledger) -> None:
+    """As an account opened in a foreign stream: its next version written elsewhere,
+    with the right version, hash and balances, is invisible to the write path."""
+    sid = account_stream_id("alice")
+    alice = account_state_from(*books.store.load_streams([sid])[sid])
+    alice.version += 1
+    alice.stream_id = stream = uuid.uuid4()
+    plant(books, account_changed(alice, 0))
+    [found] = findings(books)
+    assert (found.code, found.stream, found.account) == ("chain", str(stream), "alice")
+    assert found.message == "account 'alice' changed in a foreign stream"
