@@ -46,18 +46,11 @@ class _Auditor(_HoldChecks):
         awaited, self.awaiting = self.awaiting, None
         if awaited is not None or e.topic == TOPIC_ENTRY_UPDATED:
             self.check_update_follows(e, awaited)
-        handler: dict[str, Callable[[LogEvent, bytes], None]] = {
-            TOPIC_ASSET_DECLARED: self.first_of_stream,
-            TOPIC_ACCOUNT_OPENED: self.opened,
-            TOPIC_ACCOUNT_CHANGED: self.changed,
-            TOPIC_ENTRY: self.entry,
-            TOPIC_ENTRY_UPDATED: self.entry_updated,
-        }
-        fn = handler.get(e.topic)
+        fn = _HANDLERS.get(e.topic)
         if fn is None:
             self.find(e.position, "unknown", f"unknown event topic {e.topic!r}", e.stream_id)
             return
-        fn(e, state)
+        fn(self, e, state)
 
     def first_of_stream(self, e: LogEvent, state: bytes) -> None:
         if e.topic == TOPIC_ASSET_DECLARED:
@@ -336,6 +329,17 @@ class _Auditor(_HoldChecks):
                     actual=_amount(debits - credits, scale),
                 )
         self.report.accounts = len(self.accounts)
+
+
+#: Each topic's check, made once rather than per event (building the dict of bound
+#: methods cost about 0.5 us an event).
+_HANDLERS: dict[str, Callable[[_Auditor, LogEvent, bytes], None]] = {
+    TOPIC_ASSET_DECLARED: _Auditor.first_of_stream,
+    TOPIC_ACCOUNT_OPENED: _Auditor.opened,
+    TOPIC_ACCOUNT_CHANGED: _Auditor.changed,
+    TOPIC_ENTRY: _Auditor.entry,
+    TOPIC_ENTRY_UPDATED: _Auditor.entry_updated,
+}
 
 
 def _check_asset(code: Any, scale: Any) -> None:

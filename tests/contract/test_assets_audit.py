@@ -20,7 +20,7 @@ from ledger.errors import UnknownAsset
 from ledger.events import account_changed, account_opened, account_state_from, asset_declared
 from ledger.model import AccountState, account_stream_id, asset_stream_id
 from ledger.projections.audit import Finding, audit
-from ledger.store import WriteBatch
+from ledger.store import WriteBatch, stored_event
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -148,3 +148,11 @@ def test_an_account_changed_in_a_foreign_stream_is_found(books: Ledger) -> None:
     [found] = findings(books)
     assert (found.code, found.stream, found.account) == ("chain", str(stream), "alice")
     assert found.message == "account 'alice' changed in a foreign stream"
+
+
+def test_an_event_of_an_unknown_topic_is_found(books: Ledger) -> None:
+    stream = uuid.uuid4()
+    plant(books, stored_event(stream, 1, "ledger:Other:1", b'{"code":"PTS"}'))
+    [found] = findings(books)
+    assert (found.code, found.stream) == ("unknown", str(stream))
+    assert found.message == "unknown event topic 'ledger:Other:1'"
