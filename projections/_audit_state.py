@@ -60,6 +60,7 @@ class _AuditState:
         self.streams: dict[uuid.UUID, tuple[int, str]] = {}  # account and asset streams only
         self.previous_link = ""
         self.scales: dict[str, int] = {}  # of the assets declared or held by an account
+        self.declared: dict[str, int] = {}  # the assets declared so far, with their scale
         #: The entry just replayed that updates another (a hold, posting or request):
         #: its update must be the next event of the write.
         self.awaiting: _Awaited | None = None

@@ -7,6 +7,7 @@ Checks, each finding naming the log position:
   event after the first of its stream carries the hash of the previous event of that
   stream, and every event after the first of its write carries the hash of the event
   written just before it: an edited, deleted, reordered or inserted row breaks this;
+  each account is opened, and each asset declared, once and in its own stream;
 * ``key``       - each entry is stored under the stream derived from its idempotency
   key, as version 1 (so a key applied twice cannot exist);
 * ``unbalanced``- every entry balances in every asset;
@@ -19,7 +20,10 @@ Checks, each finding naming the log position:
   naming it; an entry update is made by the entry written just before it;
 * ``reversal``  - a reversal names a posting, and what remains reversible of it goes
   down by exactly what the reversal gives back (per asset), never below zero;
-* ``unknown``   - an event refers to an account or asset never declared;
+* ``asset``     - every account is opened with its asset's scale (an ISO 4217
+  currency's minor units, or the scale the asset was declared with); no ISO 4217
+  currency is declared, and every declared code is valid;
+* ``unknown``   - an event refers to an account or asset not opened or declared before it;
 * ``malformed`` - an event's body cannot be read;
 * ``tail``      - at the end, every account's last event reflects all its entries;
 * ``conservation`` - every asset sums to zero over all accounts;
