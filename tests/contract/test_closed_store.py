@@ -22,7 +22,7 @@ def reads(books: Ledger) -> list[Callable[[], Any]]:
     stream = uuid.uuid4()
     return [
         lambda: store.read_log(0, 10),
-        lambda: store.max_position(),
+        store.max_position,
         lambda: store.read_stream_version(stream, 1),
         lambda: store.load_streams([stream]),
     ]
