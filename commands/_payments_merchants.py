@@ -130,7 +130,9 @@ def charge(
     """Charge a customer for a merchant, with the platform's fee split in the same
     entry: customer debit ``amount``; merchant credit ``amount - fee`` (listed first);
     platform credit ``fee``. Refused: a non-positive amount, a fee below zero or above
-    the amount, a fee without a platform account, the same account on two sides."""
+    the amount, a fee without a platform account, the same account on two sides, a
+    ``metadata`` key the recipe records itself (``flow``, ``merchant``) with another
+    value (it would be overwritten)."""
     command = _charge_command(
         key,
         customer=customer,

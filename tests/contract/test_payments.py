@@ -146,6 +146,46 @@ def test_an_instant_send_with_a_deadline_is_refused_and_moves_nothing(books: Led
     assert avail(books, "bob:wallet") == Decimal("1.00")
 
 
+@pytest.mark.parametrize(
+    ("recipe", "metadata", "named"),
+    [
+        ("send", {"visibility": "public"}, "visibility"),
+        ("send", {"note": "rent"}, "note"),
+        ("send", {"mode": "standard"}, "mode"),
+        ("send", {"flow": "charge"}, "flow"),
+        ("charge", {"merchant": "other:balance"}, "merchant"),
+        ("charge", {"flow": "p2p"}, "flow"),
+    ],
+)
+def test_metadata_the_recipe_would_overwrite_is_refused(
+    books: Ledger, recipe: str, metadata: dict[str, str], named: str
+) -> None:
+    """A metadata key the recipe writes itself (``flow``; ``note``, ``visibility`` and
+    ``mode`` of a P2P payment; ``merchant`` of a charge) given with another value was
+    silently replaced (a feed item asked to be public stored as private): refused,
+    naming the key, nothing moved and no key used. The same value is accepted."""
+
+    def run(key: str, meta: dict[str, str]) -> None:
+        if recipe == "send":
+            pay.send(
+                books, key, sender="alice:wallet", recipient="bob:wallet", amount="1",
+                asset="USD", note="pizza", metadata=meta,
+            )  # fmt: skip
+        else:
+            pay.charge(
+                books, key, customer="alice:wallet", merchant="shop:balance", amount="1",
+                asset="USD", metadata=meta,
+            )  # fmt: skip
+
+    with pytest.raises(InvalidCommand, match=named):
+        run("meta-1", metadata)
+    assert avail(books, "alice:wallet") == Decimal("100.00")
+    assert books.recorded("meta-1") is None
+    same = {"send": {"flow": "p2p", "note": "pizza", "visibility": "private", "mode": "instant"}}
+    run("meta-1", same.get(recipe, {"flow": "charge", "merchant": "shop:balance"}))
+    assert avail(books, "alice:wallet") == Decimal("99.00")
+
+
 def test_standard_send_holds_then_settles_or_cancels(books: Ledger) -> None:
     held = pay.send(
         books,
