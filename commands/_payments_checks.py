@@ -134,6 +134,14 @@ def _entry_id(value: object, what: str) -> uuid.UUID:
     return value
 
 
+def _reference(value: object) -> str | None:
+    """A bank or card ``reference``: text, or None (none). Any other value would be
+    stored as given (17 is not the reference "17")."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidCommand(f"reference is a string, not {type(value).__name__}")
+    return value
+
+
 def _choice(value: object, allowed: Any, what: str) -> None:
     options = get_args(allowed)
     if value not in options:

@@ -14,7 +14,15 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.commands import builders
-from ledger.commands._payments_checks import _EXACT, _distinct, _entry_id, _fee, _meta, _positive
+from ledger.commands._payments_checks import (
+    _EXACT,
+    _distinct,
+    _entry_id,
+    _fee,
+    _meta,
+    _positive,
+    _reference,
+)
 from ledger.commands.builders import AmountLike
 from ledger.commands.flows import Steps, flow, read, write
 from ledger.errors import EntryNotFound, InvalidAmount, InvalidCommand
@@ -50,7 +58,7 @@ def authorize_card(
     value = _positive(amount)
     _distinct(card=card, merchant=merchant)
     legs = [(card, value, asset), (merchant, value.copy_negate(), asset)]
-    meta = _meta("card", None, reference=reference)
+    meta = _meta("card", None, reference=_reference(reference))
     return (yield from write(builders.hold(key, legs, expires_at=expires_at, metadata=meta)))
 
 

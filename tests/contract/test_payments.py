@@ -186,6 +186,41 @@ def test_metadata_the_recipe_would_overwrite_is_refused(
     assert avail(books, "alice:wallet") == Decimal("99.00")
 
 
+@pytest.mark.parametrize("reference", [17, ["r"]])
+@pytest.mark.parametrize("recipe", ["start_deposit", "start_withdrawal", "authorize", "payout"])
+def test_a_reference_that_is_not_text_is_refused(
+    books: Ledger, recipe: str, reference: object
+) -> None:
+    """A bank or card reference is text: a number, list or mapping was stored as given
+    (so 17 and "17" were different references, and a retry with the other was a
+    conflict). Refused before anything is read or written; no key used."""
+    later = NOW + timedelta(days=3)
+    calls = {
+        "start_deposit": lambda ref: pay.start_deposit(
+            books, "ref-1", wallet="bob:wallet", rail="bank:ach", amount="1", asset="USD",
+            reference=ref,
+        ),
+        "start_withdrawal": lambda ref: pay.start_withdrawal(
+            books, "ref-1", wallet="alice:wallet", rail="bank:ach", amount="1", asset="USD",
+            reference=ref,
+        ),
+        "authorize": lambda ref: pay.authorize_card(
+            books, "ref-1", card="alice:wallet", merchant="shop:balance", amount="1",
+            asset="USD", expires_at=later, reference=ref,
+        ),
+        "payout": lambda ref: pay.payout(
+            books, "ref-1", merchant="alice:wallet", rail="bank:payouts", amount="1",
+            reference=ref,
+        ),
+    }  # fmt: skip
+    with pytest.raises(InvalidCommand, match="reference"):
+        calls[recipe](reference)
+    assert books.recorded("ref-1") is None
+    assert books.balance("alice:wallet").pending_out == 0
+    calls[recipe]("R-17")
+    assert books.recorded("ref-1") is not None
+
+
 def test_standard_send_holds_then_settles_or_cancels(books: Ledger) -> None:
     held = pay.send(
         books,
