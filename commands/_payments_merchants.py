@@ -25,6 +25,7 @@ from ledger.commands._payments_checks import (
 )
 from ledger.commands.builders import AmountLike
 from ledger.commands.flows import Steps, flow, read, write
+from ledger.commands.models import aware_instant
 from ledger.errors import EntryNotFound, InvalidAmount, InvalidCommand
 from ledger.outcome import Outcome
 
@@ -54,8 +55,11 @@ def authorize_card(
     reference: str | None = None,
 ) -> Steps[Outcome]:
     """A card authorization: a hold on the cardholder's account for the merchant,
-    released by ``expire_due`` after ``expires_at`` unless captured first."""
+    released by ``expire_due`` after ``expires_at`` unless captured first. Refused: a
+    non-positive amount, the card and merchant the same, an ``expires_at`` that is
+    not a timezone-aware datetime (``None`` too: an authorization always expires)."""
     value = _positive(amount)
+    aware_instant(expires_at, "expires_at")
     _distinct(card=card, merchant=merchant)
     legs = [(card, value, asset), (merchant, value.copy_negate(), asset)]
     meta = _meta("card", None, reference=_reference(reference))

@@ -221,6 +221,19 @@ def test_a_reference_that_is_not_text_is_refused(
     assert books.recorded("ref-1") is not None
 
 
+def test_a_card_authorization_without_a_deadline_is_refused(books: Ledger) -> None:
+    """``expires_at`` is required: a card authorization is released at its deadline.
+    ``None`` placed a hold that never expired (the customer's funds reserved until
+    someone captured or released it by hand); refused, nothing held, no key used."""
+    with pytest.raises(InvalidCommand, match="expires_at"):
+        pay.authorize_card(
+            books, "auth-none", card="alice:wallet", merchant="shop:balance", amount="5",
+            asset="USD", expires_at=None,  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert avail(books, "alice:wallet") == Decimal("100.00")
+    assert books.recorded("auth-none") is None
+
+
 def test_standard_send_holds_then_settles_or_cancels(books: Ledger) -> None:
     held = pay.send(
         books,
