@@ -11,7 +11,7 @@ import uuid
 
 from ledger.assets import to_decimal
 from ledger.commands import builders
-from ledger.commands._payments_checks import _distinct, _meta, _positive
+from ledger.commands._payments_checks import _distinct, _meta, _positive, _reference
 from ledger.commands.builders import AmountLike
 from ledger.commands.flows import Steps, flow, read, write
 from ledger.commands.models import ACCOUNT_ID_RULE, KEY_RULE, valid_name
@@ -48,7 +48,7 @@ def start_deposit(
     value = _positive(amount)
     _distinct(wallet=wallet, rail=rail)
     legs = [(rail, value, asset), (wallet, value.copy_negate(), asset)]
-    meta = _meta("bank_deposit", None, reference=reference)
+    meta = _meta("bank_deposit", None, reference=_reference(reference))
     return (yield from write(builders.hold(key, legs, metadata=meta)))
 
 
@@ -68,7 +68,7 @@ def start_withdrawal(
     value = _positive(amount)
     _distinct(wallet=wallet, rail=rail)
     legs = [(wallet, value, asset), (rail, value.copy_negate(), asset)]
-    meta = _meta("bank_withdrawal", None, reference=reference)
+    meta = _meta("bank_withdrawal", None, reference=_reference(reference))
     return (yield from write(builders.hold(key, legs, metadata=meta)))
 
 
@@ -115,7 +115,7 @@ def payout(
     value = None if amount is None else _positive(amount, "a payout")
     valid_name(ACCOUNT_ID_RULE, merchant, "merchant")
     _distinct(merchant=merchant, rail=rail)
-    meta = _meta("payout", None, reference=reference)
+    meta = _meta("payout", None, reference=_reference(reference))
     if value is None:
         valid_name(KEY_RULE, key, "key")
         earlier = yield from read(lambda books: books.recorded(key))

@@ -58,11 +58,23 @@ def _arithmetic(what: str) -> Iterator[None]:
 
 
 def _meta(flow: str, extra: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """The entry's metadata: the caller's ``extra``, then the recipe's own keys
+    (``flow`` and the ``fields`` given). A caller's key that the recipe would replace
+    with another value is refused (InvalidCommand), not silently overwritten."""
     if extra is not None and not isinstance(extra, Mapping):
         raise InvalidCommand(f"metadata is a mapping, not {type(extra).__name__}")
     meta: dict[str, Any] = dict(extra or {})
-    meta.update({k: v for k, v in fields.items() if v is not None})
-    meta["flow"] = flow
+    own = {k: v for k, v in fields.items() if v is not None}
+    own["flow"] = flow
+    if meta:
+        for name, value in own.items():
+            if name in meta and meta[name] != value:
+                raise InvalidCommand(
+                    f"metadata[{name!r}] is {meta[name]!r:.40}, but the recipe records "
+                    f"{value!r:.40} there: leave {name!r} out of metadata"
+                    + ("" if name == "flow" else f" and pass it as the {name} argument")
+                )
+    meta.update(own)
     return meta
 
 
@@ -119,6 +131,14 @@ def _entry_id(value: object, what: str) -> uuid.UUID:
     """An entry id given to a flow: a UUID (as returned in ``Outcome.entry_id``)."""
     if not isinstance(value, uuid.UUID):
         raise InvalidCommand(f"{what} must be an entry id (a UUID), not {value!r}")
+    return value
+
+
+def _reference(value: object) -> str | None:
+    """A bank or card ``reference``: text, or None (none). Any other value would be
+    stored as given (17 is not the reference "17")."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidCommand(f"reference is a string, not {type(value).__name__}")
     return value
 
 

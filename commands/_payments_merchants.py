@@ -14,9 +14,18 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.commands import builders
-from ledger.commands._payments_checks import _EXACT, _distinct, _entry_id, _fee, _meta, _positive
+from ledger.commands._payments_checks import (
+    _EXACT,
+    _distinct,
+    _entry_id,
+    _fee,
+    _meta,
+    _positive,
+    _reference,
+)
 from ledger.commands.builders import AmountLike
 from ledger.commands.flows import Steps, flow, read, write
+from ledger.commands.models import aware_instant
 from ledger.errors import EntryNotFound, InvalidAmount, InvalidCommand
 from ledger.outcome import Outcome
 
@@ -46,11 +55,14 @@ def authorize_card(
     reference: str | None = None,
 ) -> Steps[Outcome]:
     """A card authorization: a hold on the cardholder's account for the merchant,
-    released by ``expire_due`` after ``expires_at`` unless captured first."""
+    released by ``expire_due`` after ``expires_at`` unless captured first. Refused: a
+    non-positive amount, the card and merchant the same, an ``expires_at`` that is
+    not a timezone-aware datetime (``None`` too: an authorization always expires)."""
     value = _positive(amount)
+    aware_instant(expires_at, "expires_at")
     _distinct(card=card, merchant=merchant)
     legs = [(card, value, asset), (merchant, value.copy_negate(), asset)]
-    meta = _meta("card", None, reference=reference)
+    meta = _meta("card", None, reference=_reference(reference))
     return (yield from write(builders.hold(key, legs, expires_at=expires_at, metadata=meta)))
 
 
@@ -130,7 +142,9 @@ def charge(
     """Charge a customer for a merchant, with the platform's fee split in the same
     entry: customer debit ``amount``; merchant credit ``amount - fee`` (listed first);
     platform credit ``fee``. Refused: a non-positive amount, a fee below zero or above
-    the amount, a fee without a platform account, the same account on two sides."""
+    the amount, a fee without a platform account, the same account on two sides, a
+    ``metadata`` key the recipe records itself (``flow``, ``merchant``) with another
+    value (it would be overwritten)."""
     command = _charge_command(
         key,
         customer=customer,

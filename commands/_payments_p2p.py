@@ -72,7 +72,9 @@ def send(
     Entry: sender debit ``amount + fee``; recipient credit ``amount``; fee account
     credit ``fee``. Refused: a non-positive amount, a negative fee, a fee without a
     fee account, the same account on two sides, an unknown visibility or mode, a
-    ``settle_by`` for an instant payment (it would be ignored).
+    ``settle_by`` for an instant payment (it would be ignored), a ``metadata`` key the
+    recipe records itself (``flow``, ``note``, ``visibility``, ``mode``) with another
+    value than it records (it would be overwritten).
     """
     value, cut = _positive(amount), _fee(fee)
     _choice(visibility, Visibility, "visibility")

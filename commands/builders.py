@@ -107,8 +107,8 @@ def legs_of(legs: Iterable[LegLike]) -> list[LegInput | Mapping[str, Any]]:
 
 def declare_asset(code: str, scale: int, *, key: str | None = None) -> DeclareAsset:
     """Declare a user-defined asset with ``scale`` decimals (0-18); the key defaults
-    to ``asset:<code>``."""
-    return build(DeclareAsset, key=key or f"asset:{code}", code=code, scale=scale)
+    (``None``) to ``asset:<code>``."""
+    return build(DeclareAsset, key=f"asset:{code}" if key is None else key, code=code, scale=scale)
 
 
 def open_account(
@@ -122,11 +122,13 @@ def open_account(
     owner: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> OpenAccount:
-    """Open an account (see :class:`OpenAccount`); the key defaults to
-    ``account:<id>``."""
+    """Open an account (see :class:`OpenAccount`); the key defaults (``None``) to
+    ``account:<id>``; ``metadata`` is a mapping or None."""
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidCommand(f"metadata is a mapping, not {type(metadata).__name__}")
     return build(
         OpenAccount,
-        key=key or f"account:{account}",
+        key=f"account:{account}" if key is None else key,
         account=account,
         asset=asset,
         normal=normal,
@@ -178,6 +180,8 @@ def transfer(
 ) -> PostEntry:
     """A two-leg entry debiting ``debit`` and crediting ``credit`` with ``amount``
     (positive), between two different accounts."""
+    if "legs" in fields:
+        raise InvalidCommand("a transfer makes its own two legs: give legs to post instead")
     if debit == credit:
         raise InvalidCommand(
             f"a transfer moves money between two accounts; debit and credit are both {debit!r}"

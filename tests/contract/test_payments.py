@@ -146,6 +146,94 @@ def test_an_instant_send_with_a_deadline_is_refused_and_moves_nothing(books: Led
     assert avail(books, "bob:wallet") == Decimal("1.00")
 
 
+@pytest.mark.parametrize(
+    ("recipe", "metadata", "named"),
+    [
+        ("send", {"visibility": "public"}, "visibility"),
+        ("send", {"note": "rent"}, "note"),
+        ("send", {"mode": "standard"}, "mode"),
+        ("send", {"flow": "charge"}, "flow"),
+        ("charge", {"merchant": "other:balance"}, "merchant"),
+        ("charge", {"flow": "p2p"}, "flow"),
+    ],
+)
+def test_metadata_the_recipe_would_overwrite_is_refused(
+    books: Ledger, recipe: str, metadata: dict[str, str], named: str
+) -> None:
+    """A metadata key the recipe writes itself (``flow``; ``note``, ``visibility`` and
+    ``mode`` of a P2P payment; ``merchant`` of a charge) given with another value was
+    silently replaced (a feed item asked to be public stored as private): refused,
+    naming the key, nothing moved and no key used. The same value is accepted."""
+
+    def run(key: str, meta: dict[str, str]) -> None:
+        if recipe == "send":
+            pay.send(
+                books, key, sender="alice:wallet", recipient="bob:wallet", amount="1",
+                asset="USD", note="pizza", metadata=meta,
+            )  # fmt: skip
+        else:
+            pay.charge(
+                books, key, customer="alice:wallet", merchant="shop:balance", amount="1",
+                asset="USD", metadata=meta,
+            )  # fmt: skip
+
+    with pytest.raises(InvalidCommand, match=named):
+        run("meta-1", metadata)
+    assert avail(books, "alice:wallet") == Decimal("100.00")
+    assert books.recorded("meta-1") is None
+    same = {"send": {"flow": "p2p", "note": "pizza", "visibility": "private", "mode": "instant"}}
+    run("meta-1", same.get(recipe, {"flow": "charge", "merchant": "shop:balance"}))
+    assert avail(books, "alice:wallet") == Decimal("99.00")
+
+
+@pytest.mark.parametrize("reference", [17, ["r"]])
+@pytest.mark.parametrize("recipe", ["start_deposit", "start_withdrawal", "authorize", "payout"])
+def test_a_reference_that_is_not_text_is_refused(
+    books: Ledger, recipe: str, reference: object
+) -> None:
+    """A bank or card reference is text: a number, list or mapping was stored as given
+    (so 17 and "17" were different references, and a retry with the other was a
+    conflict). Refused before anything is read or written; no key used."""
+    later = NOW + timedelta(days=3)
+    calls = {
+        "start_deposit": lambda ref: pay.start_deposit(
+            books, "ref-1", wallet="bob:wallet", rail="bank:ach", amount="1", asset="USD",
+            reference=ref,
+        ),
+        "start_withdrawal": lambda ref: pay.start_withdrawal(
+            books, "ref-1", wallet="alice:wallet", rail="bank:ach", amount="1", asset="USD",
+            reference=ref,
+        ),
+        "authorize": lambda ref: pay.authorize_card(
+            books, "ref-1", card="alice:wallet", merchant="shop:balance", amount="1",
+            asset="USD", expires_at=later, reference=ref,
+        ),
+        "payout": lambda ref: pay.payout(
+            books, "ref-1", merchant="alice:wallet", rail="bank:payouts", amount="1",
+            reference=ref,
+        ),
+    }  # fmt: skip
+    with pytest.raises(InvalidCommand, match="reference"):
+        calls[recipe](reference)
+    assert books.recorded("ref-1") is None
+    assert books.balance("alice:wallet").pending_out == 0
+    calls[recipe]("R-17")
+    assert books.recorded("ref-1") is not None
+
+
+def test_a_card_authorization_without_a_deadline_is_refused(books: Ledger) -> None:
+    """``expires_at`` is required: a card authorization is released at its deadline.
+    ``None`` placed a hold that never expired (the customer's funds reserved until
+    someone captured or released it by hand); refused, nothing held, no key used."""
+    with pytest.raises(InvalidCommand, match="expires_at"):
+        pay.authorize_card(
+            books, "auth-none", card="alice:wallet", merchant="shop:balance", amount="5",
+            asset="USD", expires_at=None,  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert avail(books, "alice:wallet") == Decimal("100.00")
+    assert books.recorded("auth-none") is None
+
+
 def test_standard_send_holds_then_settles_or_cancels(books: Ledger) -> None:
     held = pay.send(
         books,
