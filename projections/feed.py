@@ -79,6 +79,11 @@ _ITEM_COLUMNS = (
     ("at", "text"),
 )
 _MEMBER_COLUMNS = (("owner", "text"), ("position", "int"))
+_NOTE_COLUMNS = (("entry_id", "text"), ("note", "text"), ("visibility", "text"))
+#: The entries that show in the feed, and those whose note and visibility the entry
+#: that settles them shows (a standard payment's hold, a money request).
+_SHOWN = ("posted", "capture", "reversal")
+_SETTLED_LATER = ("pending", "request")
 
 
 class FeedView:
@@ -89,10 +94,13 @@ class FeedView:
     def __init__(self) -> None:
         self._accounts: dict[str, tuple[Any, ...]] = {}
         self._entries: list[LogEvent] = []
+        #: Holds and requests of this batch that carry a note or a visibility: the
+        #: (sealed note, visibility) their capture or payment shows, by entry id.
+        self._notes: dict[str, tuple[str, str]] = {}
 
     def tables(self) -> tuple[str, ...]:
         """The tables this view owns (friendships are input, kept across rebuilds)."""
-        return ("rm_feed_accounts", "rm_feed_items", "rm_feed_members")
+        return ("rm_feed_accounts", "rm_feed_items", "rm_feed_members", "rm_feed_notes")
 
     def create(self, w: ViewWriter, suffix: str = "") -> None:
         """Create the tables if missing."""
@@ -113,6 +121,10 @@ class FeedView:
             " position BIGINT NOT NULL, PRIMARY KEY (owner, position))"
         )
         w.execute(
+            f"CREATE TABLE IF NOT EXISTS rm_feed_notes{suffix} (entry_id TEXT PRIMARY KEY,"
+            " note TEXT NOT NULL, visibility TEXT NOT NULL)"
+        )
+        w.execute(
             "CREATE TABLE IF NOT EXISTS rm_friendships (a TEXT NOT NULL, b TEXT NOT NULL,"
             " PRIMARY KEY (a, b))"
         )
@@ -122,13 +134,21 @@ class FeedView:
         )
 
     def apply(self, event: LogEvent) -> None:
-        """Take an account opening or a posting into the pending batch."""
+        """Take an account opening or a posting into the pending batch, and the note
+        and visibility of a hold or request that a later entry settles."""
         if event.topic == TOPIC_ACCOUNT_OPENED:
             b = event.body
             sign = 1 if b["normal"] == "debit" else -1
             self._accounts[b["account"]] = (b["owner"], sign, b["asset"], b["scale"])
-        elif event.topic == TOPIC_ENTRY and event.body["kind"] in ("posted", "capture", "reversal"):
-            self._entries.append(event)
+        elif event.topic == TOPIC_ENTRY:
+            kind = event.body["kind"]
+            if kind in _SHOWN:
+                self._entries.append(event)
+            elif kind in _SETTLED_LATER:
+                metadata = event.body.get("metadata") or {}
+                if "note" in metadata or "visibility" in metadata:
+                    note = seal_text(str(metadata.get("note", event.body["description"])))
+                    self._notes[str(event.stream_id)] = (note, _visibility(metadata))
 
     def flush(self, w: ViewWriter, suffix: str = "") -> None:
         """Write new accounts, items and memberships."""
@@ -138,13 +158,20 @@ class FeedView:
             [(name, *meta) for name, meta in self._accounts.items()],
             "ON CONFLICT (account) DO NOTHING",
         )
+        w.bulk_insert(
+            f"rm_feed_notes{suffix}",
+            _NOTE_COLUMNS,
+            [(entry_id, *kept) for entry_id, kept in self._notes.items()],
+            "ON CONFLICT (entry_id) DO NOTHING",
+        )
         names = {leg.account for e in self._entries for leg in e.legs()}
         known = dict(self._accounts)
         known.update(self._load(w, [n for n in names if n not in known], suffix))
+        notes = self._settled_notes(w, suffix)
         items: list[tuple[Any, ...]] = []
         members: list[tuple[str, int]] = []
         for event in self._entries:
-            item = _item(event, known)
+            item = _item(event, known, notes.get(_settles(event) or ""))
             if item is None:
                 continue
             row, owners = item
@@ -160,6 +187,26 @@ class FeedView:
         """Forget the pending batch."""
         self._accounts.clear()
         self._entries.clear()
+        self._notes.clear()
+
+    def _settled_notes(self, w: ViewWriter, suffix: str) -> dict[str, tuple[str, str]]:
+        """The (sealed note, visibility) of the holds and requests this batch's entries
+        settle, where those entries carry neither of their own."""
+        wanted = {
+            link for e in self._entries if (link := _settles(e)) is not None and not _own_terms(e)
+        }
+        found = {k: v for k, v in self._notes.items() if k in wanted}
+        missing = sorted(wanted - found.keys())
+        for start in range(0, len(missing), _CHUNK):
+            chunk = missing[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in w.query(
+                f"SELECT entry_id, note, visibility FROM rm_feed_notes{suffix}"
+                f" WHERE entry_id IN ({marks})",
+                chunk,
+            ):
+                found[row[0]] = (row[1], row[2])
+        return found
 
     def _load(self, w: ViewWriter, names: Sequence[str], suffix: str) -> dict[str, tuple[Any, ...]]:
         found: dict[str, tuple[Any, ...]] = {}
@@ -282,10 +329,33 @@ class FeedView:
         return FeedPage(items, str(items[-1].position) if more and items else None)
 
 
+def _settles(event: LogEvent) -> str | None:
+    """The hold a capture posts, or the request a payment pays (None for others)."""
+    body = event.body
+    if body["kind"] == "capture":
+        return body.get("hold")
+    return body.get("request") if body["kind"] == "posted" else None
+
+
+def _own_terms(event: LogEvent) -> bool:
+    """Whether an entry names its own note or visibility."""
+    metadata = event.body.get("metadata") or {}
+    return "note" in metadata or "visibility" in metadata
+
+
+def _visibility(metadata: dict[str, Any]) -> str:
+    visibility = metadata.get("visibility", "private")
+    return visibility if visibility in VISIBILITIES else "private"
+
+
 def _item(
-    event: LogEvent, accounts: dict[str, tuple[Any, ...]]
+    event: LogEvent,
+    accounts: dict[str, tuple[Any, ...]],
+    settled: tuple[str, str] | None = None,
 ) -> tuple[tuple[Any, ...], list[str]] | None:
-    """The feed row of an entry and its members, or None if no owner is involved."""
+    """The feed row of an entry and its members, or None if no owner is involved. An
+    entry that settles a hold or request (``settled``: that one's sealed note and
+    visibility) and names neither of its own shows them."""
     # Nets per owner and asset: amounts of different assets are never added up.
     nets: dict[tuple[str, str, int], int] = {}
     for leg in event.legs():
@@ -307,10 +377,11 @@ def _item(
     amount = max(abs(v) for v in net.values())
     body = event.body
     metadata = body.get("metadata") or {}
-    visibility = metadata.get("visibility", "private")
-    if visibility not in VISIBILITIES:
-        visibility = "private"
-    note = seal_text(str(metadata.get("note", body["description"])))
+    if settled is not None and not _own_terms(event):
+        note, visibility = settled
+    else:
+        visibility = _visibility(metadata)
+        note = seal_text(str(metadata.get("note", body["description"])))
     at = utc_text(datetime.fromisoformat(body["recorded_at"]))
     row = (
         event.position,

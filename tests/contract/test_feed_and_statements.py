@@ -189,6 +189,39 @@ def test_an_fx_payment_shows_what_was_paid_never_a_sum_across_assets(books: Ledg
     runner.close()
 
 
+def test_a_settled_hold_or_paid_request_shows_its_note_and_visibility(books: Ledger) -> None:
+    """A standard payment's note and visibility are its hold's; the capture that
+    settles it shows them (days later, in another batch of the runner, and after a
+    rebuild). The same for a money request and its payment. Before, both showed
+    private with no note: the entries that settle carry only their flow."""
+    open_wallets(books)
+    books.transfer("fund", debit="bank", credit="ann:wallet", amount="100", asset="USD")
+    runner = ProjectionRunner.for_ledger(books, [FeedView()])
+    held = pay.send(
+        books, "std", sender="ann:wallet", recipient="ben:wallet", amount="4", asset="USD",
+        note="dinner", visibility="public", mode="standard",
+    )  # fmt: skip
+    asked = pay.request_money(
+        books, "ask", requester="cat:wallet", payer="ann:wallet", amount="3", asset="USD",
+        note="cinema", visibility="friends",
+    )  # fmt: skip
+    runner.catch_up()  # the hold and the request are projected in a batch of their own
+    assert held.entry_id is not None and asked.entry_id is not None
+    pay.settle_p2p(books, "std:settle", held.entry_id)
+    pay.accept_request(books, "ask:pay", asked.entry_id)
+    runner.catch_up()
+    for _ in range(2):
+        with runner.views.snapshot() as w:
+            seen = {i.note: i for i in FeedView.feed(w, "ann").items}
+            strangers = {i.note for i in FeedView.feed(w, "eve").items}
+        assert set(seen) == {"dinner", "cinema", ""}  # "": the funding transfer
+        assert (seen["dinner"].visibility, seen["dinner"].payee) == ("public", "ben")
+        assert (seen["cinema"].visibility, seen["cinema"].payee) == ("friends", "cat")
+        assert strangers == {"dinner"}  # public; friends-only needs a friend
+        runner.rebuild("feed")
+    runner.close()
+
+
 def test_statements_chain_and_restatements(store_url: str) -> None:
     clock = [T0 + timedelta(days=40)]
     with Ledger.open(store_url, clock=lambda: clock[0]) as books:
