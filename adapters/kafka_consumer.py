@@ -98,6 +98,9 @@ class KafkaProjector:
         self._next_offsets: dict[int, int] = {}
         # partitions checked against their saved offset since they were assigned
         self._verified: set[int] = set()
+        # the offset each partition was last sent back to, and how many times in a row
+        # (see _rewound)
+        self._sought: dict[int, tuple[int, int]] = {}
         # checkpoints() may be called from another thread while run() works
         self._views_lock = threading.Lock()
         if consumer is None:  # else an already configured consumer (tests, custom setups)
@@ -176,6 +179,7 @@ class KafkaProjector:
         where the last batch ended."""
         assigned = {tp.partition: tp for tp in self.consumer.assignment() if tp.topic == self.topic}
         self._verified &= set(assigned)
+        self._sought = {part: offset for part, offset in self._sought.items() if part in assigned}
         for part, tp in assigned.items():
             messages = records.get(tp)
             if part in self._verified and (
@@ -210,6 +214,7 @@ class KafkaProjector:
                     saved = first if known else 0
             self._next_offsets[tp.partition] = saved
         if first <= saved:
+            self._sought.pop(tp.partition, None)
             return False
         # offsets below the first one the broker still keeps can never be read again
         earliest = int(self.consumer.beginning_offsets([tp])[tp])
@@ -231,10 +236,33 @@ class KafkaProjector:
         # Sought to an offset the broker keeps: an out-of-range seek would be settled
         # by auto_offset_reset, which may be "latest" (the end: the rest never read).
         target = max(saved, earliest)
+        before, times = self._sought.get(tp.partition, (None, 0))
+        if before == target and self._hole(tp, first, times):
+            return False
         log.warning(
             "ledger.kafka_rewind", partition=tp.partition, saved_offset=target, first_offset=first
         )
+        self._sought[tp.partition] = (target, times + 1 if before == target else 1)
         self.consumer.seek(tp, target)
+        return True
+
+    def _hole(self, tp: Any, first: int, times: int) -> bool:
+        """Whether a fetch that starts at ``first`` although this worker sent the
+        partition back to an earlier offset (``times`` in a row, nothing applied since)
+        shows offsets that do not exist: a transaction's commit marker takes an offset
+        that no consumer receives, and a broker that lost unacknowledged records in an
+        outage numbers the records sent again after them. Not the first time the fetch
+        starts at the group's committed offset (a rebalance may have moved the
+        partition there since it was sent back): it is sent back once more."""
+        if times < 2 and self.consumer.committed(tp) == first:
+            return False
+        del self._sought[tp.partition]
+        log.warning(
+            "ledger.kafka_offsets_missing",
+            partition=tp.partition,
+            saved_offset=self._next_offsets.get(tp.partition),
+            first_offset=first,
+        )
         return True
 
     def apply_batch(self, batches: dict[int, list[LogEvent]]) -> int:

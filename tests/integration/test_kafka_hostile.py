@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from ledger import Ledger
 from ledger.adapters.kafka_consumer import KafkaProjector
@@ -232,3 +232,66 @@ def test_a_well_formed_message_with_an_unappliable_event_is_a_typed_error() -> N
             assert view_rows(w) == ([], [])
     finally:
         projector.close()
+
+
+def _poll_until(projector: KafkaProjector, done: object, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():  # type: ignore[operator]
+        assert time.monotonic() < deadline, (projector.checkpoints(), projector.duplicates)
+        projector.poll_once()
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_offsets_missing_from_the_topic_do_not_stall_the_projector() -> None:
+    """Kafka offsets may have holes: a transaction's commit marker takes an offset no
+    consumer receives, and a broker that lost unacknowledged records in an outage
+    numbers the relay's retries after them. A projector whose next fetch started
+    beyond the offset it saved went back to that offset, was given the same fetch,
+    and went back again, forever (seen once in the outage test). Now, having gone
+    back, it takes the hole as one (the group's committed offset is not beyond it)."""
+    bootstrap = require_kafka()
+    url = require_postgres()
+    fresh(url)
+    views_url = fresh_pg(url, "kafka_gap_views")
+    topic = new_topic(bootstrap)
+    with Ledger.open(url, create_schema=False) as books:
+        books.submit_all(transfers(31, 200, "g"), chunk_size=100)
+        relay = KafkaRelay(books.store, bootstrap=bootstrap, topic=topic, name=topic)
+        relay.catch_up()
+        projector = KafkaProjector(
+            open_view_store(open_store(views_url)),
+            [BalancesView()],
+            bootstrap=bootstrap,
+            topic=topic,
+            group=topic,
+            consumer_config=FAST_GROUP,
+        )
+        try:
+            head = books.store.max_position()
+            _poll_until(projector, lambda: projector.checkpoints().get(0, 0) == head)
+            # A transaction on the topic: one relayed message again (a duplicate),
+            # then its commit marker, an offset that no consumer ever receives.
+            reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+            reader.assign([TopicPartition(topic, 0)])
+            reader.seek(TopicPartition(topic, 0), 0)
+            first = next(iter(reader))
+            reader.close()
+            txn = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topic}-txn")
+            txn.init_transactions()
+            txn.begin_transaction()
+            txn.send(topic, value=first.value, key=first.key)
+            txn.commit_transaction()
+            txn.close()
+            _poll_until(projector, lambda: projector.duplicates == 1)
+            books.submit_all(transfers(32, 200, "h"), chunk_size=100)
+            relay.catch_up()
+            head = books.store.max_position()
+            _poll_until(projector, lambda: projector.checkpoints().get(0, 0) == head)
+            with projector.views.snapshot() as w:
+                consumed = view_rows(w)
+        finally:
+            projector.close()
+            relay.close()
+        assert consumed == replay_balances(books)
