@@ -138,8 +138,12 @@ class GroupCommitter:
         queue_commands_max: int = QUEUE_COMMANDS_MAX,
         sealer: Sealer | None = None,
     ) -> None:
-        if group_commands_max < 1 or queue_commands_max < 1:
-            raise ValueError("group and queue limits must be at least 1")
+        for name, limit in (
+            ("group_commands_max", group_commands_max),
+            ("queue_commands_max", queue_commands_max),
+        ):
+            if type(limit) is not int or limit < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {limit!r:.40}")
         self.executor = executor
         self.store = store
         #: The ledger's sealer, in use on the committer thread (see ledger.sealing).
