@@ -106,12 +106,14 @@ class Datastore(PostgresDatastore):
     @contextmanager
     def get_connection(self) -> Iterator[psycopg.Connection[DictRow]]:
         """A pooled connection of this process's own pool."""
+        # Checked first: a forked child of a closed store (or one closed in the child)
+        # opens no pool of its own. Not retried as an unreachable server would be.
+        if self._closed:
+            raise ConnectionPoolClosedError("the store is closed")
         if self._pid != os.getpid():
             with self._fork_lock:  # one thread of the child swaps the pool, once
                 if self._pid != os.getpid():
                     self._after_fork()
-        if self._closed:  # not retried as an unreachable server would be
-            raise ConnectionPoolClosedError("the store is closed")
         lost = False
         try:
             with super().get_connection() as conn:
@@ -138,7 +140,9 @@ class Datastore(PostgresDatastore):
         forget_pool(inherited)
 
     def close(self) -> None:
-        """Close this process's pool (a forked child's copy of the parent's is left)."""
+        """Close this process's pool; later requests for a connection fail at once. In
+        a forked child that has not used the store, the parent's pool is left alone
+        (its sessions are the parent's) and the store is closed all the same."""
+        self._closed = True
         if self._pid == os.getpid():
-            self._closed = True
             super().close()

@@ -117,10 +117,13 @@ class _Datastore(SQLiteDatastore):
         self._pid = os.getpid()
         #: Taken only in a forked child, by the first threads to want a connection.
         self._fork_lock = threading.Lock()
-        #: Connections handed out and not yet back, and whether the store is closing:
-        #: :meth:`close` waits for them (see there).
+        #: Connections handed out and not yet back (``_held``: by the calling thread),
+        #: whether the store is closing, and whether the last connection back closes
+        #: the pool: :meth:`close` waits for them (see there).
         self._users = 0
+        self._held = threading.local()
         self._closing = False
+        self._close_when_back = False
         self._returned = threading.Condition()
 
     @contextmanager
@@ -130,40 +133,53 @@ class _Datastore(SQLiteDatastore):
         if self._pid != os.getpid():
             with self._fork_lock:  # one thread of the child swaps the pool, once
                 if self._pid != os.getpid():
+                    if self._closing:  # closed (or closing) before the fork, or here
+                        raise ConnectionPoolClosedError("the store is closed")
                     _INHERITED.append(self.pool)
                     self.pool = SQLiteConnectionPool(
                         db_name=self._path, lock_timeout=_LOCK_TIMEOUT_S, pool_size=_POOL_SIZE
                     )
                     self._pid = os.getpid()
-                    self._users, self._closing = 0, False
+                    self._users, self._close_when_back = 0, False
+                    self._held = threading.local()
                     self._returned = threading.Condition()
         with self._returned:
             if self._closing:
                 raise ConnectionPoolClosedError("the store is closing")
             self._users += 1
+        held = self._held
+        held.count = getattr(held, "count", 0) + 1
         try:
             with super().get_connection(commit=commit) as conn:
                 yield conn
         finally:
+            held.count -= 1
             with self._returned:
                 self._users -= 1
+                close_now = False
                 if not self._users:
                     self._returned.notify_all()
+                    close_now, self._close_when_back = self._close_when_back, False
+            if close_now:
+                super().close()
 
     def close(self) -> None:
-        """Close this process's pool (a forked child's copy of the parent's is left),
-        once the connections in use are back. eventsourcing's pool closes connections
-        in use too, and closing an SQLite connection while another thread runs a
-        statement on it crashed the process (a segmentation fault in the sqlite3
-        module). New requests for a connection fail at once; if one in use is not
-        back within the lock timeout (plus 5 s), the pool is left open rather than
-        closed under it."""
+        """Close this process's pool once the connections in use are back (closing
+        one while another thread runs a statement on it is a segmentation fault in
+        sqlite3). New requests fail at once. The caller's own connections (a close
+        inside :meth:`exclusive`), or another thread's not back within the lock
+        timeout plus 5 s (with a warning), are not waited for: the last one back
+        closes the pool. A forked child's close leaves the parent's pool alone."""
         if self._pid != os.getpid():
+            self._closing = True  # the inherited lock may be held: not taken
             return
+        mine = getattr(self._held, "count", 0)
         with self._returned:
             self._closing = True
-            if not self._returned.wait_for(lambda: not self._users, _LOCK_TIMEOUT_S + 5):
-                log.warning("ledger.sqlite_close_abandoned", connections_in_use=self._users)
+            if not self._returned.wait_for(lambda: self._users <= mine, _LOCK_TIMEOUT_S + 5):
+                log.warning("ledger.sqlite_close_deferred", connections_in_use=self._users)
+            if self._users:
+                self._close_when_back = True
                 return
         super().close()
 

@@ -6,6 +6,7 @@ exception. Before, SQLite let ``ConnectionPoolClosedError`` through."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -66,3 +67,29 @@ def test_a_store_closed_while_threads_read_raises_only_store_error(store_url: st
         t.join(timeout=30)
     stop.set()
     assert not unexpected, [type(e).__name__ for e in unexpected]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_store_closed_in_a_forked_child_stays_closed_there(store_url: str) -> None:
+    """Closing in a child leaves the parent's pool alone (its connections are the
+    parent's), and the child's reads then fail rather than open a pool of their own
+    that nothing would close."""
+    books = Ledger.open(store_url)
+    books.open_account("cash", "USD", normal="debit")
+    store = books.store
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if its closed store refuses reads
+        code = 1
+        try:
+            store.close()
+            try:
+                store.max_position()
+                code = 2
+            except StoreError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.max_position() > 0  # the parent's store is still open
+    books.close()
