@@ -1,7 +1,8 @@
 """A store closed under a reader answers with the ledger's own error, on every store:
 the reads a projection runner, an audit or a Kafka relay make (``read_log``,
 ``max_position``, ``read_stream_version``, ``load_streams``) raise ``StoreError`` at
-once, never the driver's or eventsourcing's exception. Before, SQLite let ``ConnectionPoolClosedError`` through."""
+once, never the driver's or eventsourcing's exception. Before, SQLite let
+``ConnectionPoolClosedError`` through."""
 
 from __future__ import annotations
 
