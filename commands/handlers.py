@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from ledger import events
-from ledger.assets import Asset, iso_currency, to_minor, validate_asset_code
+from ledger.assets import Asset, iso_currency, plain, to_decimal, to_minor, validate_asset_code
 from ledger.effects import capture_excess
 from ledger.entries import minor_legs
 from ledger.errors import (
@@ -291,7 +291,7 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
     when = _not_before(cmd.effective_at, tx.ws.now, original, "reversal")
     if cmd.amount is not None and cmd.account is not None:
         legs = _proportional_reversal(tx, original, cmd.account, cmd.amount)
-        _consume_reversible(original, legs)
+        _consume_reversible(tx, original, legs)
     elif cmd.legs is None:
         legs = tuple(
             Leg(leg.account, leg.asset, -rest if leg.amount > 0 else rest)
@@ -303,7 +303,7 @@ def reverse_entry(cmd: ReverseEntry, tx: Tx, entry_id: uuid.UUID) -> str:
         original.remaining = [0] * len(original.remaining)
     else:
         legs = _legs(tx, cmd.legs)
-        _consume_reversible(original, legs)
+        _consume_reversible(tx, original, legs)
     tx.apply_legs(entry_id, legs, pending=False)
     tx.check_rules()
     _emit_entry(cmd, tx, entry_id, "reversal", legs, reverses=original.entry_id, when=when)
@@ -335,14 +335,23 @@ def _proportional_reversal(
                 legs.append(Leg(leg.account, asset, side * take))
                 need -= take
     if need:
-        raise EntryNotReversible(
-            f"reversing {minor} minor units of {asset} on {account!r} exceeds what is left "
-            f"to reverse of entry {original.entry_id}"
-        )
+        raise _beyond_reversible(tx, original, account, asset, asked=minor, left=minor - need)
     return tuple(legs)
 
 
-def _consume_reversible(original: EntryState, legs: Sequence[Leg]) -> None:
+def _beyond_reversible(
+    tx: Tx, original: EntryState, account: str, code: str, *, asked: int, left: int
+) -> EntryNotReversible:
+    """The error of a reversal of ``asked`` minor units on ``account`` when only
+    ``left`` remain to reverse, the amounts written as decimals of the asset."""
+    asset = tx.asset(code)
+    return EntryNotReversible(
+        f"reversing {plain(to_decimal(asked, asset))} {code} on {account!r} exceeds what is "
+        f"left to reverse of entry {original.entry_id} ({plain(to_decimal(left, asset))} {code})"
+    )
+
+
+def _consume_reversible(tx: Tx, original: EntryState, legs: Sequence[Leg]) -> None:
     for leg in legs:
         same = [s for s in original.legs if s.account == leg.account and s.asset == leg.asset]
         if same and all((s.amount > 0) == (leg.amount > 0) for s in same):
@@ -361,9 +370,9 @@ def _consume_reversible(original: EntryState, legs: Sequence[Leg]) -> None:
                 original.remaining[index] -= take
                 need -= take
         if need:
-            raise EntryNotReversible(
-                f"reversing {abs(leg.amount)} minor units of {leg.asset} on {leg.account!r} "
-                f"exceeds what is left to reverse of entry {original.entry_id}"
+            asked = abs(leg.amount)
+            raise _beyond_reversible(
+                tx, original, leg.account, leg.asset, asked=asked, left=asked - need
             )
 
 

@@ -509,8 +509,13 @@ def test_refunds_partial_then_full_never_above_captured(books: Ledger) -> None:
     pay.refund(books, "rf-2", charge_id, amount="29.00")  # takes 28.25 + 0.75 of the fee
     assert avail(books, "shop:balance") == Decimal("0.00")
     assert avail(books, "revenue:fees") == Decimal("1.00")
-    with pytest.raises(EntryNotReversible):
+    # the amounts in the asset's decimals (before: "101 minor units of USD")
+    with pytest.raises(EntryNotReversible, match=r"reversing 1\.01 USD .* \(1\.00 USD\)"):
         pay.refund(books, "rf-3", charge_id, amount="1.01")
+    beyond = r"reversing 2\.00 USD on 'revenue:fees' .* \(1\.00 USD\)"
+    with pytest.raises(EntryNotReversible, match=beyond):
+        legs = [("revenue:fees", "2.00", "USD"), ("alice:wallet", "-2.00", "USD")]
+        books.reverse("rf-legs", charge_id, legs)
     pay.refund(books, "rf-4", charge_id)  # the rest: 1.00
     assert avail(books, "alice:wallet") == Decimal("100.00")
     assert avail(books, "revenue:fees") == Decimal("0.00")
