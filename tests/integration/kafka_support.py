@@ -144,3 +144,17 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def balances_projector(views_url: str, bootstrap: str, topic: str) -> Any:
+    """A Kafka projector of the balances view in the database at ``views_url``,
+    consuming ``topic`` as the group of the same name (fast group settings)."""
+    from ledger.adapters.kafka_consumer import KafkaProjector
+    from ledger.adapters.urls import open_store
+    from ledger.adapters.view_store import open_view_store
+
+    views = open_view_store(open_store(views_url))
+    return KafkaProjector(
+        views, [BalancesView()], bootstrap=bootstrap, topic=topic, group=topic,
+        consumer_config=FAST_GROUP,
+    )  # fmt: skip

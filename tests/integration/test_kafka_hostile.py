@@ -25,6 +25,7 @@ from ledger.projections import BalancesView
 from tests.conftest import require_postgres
 from tests.integration.kafka_support import (
     FAST_GROUP,
+    balances_projector,
     fresh_pg,
     new_topic,
     replay_balances,
@@ -260,14 +261,7 @@ def test_offsets_missing_from_the_topic_do_not_stall_the_projector() -> None:
         books.submit_all(transfers(31, 200, "g"), chunk_size=100)
         relay = KafkaRelay(books.store, bootstrap=bootstrap, topic=topic, name=topic)
         relay.catch_up()
-        projector = KafkaProjector(
-            open_view_store(open_store(views_url)),
-            [BalancesView()],
-            bootstrap=bootstrap,
-            topic=topic,
-            group=topic,
-            consumer_config=FAST_GROUP,
-        )
+        projector = balances_projector(views_url, bootstrap, topic)
         try:
             head = books.store.max_position()
             _poll_until(projector, lambda: projector.checkpoints().get(0, 0) == head)
