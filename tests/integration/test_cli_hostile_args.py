@@ -1,0 +1,53 @@
+"""Hostile arguments at the CLI's edges: each is one line on stderr with a non-zero
+exit, never a traceback, a busy loop or a file left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LEDGER = [sys.executable, "-c", "from ledger.adapters.cli import main; main()"]
+
+
+def run(
+    db: Path, *args: str, cwd: Path | None = None, timeout_s: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*LEDGER, "--store", f"sqlite:///{db}", *args],
+        check=False,
+        capture_output=True,
+        timeout=timeout_s,
+        cwd=cwd,
+        env=dict(os.environ),
+    )
+
+
+@pytest.fixture
+def books(tmp_path: Path) -> Path:
+    db = tmp_path / "books.db"
+    done = run(db, "init")
+    assert done.returncode == 0, done.stderr
+    return db
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[bytes]) -> str:
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.startswith("ledger: usage: ") and err.count("\n") == 1, err
+    assert result.stdout == b""
+    return err
+
+
+@pytest.mark.parametrize("servers", ["host:notaport", ":", "[::1", "", "127.0.0.1:0", "h:70000"])
+def test_a_malformed_kafka_address_is_a_usage_error(books: Path, servers: str) -> None:
+    result = run(books, "stream", "--kafka", servers, "--topic", "t", "--once")
+    assert "--kafka" in assert_usage_error(result)
+
+
+def test_an_empty_topic_is_a_usage_error(books: Path) -> None:
+    result = run(books, "stream", "--kafka", "127.0.0.1:1", "--topic", "", "--once")
+    assert "--topic" in assert_usage_error(result)
