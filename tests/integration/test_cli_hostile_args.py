@@ -51,3 +51,10 @@ def test_a_malformed_kafka_address_is_a_usage_error(books: Path, servers: str) -
 def test_an_empty_topic_is_a_usage_error(books: Path) -> None:
     result = run(books, "stream", "--kafka", "127.0.0.1:1", "--topic", "", "--once")
     assert "--topic" in assert_usage_error(result)
+
+
+@pytest.mark.parametrize("option", ["--poll", "--linger"])
+def test_not_a_number_is_no_interval_for_the_follower(books: Path, option: str) -> None:
+    # nan passes every range comparison; as a poll it made the follower spin a core
+    result = run(books, "projections", "follow", option, "nan", timeout_s=30)
+    assert option in assert_usage_error(result)
