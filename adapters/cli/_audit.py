@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ledger.adapters.cli._common import FORMAT, INSTANT, _emit, _open, _runner
+from ledger.adapters.cli._common import FORMAT, INSTANT, FilePath, _emit, _open, _runner
 from ledger.errors import StoreError
 from ledger.projections.audit import audit as run_audit
 from ledger.projections.audit import diff_read_model, position_at
@@ -19,9 +19,7 @@ from ledger.projections.audit import diff_read_model, position_at
 @click.command()
 @click.option("--until", "until", type=INSTANT, help="Audit writes recorded up to T.")
 @click.option("--position", type=click.IntRange(min=0), help="Audit the log up to position N.")
-@click.option(
-    "--report", type=click.Path(dir_okay=False, writable=True), help="Write a JSON report."
-)
+@click.option("--report", type=FilePath(dir_okay=False, writable=True), help="Write a JSON report.")
 @FORMAT
 @click.pass_obj
 def audit(

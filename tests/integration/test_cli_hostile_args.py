@@ -58,3 +58,17 @@ def test_not_a_number_is_no_interval_for_the_follower(books: Path, option: str) 
     # nan passes every range comparison; as a poll it made the follower spin a core
     result = run(books, "projections", "follow", option, "nan", timeout_s=30)
     assert option in assert_usage_error(result)
+
+
+def test_an_empty_export_target_is_a_usage_error_and_leaves_no_file(
+    books: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run(books, "export", "", cwd=work)
+    assert_usage_error(result)
+    assert list(work.iterdir()) == []  # no temporary file with the books in it
+
+
+def test_an_empty_report_path_is_a_usage_error(books: Path) -> None:
+    assert "--report" in assert_usage_error(run(books, "audit", "--report", ""))
