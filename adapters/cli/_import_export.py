@@ -65,8 +65,10 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
             return lines_of(spool)
     else:
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(errno.ENOENT, "no such file", source)
+        if not path.is_file():  # a pipe or device (<(zcat ...)) cannot be read twice
+            raise OSError(errno.EINVAL, "not a regular file: use - to read a pipe", source)
 
         def read() -> Any:
             # Bytes, split at \n alone as from stdin; each line decoded as UTF-8 by the

@@ -72,3 +72,11 @@ def test_an_empty_export_target_is_a_usage_error_and_leaves_no_file(
 
 def test_an_empty_report_path_is_a_usage_error(books: Path) -> None:
     assert "--report" in assert_usage_error(run(books, "audit", "--report", ""))
+
+
+def test_an_import_from_a_device_says_what_is_wrong(books: Path) -> None:
+    result = run(books, "import", os.devnull)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.count("\n") == 1, err
+    assert err.startswith("ledger: io_error: not a regular file"), err
+    assert "use - " in err
