@@ -33,12 +33,15 @@ def audit(
             position = position_at(
                 books.store, until if until.tzinfo else until.replace(tzinfo=UTC)
             )
-        total = books.store.max_position() if position is None else position
+        end = books.store.max_position()
+        total = end if position is None else min(position, end)
         with click.progressbar(
             length=total, label="replaying", file=sys.stderr, hidden=fmt == "json" or total < 50_000
         ) as bar:
             result = run_audit(books.store, until_position=position, progress=bar.update)
         compared: dict[str, Any] = {"compared": False, "reason": "a partial audit"}
+        # A bounded audit (--position, --until) replays only, even past the end of the log:
+        # it needs no key on an encrypted store (the read models copy notes).
         if position is None:  # a full audit also diffs the live balances view
             runner = _runner(books)
             try:

@@ -3,6 +3,7 @@ exit, never a traceback, a busy loop or a file left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -80,3 +81,14 @@ def test_an_import_from_a_device_says_what_is_wrong(books: Path) -> None:
     assert result.returncode == 1 and err.count("\n") == 1, err
     assert err.startswith("ledger: io_error: not a regular file"), err
     assert "use - " in err
+
+
+@pytest.mark.parametrize("bound", [["--position", str(10**30)], ["--until", "9999-12-31"]])
+def test_an_audit_bound_past_the_end_of_the_log_replays_the_log(
+    books: Path, bound: list[str]
+) -> None:
+    result = run(books, "audit", *bound, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["position"] == 0  # the end of the (empty) log
+    human = run(books, "audit", *bound)
+    assert human.returncode == 0 and human.stderr == b"", human.stderr  # no progress bar
