@@ -18,7 +18,7 @@ from ledger.errors import InvalidCommand
 
 
 @click.command("import")
-@click.argument("source", type=FilePath(allow_dash=True, dir_okay=False))
+@click.argument("source", type=FilePath(allow_dash=True, dir_okay=False), metavar="FILE")
 @click.option("--skip-invalid", is_flag=True, help="Apply the valid lines, report the rest.")
 @click.option("--no-open-accounts", is_flag=True, help="Do not open unknown accounts.")
 @click.option(
@@ -130,7 +130,9 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
 
 
 @click.command("export")
-@click.argument("target", type=FilePath(allow_dash=True, dir_okay=False), default="-")
+@click.argument(
+    "target", type=FilePath(allow_dash=True, dir_okay=False), default="-", metavar="[FILE]"
+)
 @click.pass_obj
 def export_cmd(store: str, target: str) -> None:
     """Write every entry as JSON Lines (the import format) to FILE or stdout."""

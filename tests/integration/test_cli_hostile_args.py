@@ -92,3 +92,18 @@ def test_an_audit_bound_past_the_end_of_the_log_replays_the_log(
     assert json.loads(result.stdout)["position"] == 0  # the end of the (empty) log
     human = run(books, "audit", *bound)
     assert human.returncode == 0 and human.stderr == b"", human.stderr  # no progress bar
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["balances"], "--account PREFIX"),
+        (["import"], "Usage: ledger import [OPTIONS] FILE"),
+        (["export"], "Usage: ledger export [OPTIONS] [FILE]"),
+    ],
+)
+def test_the_help_names_the_arguments_as_its_text_does(
+    books: Path, command: list[str], shown: str
+) -> None:
+    result = run(books, *command, "--help")
+    assert result.returncode == 0 and shown in result.stdout.decode(), result.stdout
