@@ -131,27 +131,32 @@ def to_minor(value: object, asset: Asset) -> int:
         value if type(value) is Decimal and value.is_finite() else parse_decimal(value)
     )
     if number and number.adjusted() + asset.scale > 40:
-        raise InvalidAmount(
-            f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units"
-        )
+        raise InvalidAmount(f"amount {_said(value)} exceeds the maximum of {_max(asset)}")
     # Exact integer arithmetic on the fraction the Decimal is (half the cost of Decimal
     # scaling on the write path). A tiny non-zero value has too many decimals anyway;
     # refusing it first keeps the fraction's denominator small.
     if number and number.adjusted() < -(SCALE_MAX + 1):
         raise InvalidAmount(
-            f"amount {value!r} has more than {asset.scale} decimals allowed for {asset.code}"
+            f"amount {_said(value)} has more than {asset.scale} decimals allowed for {asset.code}"
         )
     numerator, denominator = number.as_integer_ratio()
     minor, rest = divmod(numerator * _POWERS_OF_TEN[asset.scale], denominator)
     if rest:
         raise InvalidAmount(
-            f"amount {value!r} has more than {asset.scale} decimals allowed for {asset.code}"
+            f"amount {_said(value)} has more than {asset.scale} decimals allowed for {asset.code}"
         )
     if abs(minor) > AMOUNT_MAX_MINOR:
-        raise InvalidAmount(
-            f"amount {value!r} exceeds the maximum of {AMOUNT_MAX_MINOR} minor units"
-        )
+        raise InvalidAmount(f"amount {_said(value)} exceeds the maximum of {_max(asset)}")
     return minor
+
+
+def _said(value: object) -> str:
+    """An amount in a message, quoted as text: never a Python repr (``Decimal('1.005')``)."""
+    return repr(value if isinstance(value, str) else str(value))
+
+
+def _max(asset: Asset) -> str:
+    return f"{plain(scaled(AMOUNT_MAX_MINOR, asset.scale))} {asset.code}"
 
 
 def plain(value: Decimal) -> str:

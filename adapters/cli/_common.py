@@ -61,6 +61,17 @@ _RFC3339 = re.compile(
 INSTANT = Instant()
 
 
+class FilePath(click.Path):
+    """``click.Path`` that refuses an empty string: it names no file (``export ""``
+    wrote its temporary copy of the books into the working directory and left it there,
+    ``audit --report ""`` wrote no report and said nothing)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("an empty path names no file", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _open(store: str, *, create: bool = False) -> Ledger:
     """The ledger at ``store``, with the keyring ``LEDGER_KEYS`` names (if any).
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import click
 
-from ledger.adapters.cli._common import FORMAT, _emit, _open, _printable
+from ledger.adapters.cli._common import FORMAT, FilePath, _emit, _open, _printable
 from ledger.adapters.jsonl import export_lines, import_lines, lines_of
 from ledger.errors import InvalidCommand
 
 
 @click.command("import")
-@click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
+@click.argument("source", type=FilePath(allow_dash=True, dir_okay=False), metavar="FILE")
 @click.option("--skip-invalid", is_flag=True, help="Apply the valid lines, report the rest.")
 @click.option("--no-open-accounts", is_flag=True, help="Do not open unknown accounts.")
 @click.option(
@@ -65,8 +65,10 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
             return lines_of(spool)
     else:
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(errno.ENOENT, "no such file", source)
+        if not path.is_file():  # a pipe or device (<(zcat ...)) cannot be read twice
+            raise OSError(errno.EINVAL, "not a regular file: use - to read a pipe", source)
 
         def read() -> Any:
             # Bytes, split at \n alone as from stdin; each line decoded as UTF-8 by the
@@ -128,7 +130,9 @@ def import_cmd(  # noqa: PLR0917 - click passes the options by position
 
 
 @click.command("export")
-@click.argument("target", type=click.Path(allow_dash=True, dir_okay=False), default="-")
+@click.argument(
+    "target", type=FilePath(allow_dash=True, dir_okay=False), default="-", metavar="[FILE]"
+)
 @click.pass_obj
 def export_cmd(store: str, target: str) -> None:
     """Write every entry as JSON Lines (the import format) to FILE or stdout."""
@@ -156,4 +160,8 @@ def export_cmd(store: str, target: str) -> None:
                     f.close()
                     os.unlink(f.name)
                     raise
-            os.replace(f.name, path)
+            try:
+                os.replace(f.name, path)
+            except OSError as e:  # the books stay nowhere but where they were asked for
+                os.unlink(f.name)
+                raise OSError(e.errno, e.strerror, target) from None

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from contextlib import closing
+from typing import Any
 
 import click
 
 from ledger.adapters.cli._common import FORMAT, _emit, _open, _runner, _stopped_by_sigterm
 from ledger.projections.runner import LINGER_S
+
+
+class _Seconds(click.FloatRange):
+    """A number of seconds in a range, never nan: nan passes every comparison of the
+    range check, and as a poll interval it made the follower spin a core."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 @click.group()
@@ -51,7 +64,7 @@ def projections_rebuild(store: str, name: str) -> None:
 @click.option(
     "--poll",
     "poll_s",
-    type=click.FloatRange(0.01, 60),
+    type=_Seconds(0.01, 60),
     default=0.2,
     show_default=True,
     help="Seconds between polls when the read models are up to date.",
@@ -59,7 +72,7 @@ def projections_rebuild(store: str, name: str) -> None:
 @click.option(
     "--linger",
     "linger_s",
-    type=click.FloatRange(0, 5),
+    type=_Seconds(0, 5),
     default=LINGER_S,
     show_default=True,
     help="Seconds to wait after a catch-up that found events, so that the next one "

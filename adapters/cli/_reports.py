@@ -27,7 +27,9 @@ from ledger.projections import BalancesView, statement
     show_default=True,
     help="With --as-of: by when entries took effect, or when they were recorded.",
 )
-@click.option("--account", "prefix", default="", help="Only accounts starting with PREFIX.")
+@click.option(
+    "--account", "prefix", default="", metavar="PREFIX", help="Only accounts starting with PREFIX."
+)
 @FORMAT
 @click.pass_obj
 def balances(store: str, as_of: datetime | None, by: str, prefix: str, fmt: str) -> None:

@@ -88,3 +88,21 @@ def test_extreme_exponents_are_refused_at_once(value: str) -> None:
     with pytest.raises(InvalidAmount):
         to_minor(value, USD)
     assert to_minor("0E-1000000", USD) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (Decimal("1.005"), "amount '1.005' has more than 2 decimals allowed for USD"),
+        ("1.005", "amount '1.005' has more than 2 decimals allowed for USD"),
+        (
+            Decimal("1e400"),
+            "amount '1E+400' exceeds the maximum of 1701411834604692317316873037158841057.27 USD",
+        ),
+    ],
+)
+def test_refused_amounts_are_said_as_decimals_of_the_asset(value: object, said: str) -> None:
+    # never a Python repr (Decimal('1.005')) nor a count of minor units
+    with pytest.raises(InvalidAmount) as caught:
+        to_minor(value, USD)
+    assert str(caught.value.message) == said
