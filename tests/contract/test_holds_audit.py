@@ -52,7 +52,7 @@ def test_a_refund_beyond_what_was_captured_is_found(
     assert charge.entry_id is not None
     back = [("shop", "40", "USD"), ("alice", "-40", "USD")]
     with monkeypatch.context() as m:  # a writer that does not count what was given back
-        m.setattr(handlers, "_consume_reversible", lambda original, legs: None)
+        m.setattr(handlers, "_consume_reversible", lambda tx, original, legs: None)
         assert books.reverse("refund-1", charge.entry_id, back).ok
         assert books.reverse("refund-2", charge.entry_id, back).ok
     assert "reversal" in codes(books)
